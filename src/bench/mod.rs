@@ -1,0 +1,5 @@
+//! Benchmarks. Each measures our stage and, where one exists here, the reference
+//! implementation in the same run, so that ratios (not noisy absolute times) are compared.
+
+pub mod classifier;
+pub mod reference;

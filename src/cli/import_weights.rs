@@ -1,0 +1,103 @@
+//! `rcnn import-weights`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use inception_rcnn::model::summary::summarize;
+use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
+use inception_rcnn::model::{Layout, Model};
+use tch::{Device, Kind, Tensor};
+
+use super::thousands;
+
+#[derive(Args, Debug)]
+pub struct ImportWeightsArgs {
+    /// A GoogLeNet state dict: torchvision's `torch.save` file (.pth/.pt/.bin) or a
+    /// safetensors export with the same tensor names.
+    input: PathBuf,
+    /// The model file to write (safetensors with metadata).
+    #[arg(long, short, value_name = "FILE")]
+    out: PathBuf,
+    /// Input size the model will be fed.
+    #[arg(long, default_value_t = 224)]
+    input_size: i64,
+    /// torchvision's transform_input (default: on for the torchvision layout, as torchvision
+    /// sets it for its ImageNet weights; off for the paper layout).
+    #[arg(long, value_name = "BOOL")]
+    transform_input: Option<bool>,
+    /// Drop the auxiliary classifiers even if the state dict has them.
+    #[arg(long)]
+    no_aux: bool,
+    /// Class names, one per line, as many as the classifier has outputs.
+    #[arg(long, value_name = "FILE")]
+    classes: Option<PathBuf>,
+}
+
+pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        tch::set_num_threads(n as i32);
+    }
+    let tensors = read_state_dict(&args.input)?;
+    let mut config = infer_config(&tensors, &args.input)?;
+    config.input_size = args.input_size;
+    config.transform_input = args
+        .transform_input
+        .unwrap_or(config.layout == Layout::Torchvision);
+    config.aux_logits &= !args.no_aux;
+    let classes = match &args.classes {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let names: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if names.len() as i64 != config.num_classes {
+                bail!(
+                    "{}: {} class names, but the classifier has {} outputs",
+                    path.display(),
+                    names.len(),
+                    config.num_classes
+                );
+            }
+            names
+        }
+        None => Vec::new(),
+    };
+    let mut model = Model::new(&config, classes, Device::Cpu)?;
+    load_state_dict(&mut model.vs, &tensors, &args.input)?;
+    // A forward pass proves the weights fit together and give finite logits.
+    let probe = Tensor::zeros(
+        [1, 3, config.input_size, config.input_size],
+        (Kind::Float, Device::Cpu),
+    );
+    let logits = tch::no_grad(|| model.net.forward_t(&probe, false).main);
+    if logits.isfinite().all().int64_value(&[]) == 0 {
+        bail!(
+            "{}: the imported weights give non-finite logits",
+            args.input.display()
+        );
+    }
+    model.save(&args.out)?;
+    let summary = summarize(&model);
+    println!(
+        "{} -> {}: {} layout, {} classes, width {}, input {}, transform_input {}, {} parameters{}",
+        args.input.display(),
+        args.out.display(),
+        config.layout,
+        config.num_classes,
+        config.width,
+        config.input_size,
+        config.transform_input,
+        thousands(summary.params()),
+        if config.aux_logits {
+            " (+ auxiliary classifiers)"
+        } else {
+            ""
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Flags to library calls: the only place that knows about clap, progress bars and exit codes.
+
+mod bench;
+mod import_weights;
+mod model_info;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use inception_rcnn::device::DeviceChoice;
+use inception_rcnn::model::{GoogLeNetConfig, Layout};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rcnn",
+    version,
+    about = "R-CNN object detection with a GoogLeNet region classifier (ILSVRC2014 style)",
+    long_about = "R-CNN object detection with a GoogLeNet region classifier, after GoogLeNet's \
+ILSVRC2014 detection entry: selective-search proposals, warped regions, an ensemble of \
+GoogLeNets on libtorch (CUDA when present), per-class NMS and ILSVRC mAP.\n\n\
+Logs go to stderr; set RUST_LOG=debug for more."
+)]
+struct Cli {
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// Only warnings and errors on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print GoogLeNet's stages: output shape, parameters and multiply-adds of each.
+    ModelInfo(model_info::ModelInfoArgs),
+    /// Convert a torchvision GoogLeNet state dict (.pth or .safetensors) into a model file.
+    ImportWeights(import_weights::ImportWeightsArgs),
+    /// Speed benchmarks, each against its reference measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+/// `--device`, shared by every command that runs a network.
+#[derive(Args, Debug, Clone)]
+struct DeviceArgs {
+    /// Where networks run: auto (CUDA if libtorch_cuda and a GPU are present, else CPU),
+    /// cpu, cuda, or cuda:N.
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    device: DeviceChoice,
+}
+
+/// The shape of a network, for commands that build one without a model file.
+#[derive(Args, Debug, Clone)]
+struct NetworkArgs {
+    /// paper: Table 1 with LRN and 5x5 convolutions; torchvision: torchvision's googlenet.
+    #[arg(long, value_enum, default_value_t = Layout::Paper)]
+    layout: Layout,
+    /// Outputs of the final classifier (201 = 200 ILSVRC classes + background).
+    #[arg(long, default_value_t = 201)]
+    num_classes: i64,
+    /// Width multiplier for every layer (1.0 = the paper's network).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    /// Side of the square input in pixels.
+    #[arg(long, default_value_t = 224)]
+    input_size: i64,
+    /// Include the two auxiliary classifiers (training only).
+    #[arg(long)]
+    aux: bool,
+}
+
+impl NetworkArgs {
+    fn config(&self) -> GoogLeNetConfig {
+        GoogLeNetConfig {
+            num_classes: self.num_classes,
+            width: self.width,
+            input_size: self.input_size,
+            aux_logits: self.aux,
+            ..GoogLeNetConfig::new(self.layout)
+        }
+    }
+}
+
+/// 6624904 -> "6,624,904".
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if cli.quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let result = match cli.command {
+        Command::ModelInfo(args) => model_info::run(args, cli.threads),
+        Command::ImportWeights(args) => import_weights::run(args, cli.threads),
+        Command::Bench(args) => bench::run(args, cli.threads),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(6_624_904), "6,624,904");
+        assert_eq!(thousands(-1_000), "-1,000");
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

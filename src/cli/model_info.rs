@@ -1,0 +1,91 @@
+//! `rcnn model-info`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use inception_rcnn::device;
+use inception_rcnn::model::summary::summarize;
+use inception_rcnn::model::Model;
+
+use super::{thousands, DeviceArgs, NetworkArgs};
+
+#[derive(Args, Debug)]
+pub struct ModelInfoArgs {
+    /// Describe this model file instead of a network built from the flags below.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    network: NetworkArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(args: ModelInfoArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    let device = device::select(args.device.device, threads)?;
+    let model = match &args.model {
+        Some(path) => {
+            Model::load(path, device).with_context(|| format!("loading {}", path.display()))?
+        }
+        None => Model::new(&args.network.config(), Vec::new(), device)?,
+    };
+    let c = model.config();
+    let summary = summarize(&model);
+    println!(
+        "GoogLeNet, {} layout, {} classes, width {}, input {}x{}x3{}{}",
+        c.layout,
+        c.num_classes,
+        c.width,
+        c.input_size,
+        c.input_size,
+        if c.aux_logits {
+            ", auxiliary classifiers"
+        } else {
+            ""
+        },
+        if c.transform_input {
+            ", transform_input"
+        } else {
+            ""
+        },
+    );
+    println!(
+        "{:<14} {:>14} {:>12} {:>16}",
+        "stage", "output", "params", "mult-adds"
+    );
+    for row in &summary.rows {
+        let shape = match row.shape.as_slice() {
+            [ch, h, w] => format!("{h}x{w}x{ch}"),
+            other => other
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x"),
+        };
+        let params = if row.params > 0 {
+            thousands(row.params)
+        } else {
+            String::new()
+        };
+        let macs = if row.macs > 0 {
+            thousands(row.macs)
+        } else {
+            String::new()
+        };
+        println!("{:<14} {:>14} {:>12} {:>16}", row.name, shape, params, macs);
+    }
+    println!(
+        "{:<14} {:>14} {:>12} {:>16}",
+        "total",
+        "",
+        thousands(summary.params()),
+        thousands(summary.macs())
+    );
+    if c.aux_logits {
+        println!(
+            "(the total excludes the auxiliary classifiers, used in training only; with them: {} parameters)",
+            thousands(summary.params_with_aux())
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! GoogLeNet (Szegedy et al. 2014, Table 1) in both layouts.
+//!
+//! VarStore paths are PyTorch's state-dict names (`inception4a.branch2.1.conv.weight`), so a
+//! torchvision state dict loads with no renaming table.
+
+use tch::nn;
+use tch::Tensor;
+
+use super::config::{GoogLeNetConfig, Layout, INCEPTION_WIDTHS};
+use super::ModelError;
+
+/// Convolution, batch norm in the torchvision layout, ReLU (torchvision's `BasicConv2d`).
+#[derive(Debug)]
+struct BasicConv {
+    conv: nn::Conv2D,
+    bn: Option<nn::BatchNorm>,
+}
+
+fn basic_conv(
+    p: nn::Path,
+    layout: Layout,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+) -> BasicConv {
+    let batch_norm = layout == Layout::Torchvision;
+    let conv_config = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        bias: !batch_norm,
+        // He initialisation: the paper layout has no batch norm to rescue a poor start.
+        ws_init: nn::Init::Kaiming {
+            dist: nn::init::NormalOrUniform::Normal,
+            fan: nn::init::FanInOut::FanIn,
+            non_linearity: nn::init::NonLinearity::ReLU,
+        },
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    let conv = nn::conv2d(&p / "conv", c_in, c_out, k, conv_config);
+    let bn = batch_norm.then(|| {
+        let bn_config = nn::BatchNormConfig {
+            eps: 1e-3,
+            ws_init: nn::Init::Const(1.0),
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        };
+        nn::batch_norm2d(&p / "bn", c_out, bn_config)
+    });
+    BasicConv { conv, bn }
+}
+
+impl BasicConv {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let ys = xs.apply(&self.conv);
+        match &self.bn {
+            Some(bn) => ys.apply_t(bn, train).relu(),
+            None => ys.relu(),
+        }
+    }
+}
+
+fn linear(p: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.01,
+        },
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    nn::linear(p, c_in, c_out, config)
+}
+
+/// An inception module: four branches concatenated along channels.
+#[derive(Debug)]
+struct Inception {
+    branch1: BasicConv,
+    branch2: [BasicConv; 2],
+    branch3: [BasicConv; 2],
+    branch4: BasicConv,
+    out_channels: i64,
+}
+
+fn inception(p: nn::Path, config: &GoogLeNetConfig, c_in: i64, widths: [i64; 6]) -> Inception {
+    let l = config.layout;
+    let [c1, c3r, c3, c5r, c5, cp] = widths.map(|c| config.scaled(c));
+    // torchvision has a 3x3 convolution in its "5x5" branch; its weights need it.
+    let k5 = if l == Layout::Paper { 5 } else { 3 };
+    Inception {
+        branch1: basic_conv(&p / "branch1", l, c_in, c1, 1, 1),
+        branch2: [
+            basic_conv(&p / "branch2" / 0, l, c_in, c3r, 1, 1),
+            basic_conv(&p / "branch2" / 1, l, c3r, c3, 3, 1),
+        ],
+        branch3: [
+            basic_conv(&p / "branch3" / 0, l, c_in, c5r, 1, 1),
+            basic_conv(&p / "branch3" / 1, l, c5r, c5, k5, 1),
+        ],
+        // Index 0 of torchvision's branch4 is the max pool, which has no weights.
+        branch4: basic_conv(&p / "branch4" / 1, l, c_in, cp, 1, 1),
+        out_channels: c1 + c3 + c5 + cp,
+    }
+}
+
+impl Inception {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let b1 = self.branch1.forward_t(xs, train);
+        let b2 = self.branch2[1].forward_t(&self.branch2[0].forward_t(xs, train), train);
+        let b3 = self.branch3[1].forward_t(&self.branch3[0].forward_t(xs, train), train);
+        let pooled = xs.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], true);
+        let b4 = self.branch4.forward_t(&pooled, train);
+        Tensor::cat(&[b1, b2, b3, b4], 1)
+    }
+}
+
+/// Auxiliary classifier: avg pool, 1x1 conv 128, FC 1024, dropout 70%, FC to the classes.
+#[derive(Debug)]
+struct Aux {
+    layout: Layout,
+    conv: BasicConv,
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+/// Side of the auxiliary classifier's pooled map for a `side` x `side` input to it.
+fn aux_pooled_side(layout: Layout, side: i64) -> i64 {
+    match layout {
+        Layout::Paper => (side - 5) / 3 + 1, // avg pool 5x5 / 3, as the paper
+        Layout::Torchvision => 4,            // adaptive avg pool to 4x4, as torchvision
+    }
+}
+
+fn aux(p: nn::Path, config: &GoogLeNetConfig, c_in: i64, side: i64) -> Aux {
+    let c_conv = config.scaled(128);
+    let c_fc = config.scaled(1024);
+    let pooled = aux_pooled_side(config.layout, side);
+    Aux {
+        layout: config.layout,
+        conv: basic_conv(&p / "conv", config.layout, c_in, c_conv, 1, 1),
+        fc1: linear(&p / "fc1", c_conv * pooled * pooled, c_fc),
+        fc2: linear(&p / "fc2", c_fc, config.num_classes),
+    }
+}
+
+impl Aux {
+    fn forward_t(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        name: &str,
+        visit: &mut dyn FnMut(&str, &Tensor),
+    ) -> Tensor {
+        let pooled = match self.layout {
+            Layout::Paper => xs.avg_pool2d([5, 5], [3, 3], [0, 0], false, true, None::<i64>),
+            Layout::Torchvision => xs.adaptive_avg_pool2d([4, 4]),
+        };
+        visit(&format!("{name}.pool"), &pooled);
+        let ys = self.conv.forward_t(&pooled, train);
+        visit(&format!("{name}.conv"), &ys);
+        let ys = ys.flatten(1, -1).apply(&self.fc1).relu();
+        visit(&format!("{name}.fc1"), &ys);
+        let ys = ys.dropout(0.7, train).apply(&self.fc2);
+        visit(&format!("{name}.fc2"), &ys);
+        ys
+    }
+}
+
+/// Local response normalisation across channels, as Caffe's GoogLeNet (size 5, alpha 1e-4,
+/// beta 0.75, k 1): x / (k + alpha/size * sum of squares over the window)^beta.
+pub fn local_response_norm(xs: &Tensor) -> Tensor {
+    const SIZE: i64 = 5;
+    let squares = xs.square().unsqueeze(1);
+    let padded = squares.constant_pad_nd([0, 0, 0, 0, SIZE / 2, (SIZE - 1) / 2]);
+    let mean = padded
+        .avg_pool3d([SIZE, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)
+        .squeeze_dim(1);
+    xs / (mean * 1e-4 + 1.0).pow_tensor_scalar(0.75)
+}
+
+/// Side after a ceil-mode max pool, as PyTorch computes it (no window may start in the padding).
+pub fn pooled_side_ceil(side: i64, k: i64, stride: i64) -> i64 {
+    let mut out = (side - k + stride - 1) / stride + 1;
+    if (out - 1) * stride >= side {
+        out -= 1;
+    }
+    out
+}
+
+/// Side of the feature map entering inception 4a/4d (the auxiliary classifiers' input).
+fn side_at_4x(input: i64) -> i64 {
+    let s = (input + 2 * 3 - 7) / 2 + 1; // conv1 7x7/2, pad 3
+    let s = pooled_side_ceil(s, 3, 2); // maxpool1
+    let s = pooled_side_ceil(s, 3, 2); // maxpool2
+    pooled_side_ceil(s, 3, 2) // maxpool3
+}
+
+/// Logits of the main classifier and, in training, of the two auxiliary ones.
+#[derive(Debug)]
+pub struct Logits {
+    pub main: Tensor,
+    pub aux1: Option<Tensor>,
+    pub aux2: Option<Tensor>,
+}
+
+/// GoogLeNet: stem, nine inception modules, global average pool, dropout, linear.
+#[derive(Debug)]
+pub struct GoogLeNet {
+    config: GoogLeNetConfig,
+    conv1: BasicConv,
+    conv2: BasicConv,
+    conv3: BasicConv,
+    inceptions: Vec<Inception>,
+    aux1: Option<Aux>,
+    aux2: Option<Aux>,
+    fc: nn::Linear,
+}
+
+impl GoogLeNet {
+    pub fn new(p: &nn::Path, config: &GoogLeNetConfig) -> Result<Self, ModelError> {
+        config.validate()?;
+        let l = config.layout;
+        let c = |n| config.scaled(n);
+        let conv1 = basic_conv(p / "conv1", l, 3, c(64), 7, 2);
+        let conv2 = basic_conv(p / "conv2", l, c(64), c(64), 1, 1);
+        let conv3 = basic_conv(p / "conv3", l, c(64), c(192), 3, 1);
+        let mut inceptions = Vec::with_capacity(INCEPTION_WIDTHS.len());
+        let mut c_in = c(192);
+        let (mut aux1, mut aux2) = (None, None);
+        let side = side_at_4x(config.input_size);
+        for (name, widths) in INCEPTION_WIDTHS {
+            let module = inception(p / name, config, c_in, widths);
+            c_in = module.out_channels;
+            inceptions.push(module);
+            if config.aux_logits && name == "inception4a" {
+                aux1 = Some(aux(p / "aux1", config, c_in, side));
+            }
+            if config.aux_logits && name == "inception4d" {
+                aux2 = Some(aux(p / "aux2", config, c_in, side));
+            }
+        }
+        let fc = linear(p / "fc", c_in, config.num_classes);
+        Ok(GoogLeNet {
+            config: config.clone(),
+            conv1,
+            conv2,
+            conv3,
+            inceptions,
+            aux1,
+            aux2,
+            fc,
+        })
+    }
+
+    pub fn config(&self) -> &GoogLeNetConfig {
+        &self.config
+    }
+
+    /// Logits for a batch `[N, 3, H, W]`. The auxiliary heads run only when `train` is true.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Logits {
+        self.run(xs, train, train, &mut |_, _| {})
+    }
+
+    /// Runs in inference mode and calls `visit` with each stage's name and output, the
+    /// auxiliary heads included when the network has them (for `rcnn model-info`).
+    pub fn visit_stages(&self, xs: &Tensor, visit: &mut dyn FnMut(&str, &Tensor)) -> Logits {
+        self.run(xs, false, true, visit)
+    }
+
+    fn run(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        with_aux: bool,
+        visit: &mut dyn FnMut(&str, &Tensor),
+    ) -> Logits {
+        let paper = self.config.layout == Layout::Paper;
+        let mut x = if self.config.transform_input {
+            transform_input(xs)
+        } else {
+            xs.shallow_clone()
+        };
+        x = stage("conv1", self.conv1.forward_t(&x, train), visit);
+        x = stage(
+            "maxpool1",
+            x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true),
+            visit,
+        );
+        if paper {
+            x = stage("lrn1", local_response_norm(&x), visit);
+        }
+        x = stage("conv2", self.conv2.forward_t(&x, train), visit);
+        x = stage("conv3", self.conv3.forward_t(&x, train), visit);
+        if paper {
+            x = stage("lrn2", local_response_norm(&x), visit);
+        }
+        x = stage(
+            "maxpool2",
+            x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true),
+            visit,
+        );
+        let (mut aux1, mut aux2) = (None, None);
+        for ((name, _), module) in INCEPTION_WIDTHS.iter().zip(&self.inceptions) {
+            match *name {
+                "inception4a" => {
+                    x = stage(
+                        "maxpool3",
+                        x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true),
+                        visit,
+                    );
+                }
+                "inception5a" => {
+                    // The paper pools 3x3/2, torchvision 2x2/2; both give 7x7 at 224.
+                    let k = if paper { 3 } else { 2 };
+                    x = stage(
+                        "maxpool4",
+                        x.max_pool2d([k, k], [2, 2], [0, 0], [1, 1], true),
+                        visit,
+                    );
+                }
+                _ => {}
+            }
+            x = stage(name, module.forward_t(&x, train), visit);
+            if with_aux {
+                if let (Some(head), "inception4a") = (&self.aux1, *name) {
+                    aux1 = Some(head.forward_t(&x, train, "aux1", visit));
+                }
+                if let (Some(head), "inception4d") = (&self.aux2, *name) {
+                    aux2 = Some(head.forward_t(&x, train, "aux2", visit));
+                }
+            }
+        }
+        // Global average pool: the paper's 7x7 average pool at 224, any input size otherwise.
+        x = stage(
+            "avgpool",
+            x.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+            visit,
+        );
+        let p_drop = if paper { 0.4 } else { 0.2 };
+        let main = stage("fc", x.dropout(p_drop, train).apply(&self.fc), visit);
+        Logits { main, aux1, aux2 }
+    }
+}
+
+/// Hands a stage's output to the visitor and passes it on.
+fn stage(name: &str, t: Tensor, visit: &mut dyn FnMut(&str, &Tensor)) -> Tensor {
+    visit(name, &t);
+    t
+}
+
+/// torchvision's `transform_input`: from ImageNet mean/std normalisation to (x - 0.5) / 0.5.
+fn transform_input(xs: &Tensor) -> Tensor {
+    // In f64 first, as torchvision's Python scalars, so the f32 constants match its own.
+    const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+    const STD: [f64; 3] = [0.229, 0.224, 0.225];
+    let scale = STD.map(|s| (s / 0.5) as f32);
+    let shift = MEAN.map(|m| ((m - 0.5) / 0.5) as f32);
+    let opts = (xs.kind(), xs.device());
+    let scale = Tensor::from_slice(&scale)
+        .to_kind(opts.0)
+        .to_device(opts.1)
+        .view([1, 3, 1, 1]);
+    let shift = Tensor::from_slice(&shift)
+        .to_kind(opts.0)
+        .to_device(opts.1)
+        .view([1, 3, 1, 1]);
+    xs * scale + shift
+}

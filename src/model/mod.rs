@@ -1,0 +1,43 @@
+//! The region classifier: GoogLeNet in the paper's and torchvision's layouts, its model
+//! files, and its summary (`rcnn model-info`).
+
+pub mod config;
+pub mod googlenet;
+pub mod summary;
+pub mod weights;
+
+use std::path::PathBuf;
+
+pub use config::{GoogLeNetConfig, Layout};
+pub use googlenet::{GoogLeNet, Logits};
+pub use weights::Model;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid model configuration: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error(
+        "{path}: tensor {name} has shape {file:?} in the file but the model expects {model:?}"
+    )]
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        file: Vec<i64>,
+        model: Vec<i64>,
+    },
+    #[error("{path}: {count} tensor(s) of the model are missing from the file: {names}")]
+    MissingTensors {
+        path: PathBuf,
+        count: usize,
+        names: String,
+    },
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}

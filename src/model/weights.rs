@@ -1,0 +1,358 @@
+//! Model files: safetensors with PyTorch state-dict names and metadata that describe the model.
+//!
+//! A model file carries its layout, width, input size, classes and normalisation, so
+//! `rcnn detect --model m.safetensors` needs no other flag. Foreign state dicts (a torchvision
+//! `torch.save` .pth, or a plain safetensors export) are read by [`read_state_dict`] and
+//! checked tensor by tensor against the network by [`load_state_dict`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::config::{GoogLeNetConfig, Layout};
+use super::googlenet::GoogLeNet;
+use super::ModelError;
+
+/// Value of the `format` metadata key of our model files.
+pub const FORMAT: &str = "inception-rcnn/googlenet";
+
+/// A network with its weights on a device, and what its outputs mean.
+#[derive(Debug)]
+pub struct Model {
+    pub vs: nn::VarStore,
+    pub net: GoogLeNet,
+    /// Name of each output, in order (`__background__` first for detection heads).
+    pub classes: Vec<String>,
+}
+
+impl Model {
+    /// A freshly initialised network (seed it with `tch::manual_seed` for reproducible weights).
+    pub fn new(
+        config: &GoogLeNetConfig,
+        classes: Vec<String>,
+        device: Device,
+    ) -> Result<Self, ModelError> {
+        let vs = nn::VarStore::new(device);
+        let net = GoogLeNet::new(&vs.root(), config)?;
+        let classes = if classes.is_empty() {
+            (0..config.num_classes)
+                .map(|i| format!("class{i}"))
+                .collect()
+        } else {
+            classes
+        };
+        if classes.len() as i64 != config.num_classes {
+            return Err(ModelError::Config(format!(
+                "{} class names for {} outputs",
+                classes.len(),
+                config.num_classes
+            )));
+        }
+        Ok(Model { vs, net, classes })
+    }
+
+    pub fn config(&self) -> &GoogLeNetConfig {
+        self.net.config()
+    }
+
+    /// Reads one of our model files onto `device`.
+    pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
+        let bytes = read_bytes(path)?;
+        let metadata = read_metadata(path, &bytes)?;
+        let (config, classes) = config_from_metadata(path, &metadata)?;
+        let mut model = Model::new(&config, classes, device)?;
+        let tensors = safetensors_tensors(path, &bytes)?;
+        load_state_dict(&mut model.vs, &tensors, path)?;
+        Ok(model)
+    }
+
+    /// Writes the weights and metadata to `path` atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let host: Vec<(String, Tensor, Dtype, Vec<u8>)> = named
+            .into_iter()
+            .map(|(name, t)| {
+                let t = t.detach().to_device(Device::Cpu).contiguous();
+                let dtype = dtype_of(t.kind()).ok_or_else(|| {
+                    ModelError::Config(format!("cannot store tensor {name} of kind {:?}", t.kind()))
+                })?;
+                let numel = t.numel();
+                let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+                t.copy_data_u8(&mut data, numel);
+                Ok((name, t, dtype, data))
+            })
+            .collect::<Result<_, ModelError>>()?;
+        let views = host
+            .iter()
+            .map(|(name, t, dtype, data)| {
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                let view = TensorView::new(*dtype, shape, data)
+                    .map_err(|e| ModelError::Config(format!("tensor {name}: {e}")))?;
+                Ok((name.clone(), view))
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let metadata = Some(metadata_of(self.config(), &self.classes));
+        let bytes =
+            safetensors::tensor::serialize(views, &metadata).map_err(|e| ModelError::Format {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        write_atomically(path, &bytes)
+    }
+}
+
+/// Writes `bytes` next to `path` under a temporary name, then renames it into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelError> {
+    std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>, ModelError> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Format {
+        path: path.to_path_buf(),
+        message: format!("not a safetensors file: {e}"),
+    })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+fn metadata_of(config: &GoogLeNetConfig, classes: &[String]) -> HashMap<String, String> {
+    let triple = |v: [f32; 3]| v.map(|x| x.to_string()).join(",");
+    HashMap::from([
+        ("format".into(), FORMAT.into()),
+        ("layout".into(), config.layout.to_string()),
+        ("num_classes".into(), config.num_classes.to_string()),
+        ("width".into(), config.width.to_string()),
+        ("input_size".into(), config.input_size.to_string()),
+        ("aux_logits".into(), config.aux_logits.to_string()),
+        ("transform_input".into(), config.transform_input.to_string()),
+        ("mean".into(), triple(config.mean)),
+        ("std".into(), triple(config.std)),
+        (
+            "classes".into(),
+            serde_json::to_string(classes).expect("strings serialise"),
+        ),
+    ])
+}
+
+fn config_from_metadata(
+    path: &Path,
+    meta: &HashMap<String, String>,
+) -> Result<(GoogLeNetConfig, Vec<String>), ModelError> {
+    let bad = |message: String| ModelError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    match meta.get("format") {
+        Some(f) if f == FORMAT => {}
+        _ => {
+            return Err(bad(format!(
+                "no `format: {FORMAT}` metadata; a state dict from elsewhere goes through \
+                 `rcnn import-weights` first"
+            )))
+        }
+    }
+    let get = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| bad(format!("metadata lacks `{key}`")))
+    };
+    fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+        v.trim()
+            .parse()
+            .map_err(|_| format!("metadata `{key}` = `{v}` does not parse"))
+    }
+    let triple = |key: &str| -> Result<[f32; 3], ModelError> {
+        let v = get(key)?;
+        let parts: Vec<f32> = v
+            .split(',')
+            .map(|x| parse(key, x))
+            .collect::<Result<_, _>>()
+            .map_err(bad)?;
+        parts
+            .try_into()
+            .map_err(|_| bad(format!("metadata `{key}` needs three values, got `{v}`")))
+    };
+    let config = GoogLeNetConfig {
+        layout: get("layout")?.parse()?,
+        num_classes: parse("num_classes", get("num_classes")?).map_err(bad)?,
+        width: parse("width", get("width")?).map_err(bad)?,
+        input_size: parse("input_size", get("input_size")?).map_err(bad)?,
+        aux_logits: parse("aux_logits", get("aux_logits")?).map_err(bad)?,
+        transform_input: parse("transform_input", get("transform_input")?).map_err(bad)?,
+        mean: triple("mean")?,
+        std: triple("std")?,
+    };
+    let classes: Vec<String> = serde_json::from_str(get("classes")?).map_err(|e| {
+        bad(format!(
+            "metadata `classes` is not a JSON list of strings: {e}"
+        ))
+    })?;
+    Ok((config, classes))
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        _ => return None,
+    })
+}
+
+fn dtype_of(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Double => Dtype::F64,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        _ => return None,
+    })
+}
+
+fn safetensors_tensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Tensor>, ModelError> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Format {
+        path: path.to_path_buf(),
+        message: format!("not a safetensors file: {e}"),
+    })?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let kind = kind_of(view.dtype()).ok_or_else(|| ModelError::Format {
+                path: path.to_path_buf(),
+                message: format!("tensor {name} has unsupported dtype {:?}", view.dtype()),
+            })?;
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            Ok((name, Tensor::from_data_size(view.data(), &shape, kind)))
+        })
+        .collect()
+}
+
+/// Reads a state dict: safetensors (ours or a plain export) or a `torch.save` zip (.pth/.pt/.bin).
+pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "safetensors" => safetensors_tensors(path, &read_bytes(path)?),
+        "pth" | "pt" | "bin" => {
+            if !path.is_file() {
+                return Err(ModelError::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            let tensors = Tensor::loadz_multi(path).map_err(|e| ModelError::Format {
+                path: path.to_path_buf(),
+                message: format!("not a torch.save state dict: {e}"),
+            })?;
+            Ok(tensors.into_iter().collect())
+        }
+        _ => Err(ModelError::Format {
+            path: path.to_path_buf(),
+            message: "unknown extension: expected .safetensors, .pth, .pt or .bin".into(),
+        }),
+    }
+}
+
+/// Copies `tensors` into the variables of `vs`, converting dtype. Every variable must be present
+/// with the right shape; the error names the tensor and both shapes. Tensors the network does
+/// not have (`num_batches_tracked`, auxiliary heads of a training checkpoint) are ignored.
+pub fn load_state_dict(
+    vs: &mut nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
+    source: &Path,
+) -> Result<(), ModelError> {
+    let variables = vs.variables();
+    let mut names: Vec<&String> = variables.keys().collect();
+    names.sort();
+    let mut missing = Vec::new();
+    for name in &names {
+        let var = &variables[*name];
+        match tensors.get(*name) {
+            None => missing.push((*name).clone()),
+            Some(src) if src.size() != var.size() => {
+                return Err(ModelError::ShapeMismatch {
+                    path: source.to_path_buf(),
+                    name: (*name).clone(),
+                    file: src.size(),
+                    model: var.size(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<_> = missing.iter().take(5).map(String::as_str).collect();
+        return Err(ModelError::MissingTensors {
+            path: source.to_path_buf(),
+            count: missing.len(),
+            names: shown.join(", "),
+        });
+    }
+    tch::no_grad(|| {
+        for name in names {
+            let mut var = variables[name].shallow_clone();
+            let src = tensors[name].to_device(var.device()).to_kind(var.kind());
+            var.f_copy_(&src)
+                .map_err(|e| ModelError::Torch(e.path_context(name)))?;
+        }
+        Ok(())
+    })
+}
+
+/// What a torchvision-style GoogLeNet state dict must be, read off its tensors: layout (batch
+/// norm or not), width (conv1's filters / 64), classes (fc's rows), auxiliary heads.
+pub fn infer_config(
+    tensors: &HashMap<String, Tensor>,
+    source: &Path,
+) -> Result<GoogLeNetConfig, ModelError> {
+    let shape = |name: &str| {
+        tensors
+            .get(name)
+            .map(Tensor::size)
+            .ok_or_else(|| ModelError::Format {
+                path: source.to_path_buf(),
+                message: format!("no tensor `{name}`: not a GoogLeNet state dict"),
+            })
+    };
+    let layout = if tensors.contains_key("conv1.bn.weight") {
+        Layout::Torchvision
+    } else {
+        Layout::Paper
+    };
+    let conv1 = shape("conv1.conv.weight")?;
+    let fc = shape("fc.weight")?;
+    let mut config = GoogLeNetConfig::new(layout);
+    config.width = conv1[0] as f64 / 64.0;
+    config.num_classes = fc[0];
+    config.aux_logits = tensors.contains_key("aux1.fc2.weight");
+    Ok(config)
+}

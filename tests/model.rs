@@ -1,0 +1,287 @@
+//! GoogLeNet against its references: torchvision's logits and parameter count, the paper's
+//! Table 1 shapes and operation counts, and our model files read back exactly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use inception_rcnn::model::googlenet::local_response_norm;
+use inception_rcnn::model::summary::summarize;
+use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
+use inception_rcnn::model::{GoogLeNetConfig, Layout, Model, ModelError};
+use tch::{Device, Kind, Tensor};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/googlenet_parity")
+        .join(name)
+}
+
+fn reference_outputs() -> HashMap<String, Tensor> {
+    read_state_dict(&fixture("input_and_logits.safetensors")).unwrap()
+}
+
+/// max |a - b| / max |b|: the relative error of a whole tensor.
+fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
+    let diff = (a - b).abs().max().double_value(&[]);
+    diff / b.abs().max().double_value(&[])
+}
+
+fn small(layout: Layout) -> GoogLeNetConfig {
+    GoogLeNetConfig {
+        width: 0.25,
+        input_size: 96,
+        num_classes: 7,
+        ..GoogLeNetConfig::new(layout)
+    }
+}
+
+#[test]
+fn torchvision_layout_has_torchvisions_parameter_count() {
+    let mut config = GoogLeNetConfig::new(Layout::Torchvision);
+    config.num_classes = 1000;
+    let model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    // torchvision.models.googlenet(aux_logits=False): sum(p.numel() for p in parameters()).
+    assert_eq!(summarize(&model).params(), 6_624_904);
+    let provenance = std::fs::read_to_string(fixture("PROVENANCE.json")).unwrap();
+    assert!(provenance.contains("\"parameters_1000_classes\": \"6624904\""));
+}
+
+#[test]
+fn paper_layout_follows_table_1() {
+    let mut config = GoogLeNetConfig::new(Layout::Paper);
+    config.num_classes = 1000;
+    let model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    let s = summarize(&model);
+    let shape = |name: &str| {
+        s.row(name)
+            .unwrap_or_else(|| panic!("no stage {name}"))
+            .shape
+            .clone()
+    };
+    // Table 1, "output size" column (written there as H x W x C).
+    for (name, hwc) in [
+        ("conv1", [112, 112, 64]),
+        ("maxpool1", [56, 56, 64]),
+        ("conv3", [56, 56, 192]),
+        ("maxpool2", [28, 28, 192]),
+        ("inception3a", [28, 28, 256]),
+        ("inception3b", [28, 28, 480]),
+        ("maxpool3", [14, 14, 480]),
+        ("inception4a", [14, 14, 512]),
+        ("inception4b", [14, 14, 512]),
+        ("inception4c", [14, 14, 512]),
+        ("inception4d", [14, 14, 528]),
+        ("inception4e", [14, 14, 832]),
+        ("maxpool4", [7, 7, 832]),
+        ("inception5a", [7, 7, 832]),
+        ("inception5b", [7, 7, 1024]),
+    ] {
+        assert_eq!(shape(name), vec![hwc[2], hwc[0], hwc[1]], "{name}");
+    }
+    assert_eq!(shape("avgpool"), vec![1024]);
+    assert_eq!(shape("fc"), vec![1000]);
+    // Table 1, "ops" column, in millions. Its conv1 (34M) and 5a (54M) entries disagree with
+    // the widths the same table gives (118M and 51M), so those two are left out.
+    let mops =
+        |names: &[&str]| names.iter().map(|n| s.row(n).unwrap().macs).sum::<i64>() as f64 / 1e6;
+    for (names, table) in [
+        (&["conv2", "conv3"][..], 360.0),
+        (&["inception3a"], 128.0),
+        (&["inception3b"], 304.0),
+        (&["inception4a"], 73.0),
+        (&["inception4b"], 88.0),
+        (&["inception4c"], 100.0),
+        (&["inception4d"], 119.0),
+        (&["inception4e"], 170.0),
+        (&["inception5b"], 71.0),
+        (&["fc"], 1.0),
+    ] {
+        let ours = mops(names);
+        assert!(
+            (ours - table).abs() < 1.0,
+            "{names:?}: {ours:.2}M vs Table 1's {table}M"
+        );
+    }
+    // The paper: "about 1.5 billion multiply-adds".
+    assert!((s.macs() as f64 / 1e9 - 1.58).abs() < 0.01, "{}", s.macs());
+}
+
+#[test]
+fn summary_counts_every_trainable_weight() {
+    for layout in [Layout::Paper, Layout::Torchvision] {
+        let mut config = small(layout);
+        config.aux_logits = true;
+        let model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+        let trainable: i64 = model
+            .vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum();
+        assert_eq!(summarize(&model).params_with_aux(), trainable, "{layout}");
+    }
+}
+
+#[test]
+fn training_returns_auxiliary_logits_and_inference_does_not() {
+    for layout in [Layout::Paper, Layout::Torchvision] {
+        let mut config = small(layout);
+        config.aux_logits = true;
+        let model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+        let x = Tensor::randn([3, 3, 96, 96], (Kind::Float, Device::Cpu));
+        let train = model.net.forward_t(&x, true);
+        assert_eq!(train.main.size(), vec![3, 7]);
+        assert_eq!(train.aux1.unwrap().size(), vec![3, 7]);
+        assert_eq!(train.aux2.unwrap().size(), vec![3, 7]);
+        let eval = tch::no_grad(|| model.net.forward_t(&x, false));
+        assert!(eval.aux1.is_none() && eval.aux2.is_none());
+        // Inference is deterministic (no dropout).
+        let again = tch::no_grad(|| model.net.forward_t(&x, false));
+        assert_eq!(relative_error(&eval.main, &again.main), 0.0);
+    }
+}
+
+#[test]
+fn lrn_matches_pytorch() {
+    let r = reference_outputs();
+    let ours = local_response_norm(&r["lrn_input"]);
+    let err = relative_error(&ours, &r["lrn_output"]);
+    assert!(err < 1e-6, "relative error {err}");
+    // The fixture's inputs are large enough that normalisation changes them by several percent.
+    assert!(relative_error(&r["lrn_input"], &r["lrn_output"]) > 0.02);
+}
+
+fn torchvision_model_from_fixture(transform_input: bool) -> Model {
+    let path = fixture("googlenet_tv10_f16.pth");
+    let tensors = read_state_dict(&path).unwrap();
+    let mut config = infer_config(&tensors, &path).unwrap();
+    assert_eq!(
+        (
+            config.layout,
+            config.num_classes,
+            config.width,
+            config.aux_logits
+        ),
+        (Layout::Torchvision, 10, 1.0, false)
+    );
+    config.transform_input = transform_input;
+    let mut model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    load_state_dict(&mut model.vs, &tensors, &path).unwrap();
+    model
+}
+
+#[test]
+fn logits_equal_torchvisions() {
+    let r = reference_outputs();
+    for (transform_input, key) in [
+        (false, "logits_transform_input_false"),
+        (true, "logits_transform_input_true"),
+    ] {
+        let model = torchvision_model_from_fixture(transform_input);
+        let logits = tch::no_grad(|| model.net.forward_t(&r["input"], false).main);
+        assert_eq!(logits.size(), vec![2, 10]);
+        let err = relative_error(&logits, &r[key]);
+        eprintln!("parity, transform_input {transform_input}: relative error {err:.2e}");
+        assert!(
+            err < 1e-4,
+            "transform_input {transform_input}: relative error {err}"
+        );
+    }
+}
+
+#[test]
+fn model_file_round_trip_keeps_weights_and_metadata() {
+    let r = reference_outputs();
+    let model = torchvision_model_from_fixture(true);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tv.safetensors");
+    model.save(&path).unwrap();
+    let back = Model::load(&path, Device::Cpu).unwrap();
+    assert_eq!(back.config(), model.config());
+    assert_eq!(back.classes, model.classes);
+    let a = tch::no_grad(|| model.net.forward_t(&r["input"], false).main);
+    let b = tch::no_grad(|| back.net.forward_t(&r["input"], false).main);
+    assert_eq!(relative_error(&a, &b), 0.0);
+    // No temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["tv.safetensors"]);
+}
+
+#[test]
+fn plain_safetensors_export_imports_like_the_pth() {
+    // What `safetensors.torch.save_file(model.state_dict(), ...)` writes: names, no metadata.
+    let path = fixture("googlenet_tv10_f16.pth");
+    let tensors = read_state_dict(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("export.safetensors");
+    let named: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect();
+    Tensor::write_safetensors(&named, &st).unwrap();
+    let from_st = read_state_dict(&st).unwrap();
+    let mut config = infer_config(&from_st, &st).unwrap();
+    config.transform_input = true;
+    let mut model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    load_state_dict(&mut model.vs, &from_st, &st).unwrap();
+    let r = reference_outputs();
+    let logits = tch::no_grad(|| model.net.forward_t(&r["input"], false).main);
+    assert!(relative_error(&logits, &r["logits_transform_input_true"]) < 1e-4);
+    // It is not one of our model files, and loading it as one says what to do.
+    let err = Model::load(&st, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("import-weights"), "{err}");
+}
+
+#[test]
+fn a_tensor_that_does_not_fit_is_named_with_both_shapes() {
+    let path = fixture("googlenet_tv10_f16.pth");
+    let mut tensors = read_state_dict(&path).unwrap();
+    tensors.insert(
+        "inception4a.branch2.1.conv.weight".into(),
+        Tensor::zeros([208, 96, 5, 5], (Kind::Half, Device::Cpu)),
+    );
+    let config = infer_config(&tensors, &path).unwrap();
+    let mut model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    let err = load_state_dict(&mut model.vs, &tensors, &path).unwrap_err();
+    assert!(matches!(err, ModelError::ShapeMismatch { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("inception4a.branch2.1.conv.weight"), "{msg}");
+    assert!(
+        msg.contains("[208, 96, 5, 5]") && msg.contains("[208, 96, 3, 3]"),
+        "{msg}"
+    );
+
+    // A paper-layout network cannot take torchvision's weights: the missing tensors are named.
+    let mut tensors = read_state_dict(&path).unwrap();
+    tensors.retain(|k, _| !k.starts_with("inception5b"));
+    let mut model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    let msg = load_state_dict(&mut model.vs, &tensors, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("missing") && msg.contains("inception5b.branch1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn reduced_precision_runs_and_agrees_roughly() {
+    // bf16 on the CPU: what `bench classifier --precisions bf16` and CUDA autocast rely on.
+    let r = reference_outputs();
+    let mut model = torchvision_model_from_fixture(false);
+    model.vs.set_kind(Kind::BFloat16);
+    let logits = tch::no_grad(|| {
+        model
+            .net
+            .forward_t(&r["input"].to_kind(Kind::BFloat16), false)
+            .main
+    });
+    let err = relative_error(
+        &logits.to_kind(Kind::Float),
+        &r["logits_transform_input_false"],
+    );
+    assert!(err < 0.1, "bf16 relative error {err}");
+}
