@@ -149,6 +149,29 @@ fn lrn_matches_pytorch() {
     assert!(err < 1e-6, "relative error {err}");
     // The fixture's inputs are large enough that normalisation changes them by several percent.
     assert!(relative_error(&r["lrn_input"], &r["lrn_output"]) > 0.02);
+    // A batch of one (where channel slices are contiguous views) gives the same rows.
+    let one = local_response_norm(&r["lrn_input"].narrow(0, 1, 1));
+    assert!(relative_error(&one, &r["lrn_output"].narrow(0, 1, 1)) < 1e-6);
+}
+
+#[test]
+fn gradients_reach_every_weight_through_lrn_and_the_auxiliary_heads() {
+    let mut config = small(Layout::Paper);
+    config.aux_logits = true;
+    let model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    let x = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
+    let out = model.net.forward_t(&x, true);
+    let aux =
+        out.aux1.unwrap().square().mean(Kind::Float) + out.aux2.unwrap().square().mean(Kind::Float);
+    let loss = out.main.square().mean(Kind::Float) + aux * 0.3;
+    loss.backward();
+    for (name, w) in model.vs.variables() {
+        if w.requires_grad() {
+            let g = w.grad();
+            assert!(g.defined(), "{name} has no gradient");
+            assert_eq!(g.isfinite().all().int64_value(&[]), 1, "{name}");
+        }
+    }
 }
 
 fn torchvision_model_from_fixture(transform_input: bool) -> Model {
