@@ -4,5 +4,15 @@ fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     }
+    // The libtorch version built against, for `rcnn env` (the file tch's check reads).
+    let version = std::env::var("LIBTORCH")
+        .ok()
+        .and_then(|dir| {
+            std::fs::read_to_string(std::path::Path::new(&dir).join("build-version")).ok()
+        })
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=RCNN_LIBTORCH_VERSION={version}");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
 }

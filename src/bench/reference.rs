@@ -14,6 +14,19 @@ pub fn find_python() -> Option<PathBuf> {
     local.is_file().then(|| local.to_path_buf())
 }
 
+/// A reference script: `scripts/NAME` under the current directory, else in the source tree
+/// this binary was built from.
+pub fn script(name: &str) -> PathBuf {
+    let local = Path::new("scripts").join(name);
+    if local.is_file() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scripts")
+            .join(name)
+    }
+}
+
 /// Runs `python script args...` and returns its stdout's lines that parse as JSON objects.
 pub fn run_json_lines(
     python: &Path,

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use inception_rcnn::bench::classifier::{self, ClassifierBench, Precision};
 use inception_rcnn::bench::reference;
@@ -89,52 +88,75 @@ fn bench_classifier(args: ClassifierArgs, threads: Option<usize>) -> anyhow::Res
         args.width,
         args.num_classes
     );
+    // The reference, torchvision's GoogLeNet in PyTorch (fp32, CPU), runs right after each of
+    // our torchvision fp32 rows, with the same batch size, so both see the same machine load.
+    let comparable = device == Device::Cpu && args.width == 1.0;
+    let python = match args.reference.as_deref() {
+        Some("none") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => reference::find_python(),
+    }
+    .filter(|_| comparable);
+    match &python {
+        Some(p) => println!(
+            "reference: torchvision's GoogLeNet in PyTorch ({}), same threads",
+            p.display()
+        ),
+        None if comparable => {
+            println!("(no reference: run scripts/setup-reference.sh or pass --reference PYTHON)")
+        }
+        None => println!("(no reference: it exists for width 1 on the CPU)"),
+    }
     println!(
-        "{:<12} {:>5} {:>6} {:>10} {:>13} {:>7}",
-        "layout", "prec", "batch", "crops/s", "GMAC/s", "passes"
+        "{:<12} {:>5} {:>6} {:>10} {:>9} {:>7} {:>12} {:>6}",
+        "layout", "prec", "batch", "crops/s", "GMAC/s", "passes", "PyTorch c/s", "ratio"
     );
-    let ours = classifier::run(&bench, |r| {
+    let mut failure = None;
+    classifier::run(&bench, |r| {
+        let theirs = match &python {
+            Some(py)
+                if r.layout == Layout::Torchvision
+                    && r.precision == Precision::Fp32
+                    && failure.is_none() =>
+            {
+                reference_crops_per_s(py, &args, threads, r.batch)
+                    .map_err(|e| failure = Some(e))
+                    .ok()
+            }
+            _ => None,
+        };
+        let (theirs, ratio) = match theirs {
+            Some(v) => (format!("{v:.2}"), format!("{:.2}", r.crops_per_s / v)),
+            None => (String::new(), String::new()),
+        };
         println!(
-            "{:<12} {:>5} {:>6} {:>10.2} {:>13.2} {:>7}",
+            "{:<12} {:>5} {:>6} {:>10.2} {:>9.2} {:>7} {:>12} {:>6}",
             r.layout.to_string(),
             r.precision.name(),
             r.batch,
             r.crops_per_s,
             r.macs_per_s / 1e9,
-            r.passes
+            r.passes,
+            theirs,
+            ratio
         );
     })?;
+    match failure {
+        Some(e) => Err(e.context("running the PyTorch reference")),
+        None => Ok(()),
+    }
+}
 
-    // The reference: torchvision's GoogLeNet in PyTorch, fp32, on the CPU.
-    let comparable = device == Device::Cpu
-        && args.width == 1.0
-        && ours
-            .iter()
-            .any(|r| r.layout == Layout::Torchvision && r.precision == Precision::Fp32);
-    let python = match args.reference.as_deref() {
-        Some("none") => None,
-        Some(p) => Some(PathBuf::from(p)),
-        None => reference::find_python(),
-    };
-    let Some(python) = python.filter(|_| comparable) else {
-        if !comparable {
-            println!(
-                "(no reference: it exists for the torchvision layout, fp32, width 1, on the CPU)"
-            );
-        } else {
-            println!("(no reference: run scripts/setup-reference.sh or pass --reference PYTHON)");
-        }
-        return Ok(());
-    };
-    let batches = args
-        .batch_sizes
-        .iter()
-        .map(|b| b.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let script_args = vec![
-        "--batch-sizes".into(),
-        batches,
+/// Crops/s of torchvision's GoogLeNet in PyTorch for one batch size.
+fn reference_crops_per_s(
+    python: &Path,
+    args: &ClassifierArgs,
+    threads: usize,
+    batch: i64,
+) -> anyhow::Result<f64> {
+    let script_args = [
+        "--batch-sizes".to_string(),
+        batch.to_string(),
         "--threads".into(),
         threads.to_string(),
         "--input-size".into(),
@@ -144,39 +166,12 @@ fn bench_classifier(args: ClassifierArgs, threads: Option<usize>) -> anyhow::Res
         "--min-seconds".into(),
         args.min_seconds.to_string(),
     ];
-    let lines = reference::run_json_lines(
-        &python,
-        Path::new("scripts/bench_classifier_reference.py"),
-        &script_args,
-    )
-    .map_err(anyhow::Error::msg)
-    .context("running the PyTorch reference")?;
-    if let Some(v) = lines.iter().find(|v| v.get("torch").is_some()) {
-        println!(
-            "\nreference: PyTorch {} + torchvision {}, {} threads, torchvision layout, fp32",
-            v["torch"].as_str().unwrap_or("?"),
-            v["torchvision"].as_str().unwrap_or("?"),
-            v["threads"]
-        );
-    }
-    println!(
-        "{:>6} {:>14} {:>16} {:>8}",
-        "batch", "ours crops/s", "PyTorch crops/s", "ratio"
-    );
-    for line in lines.iter().filter(|v| v.get("batch").is_some()) {
-        let batch = line["batch"].as_i64().unwrap_or(0);
-        let theirs = line["crops_per_s"].as_f64().unwrap_or(f64::NAN);
-        if let Some(r) = ours.iter().find(|r| {
-            r.layout == Layout::Torchvision && r.precision == Precision::Fp32 && r.batch == batch
-        }) {
-            println!(
-                "{:>6} {:>14.2} {:>16.2} {:>8.2}",
-                batch,
-                r.crops_per_s,
-                theirs,
-                r.crops_per_s / theirs
-            );
-        }
-    }
-    Ok(())
+    let script = Path::new("scripts/bench_classifier_reference.py");
+    let lines =
+        reference::run_json_lines(python, script, &script_args).map_err(anyhow::Error::msg)?;
+    lines
+        .iter()
+        .find(|v| v["batch"].as_i64() == Some(batch))
+        .and_then(|v| v["crops_per_s"].as_f64())
+        .ok_or_else(|| anyhow::anyhow!("{} printed no result for batch {batch}", script.display()))
 }

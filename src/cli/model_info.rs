@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use inception_rcnn::device;
 use inception_rcnn::model::summary::summarize;
@@ -24,9 +23,7 @@ pub struct ModelInfoArgs {
 pub fn run(args: ModelInfoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let device = device::select(args.device.device, threads)?;
     let model = match &args.model {
-        Some(path) => {
-            Model::load(path, device).with_context(|| format!("loading {}", path.display()))?
-        }
+        Some(path) => Model::load(path, device)?,
         None => Model::new(&args.network.config(), Vec::new(), device)?,
     };
     let c = model.config();

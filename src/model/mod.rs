@@ -38,6 +38,6 @@ pub enum ModelError {
         count: usize,
         names: String,
     },
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
 }

@@ -266,7 +266,10 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, ModelErro
             if !path.is_file() {
                 return Err(ModelError::Io {
                     path: path.to_path_buf(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no such file or directory",
+                    ),
                 });
             }
             let tensors = Tensor::loadz_multi(path).map_err(|e| ModelError::Format {

@@ -1,0 +1,225 @@
+//! The `rcnn` binary end to end: help, model-info, import-weights and their errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rcnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("rcnn runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/googlenet_parity")
+        .join(name)
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = rcnn(&["--help"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for sub in ["model-info", "import-weights", "bench", "env"] {
+        assert!(text.contains(sub), "{sub} missing from:\n{text}");
+    }
+    let o = rcnn(&["bench", "classifier", "--help"]);
+    assert!(stdout(&o).contains("--batch-sizes") && stdout(&o).contains("--device"));
+}
+
+#[test]
+fn model_info_prints_torchvisions_parameter_count() {
+    let o = rcnn(&[
+        "model-info",
+        "--layout",
+        "torchvision",
+        "--num-classes",
+        "1000",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let total = text.lines().find(|l| l.starts_with("total")).unwrap();
+    assert!(total.contains("6,624,904"), "{total}");
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("inception5b") && l.contains("7x7x1024")));
+    // One log line says which device and how many threads.
+    assert!(
+        stderr(&o).contains("device cpu (") && stderr(&o).contains("CPU threads"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn model_info_shows_table_1_shapes_for_the_paper_layout() {
+    let o = rcnn(&["model-info", "--layout", "paper", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for (stage, shape) in [
+        ("inception3a", "28x28x256"),
+        ("inception4e", "14x14x832"),
+        ("inception5b", "7x7x1024"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(stage) && l.contains(shape)),
+            "{stage} {shape}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn import_weights_writes_a_self_describing_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tv.safetensors");
+    let pth = fixture("googlenet_tv10_f16.pth");
+    let o = rcnn(&[
+        "import-weights",
+        pth.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("torchvision layout, 10 classes"),
+        "{}",
+        stdout(&o)
+    );
+    // model-info reads layout, classes and input size from the file alone.
+    let o = rcnn(&[
+        "model-info",
+        "--model",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with(
+        "GoogLeNet, torchvision layout, 10 classes, width 1, input 224x224x3, transform_input"
+    ));
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("total") && l.contains("5,610,154")));
+}
+
+#[test]
+fn import_errors_name_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    // Not a state dict at all.
+    let junk = dir.path().join("junk.pth");
+    std::fs::write(&junk, b"not a zip").unwrap();
+    let o = rcnn(&[
+        "import-weights",
+        junk.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("junk.pth") && stderr(&o).contains("not a torch.save state dict"),
+        "{}",
+        stderr(&o)
+    );
+    // A missing file.
+    let o = rcnn(&[
+        "import-weights",
+        "/nonexistent/w.safetensors",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/nonexistent/w.safetensors"),
+        "{}",
+        stderr(&o)
+    );
+    // A class list of the wrong length.
+    let classes = dir.path().join("classes.txt");
+    std::fs::write(&classes, "cat\ndog\n").unwrap();
+    let pth = fixture("googlenet_tv10_f16.pth");
+    let o = rcnn(&[
+        "import-weights",
+        pth.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--classes",
+        classes.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("2 class names, but the classifier has 10 outputs"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists(), "no model file is written on error");
+}
+
+#[test]
+fn asking_for_cuda_without_a_gpu_is_a_clear_error() {
+    let o = rcnn(&["model-info", "--device", "cuda:0"]);
+    if o.status.success() {
+        return; // a machine with a GPU
+    }
+    assert!(
+        stderr(&o).contains("cuda:0 was asked for but CUDA is not available"),
+        "{}",
+        stderr(&o)
+    );
+    let o = rcnn(&["model-info", "--device", "tpu"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown device `tpu`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bench_classifier_prints_a_row_per_batch_size() {
+    let o = rcnn(&[
+        "bench",
+        "classifier",
+        "--device",
+        "cpu",
+        "--layouts",
+        "torchvision",
+        "--batch-sizes",
+        "1,2",
+        "--width",
+        "0.25",
+        "--input-size",
+        "64",
+        "--min-seconds",
+        "0",
+        "--reference",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<_> = stdout(&o)
+        .lines()
+        .filter(|l| l.starts_with("torchvision"))
+        .map(String::from)
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", stdout(&o));
+    for (row, batch) in rows.iter().zip([1, 2]) {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[1], "fp32");
+        assert_eq!(cols[2].parse::<i64>().unwrap(), batch);
+        assert!(cols[3].parse::<f64>().unwrap() > 0.0);
+    }
+}
