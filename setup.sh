@@ -37,7 +37,7 @@ if [ ! -f "$LIBTORCH_DIR/torch/build-version" ]; then
   step "libtorch $TORCH_VERSION into $LIBTORCH_DIR"
   rm -rf "$LIBTORCH_DIR.partial"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-deps --no-compile \
-    --disable-pip-version-check --target "$LIBTORCH_DIR.partial" \
+    --disable-pip-version-check --root-user-action=ignore --target "$LIBTORCH_DIR.partial" \
     "torch==$TORCH_VERSION" nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
   echo "$TORCH_VERSION" >"$LIBTORCH_DIR.partial/torch/build-version" # read by tch's version check
   mv "$LIBTORCH_DIR.partial" "$LIBTORCH_DIR"
