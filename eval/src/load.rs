@@ -1,0 +1,220 @@
+//! Reading ground truth and detections in any format and resolving them to indices.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::classes::ClassList;
+use crate::dataset::{Detection, Detections, GroundTruth, GtBox, Images};
+use crate::formats::{self, BoxFormat, ClassKey, Format, RawDet, RawGroundTruth};
+use crate::issues::{Issues, Kind};
+use crate::EvalError;
+
+/// Where the inputs are and how to read them.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub gt: PathBuf,
+    pub dets: PathBuf,
+    /// Guessed from the paths when absent.
+    pub gt_format: Option<Format>,
+    pub dets_format: Option<Format>,
+    pub classes: Option<PathBuf>,
+    /// ILSVRC image list (`<image_id> <index>`): names the images of a submission and of a
+    /// blacklist, and orders the images.
+    pub image_list: Option<PathBuf>,
+    /// `(image, class)` pairs to ignore, one per line: `<image index or name> <class>`.
+    pub blacklist: Option<PathBuf>,
+    /// Box layout of txt folders.
+    pub box_format: BoxFormat,
+    pub strict: bool,
+}
+
+/// Everything an evaluation needs.
+#[derive(Debug)]
+pub struct Loaded {
+    pub gt: GroundTruth,
+    pub dets: Detections,
+    pub classes: ClassList,
+    pub blacklist: HashSet<(usize, usize)>,
+    pub issues: Issues,
+}
+
+fn resolve_class(classes: &ClassList, key: &ClassKey) -> Option<usize> {
+    match key {
+        ClassKey::Name(n) => classes.index(n),
+        ClassKey::Id(id) => classes.index_of_id(*id),
+    }
+}
+
+/// The class list: `--classes`, else the file's own list (COCO), else the ILSVRC 200 when
+/// every ground-truth class is one of them, else the names found, sorted.
+fn choose_classes(path: Option<&Path>, raw: &RawGroundTruth) -> Result<ClassList, EvalError> {
+    if let Some(p) = path {
+        return ClassList::read(p);
+    }
+    if let Some(names) = &raw.class_names {
+        return Ok(ClassList::from_names(names.clone()));
+    }
+    let names: BTreeSet<String> = raw
+        .boxes
+        .iter()
+        .map(|b| match &b.class {
+            ClassKey::Name(n) => n.clone(),
+            ClassKey::Id(i) => i.to_string(),
+        })
+        .collect();
+    if ClassList::all_ilsvrc(names.iter().map(String::as_str)) {
+        return Ok(ClassList::ilsvrc200());
+    }
+    Ok(ClassList::from_names(names.into_iter().collect()))
+}
+
+/// Reads both inputs, picks the class list and resolves every record.
+pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
+    let mut issues = Issues::new(inputs.strict);
+    let gt_format = match inputs.gt_format {
+        Some(f) => f,
+        None => Format::guess(&inputs.gt)?,
+    };
+    let raw_gt = match gt_format {
+        Format::VocXml => formats::voc_xml::read_dir(&inputs.gt, &mut issues)?,
+        Format::Coco => formats::coco::read_gt(&inputs.gt, &mut issues)?,
+        Format::Csv => formats::csv::read_gt(&inputs.gt, &mut issues)?,
+        Format::Txt => formats::txt::read_gt_dir(&inputs.gt, inputs.box_format, &mut issues)?,
+        Format::Ilsvrc => {
+            return Err(EvalError::Usage(
+                "ILSVRC ground truth comes as XML annotations (--gt FOLDER); the txt format is for submissions".into(),
+            ))
+        }
+    };
+    let classes = choose_classes(inputs.classes.as_deref(), &raw_gt)?;
+    let image_list = inputs
+        .image_list
+        .as_deref()
+        .map(formats::ilsvrc::read_image_list)
+        .transpose()?;
+
+    // Images: the image list's order first (eval_detection.m walks val.txt), then the rest.
+    let mut images = Images::default();
+    for name in image_list.iter().flatten().chain(&raw_gt.images) {
+        images.intern(name);
+    }
+    let mut boxes = Vec::with_capacity(raw_gt.boxes.len());
+    for b in &raw_gt.boxes {
+        let image = images.intern(&b.image);
+        match resolve_class(&classes, &b.class) {
+            Some(class) => boxes.push(GtBox {
+                image,
+                class,
+                bbox: b.bbox,
+                difficult: b.difficult,
+                crowd: b.crowd,
+                area: b.area,
+            }),
+            None => issues.record(Kind::UnknownClass, || {
+                format!(
+                    "ground truth of image {}: unknown class `{}`",
+                    b.image, b.class
+                )
+            })?,
+        }
+    }
+    let first_unknown_image = images.len();
+
+    let dets_format = match inputs.dets_format {
+        Some(f) => f,
+        None => Format::guess(&inputs.dets)?,
+    };
+    let raw_dets: Vec<RawDet> = match dets_format {
+        Format::Ilsvrc => {
+            if image_list.is_none() && !raw_gt.images.iter().all(|n| n.parse::<usize>().is_ok()) {
+                return Err(EvalError::Usage(
+                    "an ILSVRC submission numbers images by their line in the image list: pass --image-list".into(),
+                ));
+            }
+            formats::ilsvrc::read_dets(&inputs.dets, image_list.as_deref(), &mut issues)?
+        }
+        Format::Coco => {
+            let names = if gt_format == Format::Coco {
+                formats::coco::category_names(&inputs.gt)?
+            } else {
+                HashMap::new()
+            };
+            formats::coco::read_dets(&inputs.dets, &names, &mut issues)?
+        }
+        Format::Csv => formats::csv::read_dets(&inputs.dets, &mut issues)?,
+        Format::Txt => formats::txt::read_dets_dir(&inputs.dets, inputs.box_format, &mut issues)?,
+        Format::VocXml => {
+            return Err(EvalError::Usage(
+                "VOC XML holds ground truth, not detections".into(),
+            ))
+        }
+    };
+    let mut dets = Vec::with_capacity(raw_dets.len());
+    for d in raw_dets {
+        let Some(class) = resolve_class(&classes, &d.class) else {
+            issues.record(Kind::UnknownClass, || {
+                format!(
+                    "detection on image {}: unknown class `{}`; dropped",
+                    d.image, d.class
+                )
+            })?;
+            continue;
+        };
+        let image = match images.get(&d.image) {
+            Some(i) => i,
+            None => {
+                issues.record(Kind::UnknownImage, || {
+                    format!("detection on image {}, which has no ground truth", d.image)
+                })?;
+                images.intern(&d.image)
+            }
+        };
+        dets.push(Detection {
+            image,
+            class,
+            score: d.score,
+            bbox: d.bbox,
+        });
+    }
+
+    let mut blacklist = HashSet::new();
+    if let Some(path) = &inputs.blacklist {
+        let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+        for (i, line) in text.lines().enumerate() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [image, class] = fields.as_slice() else {
+                if !fields.is_empty() {
+                    issues.record(Kind::Malformed, || {
+                        format!("{}:{}: want `<image> <class>`", path.display(), i + 1)
+                    })?;
+                }
+                continue;
+            };
+            let name = match (image.parse::<usize>(), &image_list) {
+                (Ok(k), Some(list)) if k >= 1 && k <= list.len() => list[k - 1].as_str(),
+                _ => image,
+            };
+            let class_index = classes
+                .index(class)
+                .or_else(|| class.parse().ok().and_then(|id| classes.index_of_id(id)));
+            match (images.get(name), class_index) {
+                (Some(im), Some(c)) => {
+                    blacklist.insert((im, c));
+                }
+                _ => issues.record(Kind::Malformed, || {
+                    format!("{}:{}: unknown image or class", path.display(), i + 1)
+                })?,
+            }
+        }
+    }
+    Ok(Loaded {
+        gt: GroundTruth { images, boxes },
+        dets: Detections {
+            dets,
+            first_unknown_image,
+        },
+        classes,
+        blacklist,
+        issues,
+    })
+}

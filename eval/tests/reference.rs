@@ -1,0 +1,98 @@
+//! Every number in the reference data's EXPECTED.md files, reproduced.
+
+use std::path::{Path, PathBuf};
+
+use eval::formats::{BoxFormat, Format};
+use eval::load::{load, Inputs};
+use eval::metrics::{evaluate, EvalParams, Metric};
+
+fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/eval-reference")
+        .join(p)
+}
+
+fn one_class_ap(inputs: &Inputs, metric: Metric, iou: f64) -> f64 {
+    let loaded = load(inputs).unwrap();
+    assert_eq!(loaded.issues.total(), 0, "{}", loaded.issues);
+    assert_eq!(loaded.classes.len(), 1);
+    let mut params = EvalParams::new(metric);
+    params.iou = iou;
+    let e = evaluate(&loaded.gt, &loaded.dets, loaded.classes.len(), &params);
+    e.per_class[0].ap
+}
+
+#[test]
+fn padilla_case_1_voc_ap_at_four_thresholds() {
+    let inputs = Inputs {
+        gt: fixture("padilla-case1/gts"),
+        dets: fixture("padilla-case1/dets"),
+        box_format: BoxFormat::Xywh,
+        ..Default::default()
+    };
+    let loaded = load(&inputs).unwrap();
+    assert_eq!((loaded.gt.boxes.len(), loaded.dets.dets.len()), (15, 24));
+    for (iou, voc07, all) in [
+        (0.10, 0.3333333333, 0.3371980676),
+        (0.30, 0.2683982683, 0.2456866804),
+        (0.50, 0.0303030303, 0.0222222222),
+        (0.75, 0.0, 0.0),
+    ] {
+        let a = one_class_ap(&inputs, Metric::Voc07, iou);
+        let b = one_class_ap(&inputs, Metric::Voc, iou);
+        assert!(
+            (a - voc07).abs() < 1e-10,
+            "IoU {iou}: 11-point {a} vs {voc07}"
+        );
+        assert!((b - all).abs() < 1e-10, "IoU {iou}: all-point {b} vs {all}");
+    }
+}
+
+#[test]
+fn voc_toy_cat_ap() {
+    let inputs = Inputs {
+        gt: fixture("voc-toy-cat/gts"),
+        dets: fixture("voc-toy-cat/dets"),
+        ..Default::default()
+    };
+    for (iou, voc07, all) in [(0.50, 0.886364, 0.895833), (0.75, 0.492424, 0.509722)] {
+        let a = one_class_ap(&inputs, Metric::Voc07, iou);
+        let b = one_class_ap(&inputs, Metric::Voc, iou);
+        assert!(
+            (a - voc07).abs() < 1e-6,
+            "IoU {iou}: 11-point {a} vs {voc07}"
+        );
+        assert!((b - all).abs() < 1e-6, "IoU {iou}: all-point {b} vs {all}");
+    }
+}
+
+#[test]
+fn coco_sample_twelve_numbers() {
+    let inputs = Inputs {
+        gt: fixture("coco-sample/gt.json"),
+        dets: fixture("coco-sample/dets.json"),
+        gt_format: Some(Format::Coco),
+        dets_format: Some(Format::Coco),
+        ..Default::default()
+    };
+    let loaded = load(&inputs).unwrap();
+    assert_eq!((loaded.gt.boxes.len(), loaded.dets.dets.len()), (830, 734));
+    let e = evaluate(
+        &loaded.gt,
+        &loaded.dets,
+        loaded.classes.len(),
+        &EvalParams::new(Metric::Coco),
+    );
+    let ours = e.coco.unwrap().as_array();
+    let expected = [
+        0.503647, 0.696973, 0.571667, 0.593252, 0.557991, 0.489363, 0.386813, 0.593680, 0.595353,
+        0.654764, 0.603130, 0.553744,
+    ];
+    for (i, (a, b)) in ours.iter().zip(expected).enumerate() {
+        assert!(
+            (a - b).abs() < 1e-6,
+            "{}: {a} vs pycocotools {b}",
+            eval::metrics::CocoStats::NAMES[i]
+        );
+    }
+}
