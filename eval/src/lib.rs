@@ -8,6 +8,8 @@
 
 pub mod boxes;
 pub mod classes;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod dataset;
 pub mod formats;
 pub mod issues;

@@ -39,6 +39,8 @@ enum Command {
     ModelInfo(model_info::ModelInfoArgs),
     /// Convert a torchvision GoogLeNet state dict (.pth or .safetensors) into a model file.
     ImportWeights(import_weights::ImportWeightsArgs),
+    /// Mean average precision of detections against ground truth (ILSVRC, VOC, COCO rules).
+    MapEval(eval::cli::MapEvalArgs),
     /// Speed benchmarks, each against its reference measured in the same run.
     Bench(bench::BenchArgs),
     /// Versions of rcnn, libtorch and OpenCV, and the devices found (for bug reports).
@@ -142,6 +144,9 @@ pub fn main() -> ExitCode {
         Command::ImportWeights(args) => import_weights::run(args, cli.threads),
         Command::Bench(args) => bench::run(args, cli.threads),
         Command::Env => env::run(cli.threads),
+        Command::MapEval(args) => eval::cli::run(&args)
+            .map(|_| ())
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
