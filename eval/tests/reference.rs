@@ -96,3 +96,89 @@ fn coco_sample_twelve_numbers() {
         );
     }
 }
+
+#[test]
+fn coco_random_data_agrees_with_pycocotools() {
+    // Made by scripts/make_coco_random_fixture.py: crowds, ties, empty images, >100 detections.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coco-random");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let inputs = Inputs {
+        gt: dir.join("gt.json"),
+        dets: dir.join("dets.json"),
+        ..Default::default()
+    };
+    let loaded = load(&inputs).unwrap();
+    assert_eq!(
+        loaded.gt.images.len() as u64,
+        expected["images"].as_u64().unwrap()
+    );
+    assert_eq!(
+        loaded.dets.dets.len() as u64,
+        expected["detections"].as_u64().unwrap()
+    );
+    let e = evaluate(
+        &loaded.gt,
+        &loaded.dets,
+        loaded.classes.len(),
+        &EvalParams::new(Metric::Coco),
+    );
+    let ours = e.coco.unwrap().as_array();
+    for (i, theirs) in expected["stats"].as_array().unwrap().iter().enumerate() {
+        let theirs = theirs.as_f64().unwrap();
+        assert!(
+            (ours[i] - theirs).abs() < 1e-9,
+            "{}: {} vs pycocotools {theirs}",
+            eval::metrics::CocoStats::NAMES[i],
+            ours[i]
+        );
+    }
+}
+
+#[test]
+fn ilsvrc_and_voc_rules_agree_with_a_straight_line_implementation() {
+    // Made by scripts/make_ilsvrc_random_fixture.py: tiny objects, inverted boxes, ties, a
+    // blacklist, difficult objects, a submission in shuffled order.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ilsvrc-random");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let mut inputs = Inputs {
+        gt: dir.join("gt.csv"),
+        dets: dir.join("dets.txt"),
+        image_list: Some(dir.join("image_list.txt")),
+        ..Default::default()
+    };
+    let plain = load(&inputs).unwrap();
+    inputs.blacklist = Some(dir.join("blacklist.txt"));
+    let with_blacklist = load(&inputs).unwrap();
+    assert_eq!(with_blacklist.blacklist.len(), 20);
+    assert_eq!(
+        plain.gt.boxes.len() as u64,
+        expected["objects"].as_u64().unwrap()
+    );
+    assert_eq!(
+        plain.dets.dets.len() as u64,
+        expected["detections"].as_u64().unwrap()
+    );
+    // The inverted boxes are counted, and kept.
+    assert!(plain.issues.inverted_boxes > 0);
+    assert_eq!(plain.classes.len(), 200);
+
+    for (metric, loaded) in [
+        (Metric::Ilsvrc, &with_blacklist),
+        (Metric::Voc, &plain),
+        (Metric::Voc07, &plain),
+    ] {
+        let mut params = EvalParams::new(metric);
+        params.blacklist = loaded.blacklist.clone();
+        let e = evaluate(&loaded.gt, &loaded.dets, loaded.classes.len(), &params);
+        let theirs = expected[metric.name()].as_object().unwrap();
+        let ours: Vec<_> = e.per_class.iter().filter(|c| c.n_gt > 0).collect();
+        assert_eq!(ours.len(), theirs.len(), "{metric}: classes with objects");
+        for c in ours {
+            let wnid = &loaded.classes.wnids[c.class];
+            let t = theirs[wnid.as_str()].as_f64().unwrap();
+            assert!((c.ap - t).abs() < 1e-9, "{metric} {wnid}: {} vs {t}", c.ap);
+        }
+    }
+}
