@@ -182,3 +182,28 @@ fn ilsvrc_and_voc_rules_agree_with_a_straight_line_implementation() {
         }
     }
 }
+
+#[test]
+fn the_devkit_demo_submission_parses_and_its_bad_boxes_are_counted() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ilsvrc-demo/demo.val.pred.det.txt");
+    let mut issues = eval::Issues::new(false);
+    let dets = eval::formats::ilsvrc::read_dets(&path, None, &mut issues).unwrap();
+    assert_eq!(dets.len(), 49_013, "every line kept");
+    assert_eq!(issues.inverted_boxes, 1_692);
+    assert_eq!(issues.negative_coordinates, 3_910);
+    assert_eq!(issues.malformed + issues.non_finite_scores, 0);
+    assert!(
+        issues.examples[0].contains("demo.val.pred.det.txt:"),
+        "{}",
+        issues.examples[0]
+    );
+    let classes = eval::ClassList::ilsvrc200();
+    assert!(dets.iter().all(
+        |d| matches!(d.class, eval::formats::ClassKey::Id(id) if classes.index_of_id(id).is_some())
+    ));
+    // --strict stops at the first one, naming its line.
+    let err =
+        eval::formats::ilsvrc::read_dets(&path, None, &mut eval::Issues::new(true)).unwrap_err();
+    assert!(err.to_string().contains("demo.val.pred.det.txt:"), "{err}");
+}

@@ -1,0 +1,148 @@
+//! Bad input is counted and reported with file and line, never a crash, never silently lost.
+
+use std::path::Path;
+use std::process::Command;
+
+use eval::load::{load, Inputs};
+use eval::metrics::{evaluate, EvalParams, Metric};
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn bad_lines_are_counted_and_unknown_images_are_false_positives() {
+    let dir = tempfile::tempdir().unwrap();
+    let gt = write(
+        dir.path(),
+        "gt.csv",
+        "image,class,xmin,ymin,xmax,ymax\na,cat,0,0,9,9\nb,cat,0,0,9,9\n",
+    );
+    let dets = write(
+        dir.path(),
+        "dets.csv",
+        "image,class,score,xmin,ymin,xmax,ymax\n\
+         a,cat,0.9,0,0,9,9\n\
+         a,cat,nan,0,0,9,9\n\
+         a,cat,oops,0,0,9,9\n\
+         a,dog,0.8,0,0,9,9\n\
+         z,cat,0.95,0,0,9,9\n\
+         b,cat,0.5,9,9,0,0\n\
+         b,cat,-0.1,0,0,9,9\n",
+    );
+    let loaded = load(&Inputs {
+        gt: gt.clone(),
+        dets: dets.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let i = &loaded.issues;
+    assert_eq!(
+        (
+            i.malformed,
+            i.non_finite_scores,
+            i.unknown_classes,
+            i.detections_on_unknown_images,
+            i.inverted_boxes,
+            i.negative_scores
+        ),
+        (1, 1, 1, 1, 1, 1)
+    );
+    assert!(
+        i.examples.iter().any(|e| e.ends_with(
+            "dets.csv:4: `oops` is not a number (want image,class,score,xmin,ymin,xmax,ymax)"
+        )),
+        "{:?}",
+        i.examples
+    );
+    // Kept: a (hit), z (unknown image: false positive), b inverted (false positive), b -0.1 (hit).
+    assert_eq!(loaded.dets.dets.len(), 4);
+    let e = evaluate(
+        &loaded.gt,
+        &loaded.dets,
+        loaded.classes.len(),
+        &EvalParams::new(Metric::Voc),
+    );
+    // Ranked: z 0.95 (FP), a 0.9 (TP), b 0.5 (FP), b -0.1 (TP): AP = 0.5 * 1/2 + 0.5 * 2/4.
+    assert!(
+        (e.per_class[0].ap - 0.5).abs() < 1e-12,
+        "{}",
+        e.per_class[0].ap
+    );
+
+    // --strict stops at the first, with its line.
+    let err = load(&Inputs {
+        gt,
+        dets,
+        strict: true,
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("dets.csv:3") && err.contains("--strict"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_xml_is_reported_with_file_and_line_and_the_rest_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let gts = dir.path().join("gts");
+    std::fs::create_dir(&gts).unwrap();
+    write(&gts, "a.xml", "<annotation><object><name>cat</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>");
+    write(&gts, "b.xml", "<annotation>\n<object>\n<name>cat</name>\n<bndbox><xmin>zero</xmin></bndbox></object></annotation>");
+    let dets = write(dir.path(), "dets.csv", "a,cat,0.9,0,0,9,9\n");
+    let loaded = load(&Inputs {
+        gt: gts,
+        dets,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.issues.malformed, 1);
+    assert!(
+        loaded.issues.examples[0].contains("b.xml:4: <xmin> `zero` is not a number"),
+        "{:?}",
+        loaded.issues.examples
+    );
+    assert_eq!(loaded.gt.boxes.len(), 1);
+}
+
+#[test]
+fn map_eval_binary_prints_the_table_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval-reference/voc-toy-cat");
+    let report = dir.path().join("r.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_map-eval"))
+        .args([
+            "--gt",
+            fx.join("gts").to_str().unwrap(),
+            "--dets",
+            fx.join("dets").to_str().unwrap(),
+        ])
+        .args(["--metric", "voc", "--report", report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cat") && l.contains("0.8958")),
+        "{out}"
+    );
+    assert!(out.contains("mean AP   0.8958 over 1 classes"), "{out}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!((r["classes"][0]["ap"].as_f64().unwrap() - 0.895833).abs() < 1e-6);
+    assert_eq!(r["classes"][0]["n_gt"], 12);
+
+    // A missing file is named.
+    let o = Command::new(env!("CARGO_BIN_EXE_map-eval"))
+        .args(["--gt", "/nonexistent/gt.json", "--dets", "x.json"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/gt.json"));
+}
