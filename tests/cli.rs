@@ -30,7 +30,7 @@ fn help_lists_the_subcommands() {
     let o = rcnn(&["--help"]);
     assert!(o.status.success());
     let text = stdout(&o);
-    for sub in ["model-info", "import-weights", "bench", "env"] {
+    for sub in ["model-info", "import-weights", "map-eval", "bench", "env"] {
         assert!(text.contains(sub), "{sub} missing from:\n{text}");
     }
     let o = rcnn(&["bench", "classifier", "--help"]);
@@ -222,4 +222,25 @@ fn bench_classifier_prints_a_row_per_batch_size() {
         assert_eq!(cols[2].parse::<i64>().unwrap(), batch);
         assert!(cols[3].parse::<f64>().unwrap() > 0.0);
     }
+}
+
+#[test]
+fn rcnn_map_eval_reproduces_the_voc_toy_set() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("eval/tests/fixtures/eval-reference/voc-toy-cat");
+    let o = rcnn(&[
+        "map-eval",
+        "--gt",
+        fx.join("gts").to_str().unwrap(),
+        "--dets",
+        fx.join("dets").to_str().unwrap(),
+        "--metric",
+        "voc07",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("mean AP   0.8864 over 1 classes"),
+        "{}",
+        stdout(&o)
+    );
 }

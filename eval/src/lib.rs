@@ -15,6 +15,7 @@ pub mod formats;
 pub mod issues;
 pub mod load;
 pub mod metrics;
+pub mod writers;
 
 use std::path::{Path, PathBuf};
 

@@ -146,3 +146,88 @@ fn map_eval_binary_prints_the_table_and_writes_the_report() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/gt.json"));
 }
+
+#[test]
+fn every_writer_reads_back_to_the_same_detections() {
+    use eval::formats::Format;
+    use eval::writers;
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ilsvrc-random");
+    let inputs = Inputs {
+        gt: fx.join("gt.csv"),
+        dets: fx.join("dets.txt"),
+        image_list: Some(fx.join("image_list.txt")),
+        ..Default::default()
+    };
+    let loaded = load(&inputs).unwrap();
+    let sorted = |d: &eval::Detections, l: &eval::load::Loaded| {
+        let mut v: Vec<(String, usize, u64, [u64; 4])> = d
+            .dets
+            .iter()
+            .map(|x| {
+                (
+                    l.gt.images.name(x.image).to_string(),
+                    x.class,
+                    x.score.to_bits(),
+                    [x.bbox.x1, x.bbox.y1, x.bbox.x2, x.bbox.y2].map(f64::to_bits),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let original = sorted(&loaded.dets, &loaded);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    writers::write_ilsvrc(
+        &d.join("out.txt"),
+        &d.join("list.txt"),
+        &loaded.dets,
+        &loaded.gt.images,
+    )
+    .unwrap();
+    writers::write_csv(
+        &d.join("out.csv"),
+        &loaded.dets,
+        &loaded.gt.images,
+        &loaded.classes,
+    )
+    .unwrap();
+    writers::write_txt_dir(
+        &d.join("txt"),
+        &loaded.dets,
+        &loaded.gt.images,
+        &loaded.classes,
+    )
+    .unwrap();
+    for (dets, format, list) in [
+        (d.join("out.txt"), Format::Ilsvrc, Some(d.join("list.txt"))),
+        (d.join("out.csv"), Format::Csv, None),
+        (d.join("txt"), Format::Txt, None),
+    ] {
+        let back = load(&Inputs {
+            dets,
+            dets_format: Some(format),
+            image_list: list.or(inputs.image_list.clone()),
+            ..inputs.clone()
+        })
+        .unwrap();
+        let again = sorted(&back.dets, &back);
+        assert_eq!(again.len(), original.len(), "{format:?}");
+        if let Some(i) = (0..again.len()).find(|&i| again[i] != original[i]) {
+            panic!(
+                "{format:?}: first difference at {i}: {:?} vs {:?}",
+                again[i], original[i]
+            );
+        }
+    }
+    // COCO: image ids are positions + 1 for these non-numeric names; check boxes and scores.
+    writers::write_coco(&d.join("out.json"), &loaded.dets, &loaded.gt.images).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out.json")).unwrap()).unwrap();
+    let first = &v[0];
+    let x = &loaded.dets.dets[0];
+    assert_eq!(first["image_id"], x.image as u64 + 1);
+    assert_eq!(first["category_id"], x.class as u64 + 1);
+    assert_eq!(first["bbox"][2].as_f64().unwrap(), x.bbox.x2 - x.bbox.x1);
+    assert_eq!(v.as_array().unwrap().len(), loaded.dets.dets.len());
+}

@@ -2,4 +2,5 @@
 //! implementation in the same run, so that ratios (not noisy absolute times) are compared.
 
 pub mod classifier;
+pub mod eval;
 pub mod reference;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use inception_rcnn::bench::classifier::{self, ClassifierBench, Precision};
 use inception_rcnn::bench::reference;
@@ -23,6 +24,28 @@ enum BenchCommand {
     /// Crops/s and multiply-adds/s of the region classifier per layout, precision and batch
     /// size; with the Python reference present, torchvision's GoogLeNet in the same run.
     Classifier(ClassifierArgs),
+    /// The evaluator (ilsvrc, voc, coco) on generated data of ILSVRC DET val's size, beside
+    /// pycocotools on the same data.
+    Eval(EvalBenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct EvalBenchArgs {
+    #[arg(long, default_value_t = 20_121)]
+    images: usize,
+    #[arg(long, default_value_t = 200)]
+    classes: usize,
+    #[arg(long, default_value_t = 55_502)]
+    objects: usize,
+    #[arg(long, default_value_t = 500_000)]
+    detections: usize,
+    /// Python with pycocotools for the reference column (default: $RCNN_REFERENCE_PYTHON or
+    /// .venv-ref/bin/python); `none` skips it.
+    #[arg(long, value_name = "PYTHON")]
+    reference: Option<String>,
+    /// Keep the generated gt.json and dets.json in this folder.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -56,6 +79,7 @@ struct ClassifierArgs {
 pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Classifier(a) => bench_classifier(a, threads),
+        BenchCommand::Eval(a) => bench_eval(a),
     }
 }
 
@@ -145,6 +169,116 @@ fn bench_classifier(args: ClassifierArgs, threads: Option<usize>) -> anyhow::Res
         Some(e) => Err(e.context("running the PyTorch reference")),
         None => Ok(()),
     }
+}
+
+fn reference_python(arg: Option<&str>) -> Option<PathBuf> {
+    match arg {
+        Some("none") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => reference::find_python(),
+    }
+}
+
+fn bench_eval(args: EvalBenchArgs) -> anyhow::Result<()> {
+    use inception_rcnn::bench::eval::{generate, write_coco, Synthetic};
+    use std::time::Instant;
+
+    let spec = Synthetic {
+        images: args.images,
+        classes: args.classes,
+        objects: args.objects,
+        detections: args.detections,
+        ..Default::default()
+    };
+    let dir = match &args.keep {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("rcnn-bench-eval-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (gt, dets) = generate(spec);
+    write_coco(&gt, &dets, spec.classes, &dir)
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    println!(
+        "evaluator on generated data: {} images, {} classes, {} objects, {} detections, {} threads",
+        spec.images,
+        spec.classes,
+        spec.objects,
+        spec.detections,
+        rayon::current_num_threads()
+    );
+    let inputs = eval::load::Inputs {
+        gt: dir.join("gt.json"),
+        dets: dir.join("dets.json"),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let loaded = eval::load::load(&inputs)?;
+    let ours_load = t.elapsed().as_secs_f64();
+    let n = loaded.classes.len();
+    let mut times = Vec::new();
+    let mut coco_stats = None;
+    for metric in [eval::Metric::Ilsvrc, eval::Metric::Voc, eval::Metric::Coco] {
+        let t = Instant::now();
+        let e = eval::evaluate(&loaded.gt, &loaded.dets, n, &eval::EvalParams::new(metric));
+        times.push((metric, t.elapsed().as_secs_f64(), e.mean_ap));
+        if let Some(c) = e.coco {
+            coco_stats = Some(c);
+        }
+    }
+    let reference = match reference_python(args.reference.as_deref()) {
+        Some(py) => {
+            let script = reference::script("bench_eval_reference.py");
+            let lines = reference::run_json_lines(&py, &script, &[dir.display().to_string()])
+                .map_err(anyhow::Error::msg)?;
+            lines.into_iter().next()
+        }
+        None => None,
+    };
+    if args.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!(
+        "{:<44} {:>10} {:>16} {:>8}",
+        "step", "ours (s)", "pycocotools (s)", "ratio"
+    );
+    let theirs = |key: &str| reference.as_ref().and_then(|r| r[key].as_f64());
+    let row = |name: &str, ours: f64, theirs: Option<f64>| match theirs {
+        Some(t) => println!("{name:<44} {ours:>10.3} {t:>16.3} {:>7.1}x", t / ours),
+        None => println!("{name:<44} {ours:>10.3}"),
+    };
+    row("read gt.json + dets.json", ours_load, theirs("load_s"));
+    for (metric, secs, _) in &times {
+        let name = match metric {
+            eval::Metric::Ilsvrc => "ilsvrc (eval_detection.m rules)",
+            eval::Metric::Voc => "voc (VOCevaldet.m rules, all-point)",
+            _ => "coco (evaluate + accumulate + summarize)",
+        };
+        row(
+            name,
+            *secs,
+            if *metric == eval::Metric::Coco {
+                theirs("eval_s")
+            } else {
+                None
+            },
+        );
+    }
+    match (&reference, coco_stats) {
+        (Some(r), Some(ours)) => {
+            let diff = r["stats"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .zip(ours.as_array())
+                        .map(|(t, o)| (t.as_f64().unwrap_or(f64::NAN) - o).abs())
+                        .fold(0.0, f64::max)
+                })
+                .unwrap_or(f64::NAN);
+            println!("coco: AP {:.6}, AR100 {:.6}; largest difference from pycocotools over the 12 numbers: {diff:.1e}", ours.ap, ours.ar100);
+        }
+        _ => println!("(no reference: run scripts/setup-reference.sh or pass --reference PYTHON)"),
+    }
+    Ok(())
 }
 
 /// Crops/s of torchvision's GoogLeNet in PyTorch for one batch size.

@@ -1,6 +1,7 @@
 //! One txt file per image: `class x1 y1 x2 y2` (ground truth, optionally followed by
 //! `difficult`) or `class score x1 y1 x2 y2` (detections); `x y w h` with [`BoxFormat::Xywh`].
-//! The image is the file's stem.
+//! The image is the file's stem. Numbers are read from the right, so class names may hold
+//! spaces ("water bottle").
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use super::{
 use crate::issues::{Issues, Kind};
 use crate::EvalError;
 
+/// Calls `f(path, image, line number, fields)` for each non-empty, non-comment line.
 fn each_line(
     dir: &Path,
     mut f: impl FnMut(&Path, String, usize, Vec<&str>) -> Result<(), EvalError>,
@@ -30,6 +32,18 @@ fn each_line(
     Ok(images)
 }
 
+/// Splits `class words... n1 .. nN` into the class (at least one word) and N numbers.
+fn class_and_numbers<const N: usize>(fields: &[&str]) -> Result<(String, [f64; N]), String> {
+    if fields.len() < N + 1 {
+        return Err(format!(
+            "expected a class and {N} numbers, got {} fields",
+            fields.len()
+        ));
+    }
+    let split = fields.len() - N;
+    Ok((fields[..split].join(" "), numbers::<N>(&fields[split..])?))
+}
+
 pub fn read_gt_dir(
     dir: &Path,
     boxes: BoxFormat,
@@ -38,19 +52,19 @@ pub fn read_gt_dir(
     let mut out = Vec::new();
     let images = each_line(dir, |path, image, line, fields| {
         let at = || format!("{}:{line}", path.display());
-        let difficult = fields.len() == 6 && fields[5] == "difficult";
-        let coords = if difficult {
-            &fields[1..5]
+        let difficult = fields.last() == Some(&"difficult");
+        let fields = if difficult {
+            &fields[..fields.len() - 1]
         } else {
-            &fields[1..]
+            &fields[..]
         };
-        match numbers::<4>(coords) {
-            Ok(v) => {
+        match class_and_numbers::<4>(fields) {
+            Ok((class, v)) => {
                 let bbox = boxes.to_bbox(v);
                 check_box(issues, &bbox, &at)?;
                 out.push(RawGt {
                     image,
-                    class: ClassKey::Name(fields[0].to_string()),
+                    class: ClassKey::Name(class),
                     bbox,
                     difficult,
                     crowd: false,
@@ -78,14 +92,14 @@ pub fn read_dets_dir(
     let mut out = Vec::new();
     each_line(dir, |path, image, line, fields| {
         let at = || format!("{}:{line}", path.display());
-        match numbers::<5>(&fields[1..]) {
-            Ok([score, a, b, c, d]) => {
+        match class_and_numbers::<5>(&fields) {
+            Ok((class, [score, a, b, c, d])) => {
                 let bbox = boxes.to_bbox([a, b, c, d]);
                 check_box(issues, &bbox, &at)?;
                 if check_score(issues, score, &at)? {
                     out.push(RawDet {
                         image,
-                        class: ClassKey::Name(fields[0].to_string()),
+                        class: ClassKey::Name(class),
                         score,
                         bbox,
                     });

@@ -1,0 +1,203 @@
+//! `rcnn bench eval`: the evaluator on generated data of ILSVRC DET val's size (20,121 images,
+//! 200 classes, 55,502 objects, 500,000 detections), against pycocotools on the same data.
+
+use std::io::Write;
+use std::path::Path;
+
+use eval::dataset::{Detection, Detections, GroundTruth, GtBox, Images};
+use eval::BBox;
+
+/// Sizes of the generated set.
+#[derive(Debug, Clone, Copy)]
+pub struct Synthetic {
+    pub images: usize,
+    pub classes: usize,
+    pub objects: usize,
+    pub detections: usize,
+    pub seed: u64,
+}
+
+impl Default for Synthetic {
+    fn default() -> Self {
+        Synthetic {
+            images: 20_121,
+            classes: 200,
+            objects: 55_502,
+            detections: 500_000,
+            seed: 2014,
+        }
+    }
+}
+
+/// SplitMix64: a small, good generator, so the data are the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.uniform() * n as f64) as usize % n.max(1)
+    }
+}
+
+/// Objects of every size on 500x375 images (about 5% under 25x25 px, as ILSVRC val), and
+/// detections: two thirds near an object (some of the wrong class), the rest anywhere, scores
+/// with two decimals so that ties are common.
+pub fn generate(spec: Synthetic) -> (GroundTruth, Detections) {
+    let mut rng = Rng(spec.seed);
+    let mut images = Images::default();
+    for i in 0..spec.images {
+        images.intern(&format!("ILSVRC2013_val_{:08}", i + 1));
+    }
+    let (w_img, h_img) = (500.0, 375.0);
+    let random_box = |rng: &mut Rng| {
+        let side = match rng.below(20) {
+            0 => 4.0 + rng.uniform() * 20.0,
+            1..=7 => 25.0 + rng.uniform() * 75.0,
+            _ => 100.0 + rng.uniform() * 250.0,
+        };
+        let w = (side * (0.5 + rng.uniform())).min(w_img - 1.0).round();
+        let h = (side * (0.5 + rng.uniform())).min(h_img - 1.0).round();
+        let x = (rng.uniform() * (w_img - w)).round();
+        let y = (rng.uniform() * (h_img - h)).round();
+        BBox::new(x, y, x + w - 1.0, y + h - 1.0)
+    };
+    let mut boxes = Vec::with_capacity(spec.objects);
+    for _ in 0..spec.objects {
+        let bbox = random_box(&mut rng);
+        let area = bbox.area(eval::PixelConvention::Continuous);
+        boxes.push(GtBox {
+            image: rng.below(spec.images),
+            class: rng.below(spec.classes),
+            bbox,
+            difficult: false,
+            crowd: rng.below(100) == 0,
+            area: Some(area),
+        });
+    }
+    let mut dets = Vec::with_capacity(spec.detections);
+    for _ in 0..spec.detections {
+        let (image, class, bbox) = if rng.below(3) < 2 {
+            let g = &boxes[rng.below(boxes.len())];
+            let j = |rng: &mut Rng, v: f64, s: f64| (v + (rng.uniform() - 0.5) * s).round();
+            let s =
+                (g.bbox.x2 - g.bbox.x1).max(g.bbox.y2 - g.bbox.y1) * [0.05, 0.2, 0.5][rng.below(3)];
+            let b = BBox::new(
+                j(&mut rng, g.bbox.x1, s),
+                j(&mut rng, g.bbox.y1, s),
+                j(&mut rng, g.bbox.x2, s),
+                j(&mut rng, g.bbox.y2, s),
+            );
+            let b = if b.x2 > b.x1 && b.y2 > b.y1 {
+                b
+            } else {
+                g.bbox
+            };
+            let class = if rng.below(10) == 0 {
+                rng.below(spec.classes)
+            } else {
+                g.class
+            };
+            (g.image, class, b)
+        } else {
+            (
+                rng.below(spec.images),
+                rng.below(spec.classes),
+                random_box(&mut rng),
+            )
+        };
+        let score = (rng.uniform() * 100.0).round() / 100.0;
+        dets.push(Detection {
+            image,
+            class,
+            score,
+            bbox,
+        });
+    }
+    (
+        GroundTruth { images, boxes },
+        Detections {
+            dets,
+            first_unknown_image: spec.images,
+        },
+    )
+}
+
+/// Writes the set as COCO JSON (`gt.json`, `dets.json`; image id = index + 1, category id =
+/// class + 1), for pycocotools and for our own reader.
+pub fn write_coco(
+    gt: &GroundTruth,
+    dets: &Detections,
+    classes: usize,
+    dir: &Path,
+) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("gt.json"))?);
+    write!(f, "{{\"images\":[")?;
+    for i in 0..gt.images.len() {
+        write!(
+            f,
+            "{}{{\"id\":{},\"width\":500,\"height\":375}}",
+            if i > 0 { "," } else { "" },
+            i + 1
+        )?;
+    }
+    write!(f, "],\"categories\":[")?;
+    for c in 0..classes {
+        write!(
+            f,
+            "{}{{\"id\":{},\"name\":\"c{}\"}}",
+            if c > 0 { "," } else { "" },
+            c + 1,
+            c + 1
+        )?;
+    }
+    write!(f, "],\"annotations\":[")?;
+    for (k, g) in gt.boxes.iter().enumerate() {
+        let b = g.bbox;
+        write!(
+            f,
+            "{}{{\"id\":{},\"image_id\":{},\"category_id\":{},\"bbox\":[{},{},{},{}],\"area\":{},\"iscrowd\":{}}}",
+            if k > 0 { "," } else { "" },
+            k + 1,
+            g.image + 1,
+            g.class + 1,
+            b.x1,
+            b.y1,
+            b.x2 - b.x1,
+            b.y2 - b.y1,
+            g.area.unwrap_or(0.0),
+            u8::from(g.crowd)
+        )?;
+    }
+    write!(f, "]}}")?;
+    f.flush()?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("dets.json"))?);
+    write!(f, "[")?;
+    for (k, d) in dets.dets.iter().enumerate() {
+        let b = d.bbox;
+        write!(
+            f,
+            "{}{{\"image_id\":{},\"category_id\":{},\"bbox\":[{},{},{},{}],\"score\":{}}}",
+            if k > 0 { "," } else { "" },
+            d.image + 1,
+            d.class + 1,
+            b.x1,
+            b.y1,
+            b.x2 - b.x1,
+            b.y2 - b.y1,
+            d.score
+        )?;
+    }
+    write!(f, "]")?;
+    f.flush()
+}
