@@ -52,6 +52,9 @@ pub struct MapEvalArgs {
     /// Write every number to this JSON file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write a precision-recall curve per class and a summary chart (PNG) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
 }
 
 fn parse_metric(s: &str) -> Result<Metric, String> {
@@ -239,6 +242,10 @@ pub fn run(args: &MapEvalArgs) -> Result<Evaluation, EvalError> {
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report(&loaded, &e)).expect("report serialises");
         crate::write_atomically(path, &json)?;
+    }
+    if let Some(dir) = &args.plots {
+        let n = crate::plots::write_plots(dir, &e, &loaded.classes)?;
+        eprintln!("wrote {n} plots into {}", dir.display());
     }
     Ok(e)
 }

@@ -15,6 +15,8 @@ pub mod formats;
 pub mod issues;
 pub mod load;
 pub mod metrics;
+#[cfg(feature = "cli")]
+pub mod plots;
 pub mod writers;
 
 use std::path::{Path, PathBuf};

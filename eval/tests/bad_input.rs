@@ -138,6 +138,33 @@ fn map_eval_binary_prints_the_table_and_writes_the_report() {
     assert!((r["classes"][0]["ap"].as_f64().unwrap() - 0.895833).abs() < 1e-6);
     assert_eq!(r["classes"][0]["n_gt"], 12);
 
+    // --plots: a PNG per class with objects or detections, and a summary.
+    let plots = dir.path().join("plots");
+    let o = Command::new(env!("CARGO_BIN_EXE_map-eval"))
+        .args([
+            "--gt",
+            fx.join("gts").to_str().unwrap(),
+            "--dets",
+            fx.join("dets").to_str().unwrap(),
+        ])
+        .args(["--plots", plots.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&plots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["pr_001_cat.png", "summary.png"]);
+    for n in &names {
+        let bytes = std::fs::read(plots.join(n)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{n} is a PNG");
+        // IHDR width and height.
+        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 640);
+        assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 480);
+    }
+
     // A missing file is named.
     let o = Command::new(env!("CARGO_BIN_EXE_map-eval"))
         .args(["--gt", "/nonexistent/gt.json", "--dets", "x.json"])

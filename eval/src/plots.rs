@@ -1,0 +1,218 @@
+//! `--plots DIR`: a precision-recall curve per class and a summary chart, as PNG.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use rayon::prelude::*;
+
+use crate::classes::ClassList;
+use crate::metrics::{ClassResult, Evaluation};
+use crate::EvalError;
+
+/// Fonts tried in order; `RCNN_FONT` names another TrueType file.
+const FONT_CANDIDATES: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
+/// Registers a TrueType font with plotters once per process.
+fn ensure_font() -> Result<(), EvalError> {
+    static FONT: OnceLock<Result<(), String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let candidates: Vec<PathBuf> = std::env::var_os("RCNN_FONT")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(FONT_CANDIDATES.iter().map(PathBuf::from))
+            .collect();
+        let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+            "--plots needs a TrueType font: install fonts-dejavu-core or set RCNN_FONT".to_string()
+        })?;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // plotters keeps fonts for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| format!("{}: not a usable font", path.display()))
+    })
+    .clone()
+    .map_err(EvalError::Usage)
+}
+
+fn plot_error(path: &Path, e: impl std::fmt::Display) -> EvalError {
+    EvalError::parse(path, 0, format!("drawing the plot: {e}"))
+}
+
+/// Draws into a temporary PNG beside `path` and renames it into place.
+fn draw_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<(), EvalError> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{stem}.tmp{}.png", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        draw(&root).map_err(|e| plot_error(path, e))?;
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+}
+
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn pr_curve(path: &Path, name: &str, c: &ClassResult) -> Result<(), EvalError> {
+    draw_png(path, (640, 480), |root| {
+        let caption = format!(
+            "{name}: AP {:.4} ({} objects, {} detections)",
+            c.ap, c.n_gt, c.n_dets
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("recall")
+            .y_desc("precision")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        // The precision envelope that all-point AP integrates, under the raw curve.
+        let mut envelope: Vec<(f64, f64)> = c
+            .curve
+            .recall
+            .iter()
+            .copied()
+            .zip(c.curve.precision.iter().copied())
+            .collect();
+        for i in (0..envelope.len().saturating_sub(1)).rev() {
+            envelope[i].1 = envelope[i].1.max(envelope[i + 1].1);
+        }
+        chart
+            .draw_series(LineSeries::new(
+                envelope,
+                RGBColor(160, 190, 230).stroke_width(3),
+            ))
+            .map_err(|e| e.to_string())?;
+        let raw = c
+            .curve
+            .recall
+            .iter()
+            .copied()
+            .zip(c.curve.precision.iter().copied());
+        chart
+            .draw_series(LineSeries::new(raw, BLUE.stroke_width(1)))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+fn bars(
+    path: &Path,
+    caption: &str,
+    values: &[(String, f64)],
+    mean: Option<f64>,
+) -> Result<(), EvalError> {
+    let width = (values.len() as u32 * 6).clamp(640, 2400);
+    draw_png(path, (width, 480), |root| {
+        let n = values.len().max(1);
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(if n <= 40 { 30 } else { 10 })
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..n as f64, 0f64..1.02f64)
+            .map_err(|e| e.to_string())?;
+        let labels: Vec<String> = values.iter().map(|(l, _)| l.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(if n <= 40 { n } else { 0 })
+            .x_label_formatter(&|x| labels.get(*x as usize).cloned().unwrap_or_default())
+            .y_desc("AP")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, (_, v))| {
+                Rectangle::new(
+                    [(i as f64 + 0.1, 0.0), (i as f64 + 0.9, v.max(0.0))],
+                    BLUE.mix(0.7).filled(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+        if let Some(m) = mean {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, m), (n as f64, m)],
+                    RED.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes `pr_NNN_CLASS.png` for each class with objects or detections and `summary.png`
+/// (AP per class, best first, with the mean; for COCO, its 12 numbers). Returns the count.
+pub fn write_plots(dir: &Path, e: &Evaluation, classes: &ClassList) -> Result<usize, EvalError> {
+    ensure_font()?;
+    std::fs::create_dir_all(dir).map_err(|err| EvalError::io(dir, err))?;
+    if let Some(c) = &e.coco {
+        let values: Vec<(String, f64)> = crate::metrics::CocoStats::NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .zip(c.as_array())
+            .collect();
+        bars(&dir.join("summary.png"), "COCO summary", &values, None)?;
+        return Ok(1);
+    }
+    let shown: Vec<&ClassResult> = e
+        .per_class
+        .iter()
+        .filter(|c| c.n_gt > 0 || c.n_dets > 0)
+        .collect();
+    shown
+        .par_iter()
+        .map(|c| {
+            let name = &classes.names[c.class];
+            pr_curve(
+                &dir.join(format!("pr_{:03}_{}.png", c.class + 1, file_safe(name))),
+                name,
+                c,
+            )
+        })
+        .collect::<Result<Vec<()>, EvalError>>()?;
+    let mut values: Vec<(String, f64)> = shown
+        .iter()
+        .filter(|c| c.n_gt > 0)
+        .map(|c| (classes.names[c.class].clone(), c.ap))
+        .collect();
+    values.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let caption = match e.mean_ap {
+        Some(m) => format!(
+            "{} AP per class at IoU {}: mean {m:.4} over {} classes",
+            e.metric,
+            e.iou,
+            values.len()
+        ),
+        None => format!("{}: no class has ground truth", e.metric),
+    };
+    bars(&dir.join("summary.png"), &caption, &values, e.mean_ap)?;
+    Ok(shown.len() + 1)
+}
