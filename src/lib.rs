@@ -1,10 +1,15 @@
 //! inception-rcnn: R-CNN detection with a GoogLeNet region classifier, after GoogLeNet's
 //! ILSVRC2014 detection entry.
 //!
-//! Stages, one module each: [`model`] (the region classifier), [`device`] (where it runs),
-//! [`bench`] (speed against references). Proposals live in the `proposals` crate, boxes,
+//! Stages, one module each: [`decode`] (image files to RGB), [`model`] (the region classifier),
+//! [`device`] (where it runs), [`bench`] (speed against references); `opencv_search` is OpenCV's
+//! selective search, the baseline our proposals are measured against. Proposals live in the `proposals` crate, boxes,
 //! formats and metrics in the `eval` crate.
 
 pub mod bench;
+pub mod decode;
 pub mod device;
 pub mod model;
+#[cfg(feature = "opencv-contrib")]
+pub mod opencv_search;
+pub mod propose;

@@ -244,3 +244,70 @@ fn rcnn_map_eval_reproduces_the_voc_toy_set() {
         stdout(&o)
     );
 }
+
+#[test]
+fn proposals_on_real_photos_with_recall_output_and_plot() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    // A list file of two raccoon photos, a corrupt image beside them.
+    let corrupt = dir.path().join("corrupt.jpg");
+    std::fs::write(&corrupt, b"\xff\xd8\xff not really").unwrap();
+    let list = dir.path().join("list.txt");
+    let images = root.join("data/raccoon/images");
+    std::fs::write(
+        &list,
+        format!(
+            "{}\n{}\n{}\n",
+            images.join("raccoon-1.jpg").display(),
+            images.join("raccoon-10.jpg").display(),
+            corrupt.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("p.csv");
+    let plot = dir.path().join("recall.png");
+    let o = rcnn(&[
+        "proposals",
+        list.to_str().unwrap(),
+        "--gt",
+        root.join("data/raccoon/annotations").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("2 images (1 skipped), ours fast mode"),
+        "{text}"
+    );
+    assert!(
+        stderr(&o).contains("corrupt.jpg"),
+        "the bad image is named: {}",
+        stderr(&o)
+    );
+    // Both raccoons are found at IoU 0.5 with all proposals.
+    let all = text.lines().find(|l| l.starts_with("all ")).unwrap();
+    let cols: Vec<f64> = all
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(cols[1], 1.0, "{all}");
+    assert!(cols[3] > 0.7, "MABO {all}");
+    // The CSV: a header, then ranked boxes inside each image.
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("image,rank,xmin,ymin,xmax,ymax"));
+    let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!((first[0], first[1]), ("raccoon-1", "1"));
+    for l in csv.lines().skip(1) {
+        let f: Vec<f64> = l.split(',').skip(2).map(|v| v.parse().unwrap()).collect();
+        assert!(
+            f[0] >= 0.0 && f[1] >= 0.0 && f[0] <= f[2] && f[1] <= f[3],
+            "{l}"
+        );
+    }
+    assert_eq!(&std::fs::read(&plot).unwrap()[1..4], b"PNG");
+}

@@ -68,6 +68,65 @@ fn choose_classes(path: Option<&Path>, raw: &RawGroundTruth) -> Result<ClassList
     Ok(ClassList::from_names(names.into_iter().collect()))
 }
 
+fn read_raw_gt(
+    path: &Path,
+    format: Format,
+    box_format: BoxFormat,
+    issues: &mut Issues,
+) -> Result<RawGroundTruth, EvalError> {
+    match format {
+        Format::VocXml => formats::voc_xml::read_dir(path, issues),
+        Format::Coco => formats::coco::read_gt(path, issues),
+        Format::Csv => formats::csv::read_gt(path, issues),
+        Format::Txt => formats::txt::read_gt_dir(path, box_format, issues),
+        Format::Ilsvrc => Err(EvalError::Usage(
+            "ILSVRC ground truth comes as XML annotations (--gt FOLDER); the txt format is for submissions".into(),
+        )),
+    }
+}
+
+/// Ground truth alone (for proposal recall): images in file order, the class list chosen as
+/// for an evaluation, and the input issues.
+pub fn load_gt(
+    path: &Path,
+    format: Option<Format>,
+    classes: Option<&Path>,
+    strict: bool,
+) -> Result<(GroundTruth, ClassList, Issues), EvalError> {
+    let mut issues = Issues::new(strict);
+    let format = match format {
+        Some(f) => f,
+        None => Format::guess(path)?,
+    };
+    let raw = read_raw_gt(path, format, BoxFormat::default(), &mut issues)?;
+    let classes = choose_classes(classes, &raw)?;
+    let mut images = Images::default();
+    for name in &raw.images {
+        images.intern(name);
+    }
+    let mut boxes = Vec::with_capacity(raw.boxes.len());
+    for b in &raw.boxes {
+        let image = images.intern(&b.image);
+        match resolve_class(&classes, &b.class) {
+            Some(class) => boxes.push(GtBox {
+                image,
+                class,
+                bbox: b.bbox,
+                difficult: b.difficult,
+                crowd: b.crowd,
+                area: b.area,
+            }),
+            None => issues.record(Kind::UnknownClass, || {
+                format!(
+                    "ground truth of image {}: unknown class `{}`",
+                    b.image, b.class
+                )
+            })?,
+        }
+    }
+    Ok((GroundTruth { images, boxes }, classes, issues))
+}
+
 /// Reads both inputs, picks the class list and resolves every record.
 pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
     let mut issues = Issues::new(inputs.strict);
@@ -75,17 +134,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
         Some(f) => f,
         None => Format::guess(&inputs.gt)?,
     };
-    let raw_gt = match gt_format {
-        Format::VocXml => formats::voc_xml::read_dir(&inputs.gt, &mut issues)?,
-        Format::Coco => formats::coco::read_gt(&inputs.gt, &mut issues)?,
-        Format::Csv => formats::csv::read_gt(&inputs.gt, &mut issues)?,
-        Format::Txt => formats::txt::read_gt_dir(&inputs.gt, inputs.box_format, &mut issues)?,
-        Format::Ilsvrc => {
-            return Err(EvalError::Usage(
-                "ILSVRC ground truth comes as XML annotations (--gt FOLDER); the txt format is for submissions".into(),
-            ))
-        }
-    };
+    let raw_gt = read_raw_gt(&inputs.gt, gt_format, inputs.box_format, &mut issues)?;
     let classes = choose_classes(inputs.classes.as_deref(), &raw_gt)?;
     let image_list = inputs
         .image_list

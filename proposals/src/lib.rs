@@ -14,5 +14,5 @@ pub mod search;
 pub mod segment;
 
 pub use image::RgbImage;
-pub use quality::{best_overlaps, recall_at};
+pub use quality::{best_overlaps, quality_curve, recall_at, ImageProposals, QualityPoint};
 pub use search::{selective_search, Mode, SearchParams};

@@ -122,14 +122,7 @@ pub fn selective_search(img: &RgbImage, params: &SearchParams) -> Vec<BBox> {
     if h0 == 0 || w0 == 0 {
         return Vec::new();
     }
-    let (work, scale) = match params.resize_width {
-        Some(w) if w > 0 && w != w0 => {
-            let s = w as f64 / w0 as f64;
-            let h = ((h0 as f64 * s).round() as usize).max(1);
-            (resize_bilinear(img, w, h), s)
-        }
-        _ => (img.clone(), 1.0),
-    };
+    let (work, scale) = resize_for_search(img, params.resize_width);
     // Colour conversion and per-pixel bins once per colour space, segmentation once per
     // (space, k); strategies that share them run on the same regions.
     let mut spaces: Vec<ColourSpace> = params.strategies.iter().map(|s| s.space).collect();
@@ -170,6 +163,41 @@ pub fn selective_search(img: &RgbImage, params: &SearchParams) -> Vec<BBox> {
     rank(hierarchies, params, scale, w0, h0)
 }
 
+/// R-CNN's resize to a fixed width (up or down); returns the image and its scale factor.
+pub fn resize_for_search(img: &RgbImage, width: Option<usize>) -> (RgbImage, f64) {
+    let (h0, w0, _) = img.dim();
+    match width {
+        Some(w) if w > 0 && w0 > 0 && w != w0 => {
+            let s = w as f64 / w0 as f64;
+            let h = ((h0 as f64 * s).round() as usize).max(1);
+            (resize_bilinear(img, w, h), s)
+        }
+        _ => (img.clone(), 1.0),
+    }
+}
+
+/// A box of the resized image (inclusive pixel corners) in the original's pixels: pixel edges
+/// scale, so x2 + 1 maps to (x2 + 1) / scale; clipped to the image.
+pub fn box_to_original(b: [u32; 4], scale: f64, w0: usize, h0: usize) -> BBox {
+    let x1 = (b[0] as f64 / scale).floor();
+    let y1 = (b[1] as f64 / scale).floor();
+    let x2 = ((b[2] + 1) as f64 / scale - 1.0)
+        .ceil()
+        .min(w0 as f64 - 1.0)
+        .max(x1);
+    let y2 = ((b[3] + 1) as f64 / scale - 1.0)
+        .ceil()
+        .min(h0 as f64 - 1.0)
+        .max(y1);
+    BBox::new(x1, y1, x2, y2)
+}
+
+/// Drops repeated boxes, keeping the first (best-ranked) of each.
+pub fn dedup_boxes(boxes: &mut Vec<BBox>) {
+    let mut seen = HashSet::new();
+    boxes.retain(|b| seen.insert([b.x1, b.y1, b.x2, b.y2].map(f64::to_bits)));
+}
+
 /// Ranks as the paper: within a hierarchy the last merge has position 1, the one before 2 ...;
 /// each box's value is its position times a uniform random number; all strategies' boxes are
 /// sorted by value and duplicates dropped, keeping the best-ranked copy.
@@ -200,22 +228,9 @@ fn rank(
         if w < params.min_box || h < params.min_box || !seen.insert(b) {
             continue;
         }
-        // Back to the original image: pixel edges scale, so x2 + 1 maps to (x2 + 1) / scale.
-        let x1 = (b[0] as f64 / scale).floor();
-        let y1 = (b[1] as f64 / scale).floor();
-        let x2 = ((b[2] + 1) as f64 / scale - 1.0)
-            .ceil()
-            .min(w0 as f64 - 1.0)
-            .max(x1);
-        let y2 = ((b[3] + 1) as f64 / scale - 1.0)
-            .ceil()
-            .min(h0 as f64 - 1.0)
-            .max(y1);
-        out.push(BBox::new(x1, y1, x2, y2));
+        out.push(box_to_original(b, scale, w0, h0));
     }
-    // Mapping back can make two resized boxes one original box.
-    let mut seen = HashSet::new();
-    out.retain(|b| seen.insert([b.x1, b.y1, b.x2, b.y2].map(f64::to_bits)));
+    dedup_boxes(&mut out);
     out
 }
 
@@ -322,5 +337,17 @@ mod tests {
         // Tall and thin, smaller than the 20 px filter after resizing: nothing, no panic.
         let thin = RgbImage::from_elem((3, 2000, 3), 50);
         assert!(selective_search(&thin, &p).is_empty());
+        // Very large: resized to width 500 first; boxes come back in its own pixels.
+        let big = RgbImage::from_shape_fn((3000, 4000, 3), |(y, x, c)| {
+            ((x / 500 + y / 500 + c) * 40 % 256) as u8
+        });
+        let boxes = selective_search(&big, &p);
+        assert!(
+            boxes.contains(&BBox::new(0.0, 0.0, 3999.0, 2999.0)),
+            "the whole image"
+        );
+        assert!(boxes
+            .iter()
+            .all(|b| b.x2 <= 3999.0 && b.y2 <= 2999.0 && b.x2 - b.x1 >= 20.0 * 8.0 - 8.0));
     }
 }

@@ -24,9 +24,31 @@ enum BenchCommand {
     /// Crops/s and multiply-adds/s of the region classifier per layout, precision and batch
     /// size; with the Python reference present, torchvision's GoogLeNet in the same run.
     Classifier(ClassifierArgs),
+    /// Selective search, ours against OpenCV's, on the raccoon images: boxes, recall, MABO, time.
+    Proposals(ProposalsBenchArgs),
     /// The evaluator (ilsvrc, voc, coco) on generated data of ILSVRC DET val's size, beside
     /// pycocotools on the same data.
     Eval(EvalBenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProposalsBenchArgs {
+    /// Images (default: the shipped raccoon photos).
+    #[arg(long, default_value = "data/raccoon/images")]
+    images: PathBuf,
+    /// Their annotations.
+    #[arg(long, default_value = "data/raccoon/annotations")]
+    gt: PathBuf,
+    /// Only the first N images (sorted by name).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Modes to compare.
+    #[arg(long, value_delimiter = ',', default_value = "fast", value_parser = parse_mode)]
+    modes: Vec<proposals::Mode>,
+}
+
+fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
+    s.parse()
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +102,7 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Classifier(a) => bench_classifier(a, threads),
         BenchCommand::Eval(a) => bench_eval(a),
+        BenchCommand::Proposals(a) => bench_proposals(a),
     }
 }
 
@@ -177,6 +200,91 @@ fn reference_python(arg: Option<&str>) -> Option<PathBuf> {
         Some(p) => Some(PathBuf::from(p)),
         None => reference::find_python(),
     }
+}
+
+fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
+    use inception_rcnn::propose::{objects_per_run, quality, Backend, ImageRun};
+
+    let mut images = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.images))?;
+    if let Some(n) = args.limit {
+        images.truncate(n);
+    }
+    let (gt, classes, _) = eval::load::load_gt(&args.gt, None, None, false)?;
+    println!(
+        "selective search on {} images of {}, R-CNN setting (width 500, boxes >= 20 px), {} threads",
+        images.len(),
+        args.images.display(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<8} {:<8} {:>10} {:>11} {:>11} {:>8} {:>10} {:>8}",
+        "backend", "mode", "boxes/img", "recall@0.5", "recall@0.7", "MABO", "median s", "speed"
+    );
+    let median = |runs: &[ImageRun]| {
+        let mut s: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
+        s.sort_by(f64::total_cmp);
+        s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for mode in &args.modes {
+        let params = super::proposals::search_params(*mode, 500, 2.0, 0);
+        let (ours, _) =
+            super::proposals::run_all(&images, Backend::Ours, *mode, &params, None, false);
+        let (theirs, _) =
+            super::proposals::run_all(&images, Backend::Opencv, *mode, &params, None, false);
+        let objects = objects_per_run(&ours, &gt);
+        let theirs_objects = objects_per_run(&theirs, &gt);
+        let all = [usize::MAX];
+        let (q_ours, q_theirs) = (
+            &quality(&ours, &objects, classes.len(), &all)[0],
+            &quality(&theirs, &theirs_objects, classes.len(), &all)[0],
+        );
+        let (m_ours, m_theirs) = (median(&ours), median(&theirs));
+        let row = |name: &str, q: &proposals::QualityPoint, m: f64, speed: String| {
+            println!(
+                "{:<8} {:<8} {:>10.1} {:>11.4} {:>11.4} {:>8.4} {:>10.3} {:>8}",
+                name,
+                mode.to_string(),
+                q.mean_boxes,
+                q.recall_50,
+                q.recall_70,
+                q.mabo,
+                m,
+                speed
+            )
+        };
+        row("opencv", q_theirs, m_theirs, "1.0x".into());
+        row("ours", q_ours, m_ours, format!("{:.1}x", m_theirs / m_ours));
+        // The same number of boxes: each image's list cut to OpenCV's count for that image.
+        let cut: Vec<ImageRun> = ours
+            .iter()
+            .map(|r| {
+                let n = theirs
+                    .iter()
+                    .find(|t| t.image == r.image)
+                    .map_or(r.boxes.len(), |t| t.boxes.len());
+                ImageRun {
+                    boxes: r.boxes[..n.min(r.boxes.len())].to_vec(),
+                    ..r.clone()
+                }
+            })
+            .collect();
+        let q_cut = &quality(&cut, &objects, classes.len(), &all)[0];
+        row(
+            "ours@cv",
+            q_cut,
+            m_ours,
+            "(cut to OpenCV's count per image)".into(),
+        );
+        for top in [100usize, 500] {
+            let a = &quality(&ours, &objects, classes.len(), &[top])[0];
+            let b = &quality(&theirs, &theirs_objects, classes.len(), &[top])[0];
+            println!(
+                "  top {top}: recall@0.5 {:.4} vs OpenCV {:.4}, MABO {:.4} vs {:.4}",
+                a.recall_50, b.recall_50, a.mabo, b.mabo
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bench_eval(args: EvalBenchArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ mod bench;
 mod env;
 mod import_weights;
 mod model_info;
+pub(crate) mod proposals;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     ModelInfo(model_info::ModelInfoArgs),
     /// Convert a torchvision GoogLeNet state dict (.pth or .safetensors) into a model file.
     ImportWeights(import_weights::ImportWeightsArgs),
+    /// Selective-search region proposals, with recall and MABO against ground truth.
+    Proposals(proposals::ProposalsArgs),
     /// Mean average precision of detections against ground truth (ILSVRC, VOC, COCO rules).
     MapEval(eval::cli::MapEvalArgs),
     /// Speed benchmarks, each against its reference measured in the same run.
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::ImportWeights(args) => import_weights::run(args, cli.threads),
         Command::Bench(args) => bench::run(args, cli.threads),
         Command::Env => env::run(cli.threads),
+        Command::Proposals(args) => proposals::run(args, cli.threads),
         Command::MapEval(args) => eval::cli::run(&args)
             .map(|_| ())
             .map_err(anyhow::Error::from),

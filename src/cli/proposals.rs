@@ -1,0 +1,205 @@
+//! `rcnn proposals`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use inception_rcnn::decode::{collect_images, decode};
+use inception_rcnn::propose::{
+    image_key, objects_per_run, propose, quality, write_proposals, Backend, ImageRun, TOPS,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use proposals::{Mode, QualityPoint, SearchParams};
+
+#[derive(Args, Debug)]
+pub struct ProposalsArgs {
+    /// Images: folders (searched recursively), image files, or .txt lists of paths.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Ground truth (VOC/ILSVRC XML folder, COCO JSON or CSV; images matched by file stem):
+    /// prints recall at IoU 0.5 and 0.7 and MABO.
+    #[arg(long, value_name = "PATH")]
+    gt: Option<PathBuf>,
+    /// fast: 8 strategies; quality: 80 (Uijlings et al.).
+    #[arg(long, default_value = "fast", value_parser = parse_mode)]
+    mode: Mode,
+    /// ours (pure Rust) or opencv (ximgproc, for comparison).
+    #[arg(long, value_enum, default_value_t = Backend::Ours)]
+    backend: Backend,
+    /// Keep at most this many proposals per image.
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// Write the proposals here: .csv (`image,rank,xmin,ymin,xmax,ymax`) or .json.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// With --gt: draw recall against the number of boxes into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// Width images are resized to before the search (R-CNN: 500; 0 keeps the size).
+    #[arg(long, default_value_t = 500)]
+    width: usize,
+    /// Multiplies segmentation scale k and minimum size (GoogLeNet's entry: 2).
+    #[arg(long, default_value_t = 2.0)]
+    scale: f32,
+    /// Seed of the ranking's random numbers.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+}
+
+pub fn search_params(mode: Mode, width: usize, scale: f32, seed: u64) -> SearchParams {
+    SearchParams {
+        resize_width: (width > 0).then_some(width),
+        scale,
+        seed,
+        ..SearchParams::new(mode)
+    }
+}
+
+/// Decodes and searches every image with a progress bar; unreadable images are reported and
+/// skipped. Returns the runs and the number skipped.
+pub fn run_all(
+    images: &[PathBuf],
+    backend: Backend,
+    mode: Mode,
+    params: &SearchParams,
+    top: Option<usize>,
+    quiet: bool,
+) -> (Vec<ImageRun>, usize) {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(images.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} {mode}", backend.name()));
+    let mut runs = Vec::with_capacity(images.len());
+    let mut skipped = 0;
+    for path in images {
+        let result = decode(path)
+            .map_err(|e| e.to_string())
+            .and_then(|img| propose(&img, backend, mode, params));
+        match result {
+            Ok((mut boxes, seconds)) => {
+                if let Some(n) = top {
+                    boxes.truncate(n);
+                }
+                runs.push(ImageRun {
+                    image: path.clone(),
+                    boxes,
+                    seconds,
+                });
+            }
+            Err(e) => {
+                bar.suspend(|| tracing::warn!("skipped: {e}"));
+                skipped += 1;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    (runs, skipped)
+}
+
+pub fn print_quality_row(label: &str, q: &QualityPoint) {
+    println!(
+        "{label:<24} {:>10.1} {:>11.4} {:>11.4} {:>8.4}",
+        q.mean_boxes, q.recall_50, q.recall_70, q.mabo
+    );
+}
+
+pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .ok();
+    }
+    let images = collect_images(&args.images).context("collecting images")?;
+    anyhow::ensure!(
+        !images.is_empty(),
+        "no images (jpg, jpeg, png, bmp, webp) in {:?}",
+        args.images
+    );
+    let params = search_params(args.mode, args.width, args.scale, args.seed);
+    let (runs, skipped) = run_all(&images, args.backend, args.mode, &params, args.top, false);
+    println!("{:<32} {:>8} {:>10}", "image", "boxes", "seconds");
+    for r in &runs {
+        println!(
+            "{:<32} {:>8} {:>10.3}",
+            image_key(&r.image),
+            r.boxes.len(),
+            r.seconds
+        );
+    }
+    let mut secs: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
+    secs.sort_by(f64::total_cmp);
+    let median = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
+    println!(
+        "{} images ({} skipped), {} {} mode: {:.1} boxes per image, median {:.3} s per image",
+        runs.len(),
+        skipped,
+        args.backend.name(),
+        args.mode,
+        runs.iter().map(|r| r.boxes.len()).sum::<usize>() as f64 / runs.len().max(1) as f64,
+        median
+    );
+    if let Some(gt_path) = &args.gt {
+        let (gt, classes, issues) = eval::load::load_gt(gt_path, None, None, false)?;
+        if issues.total() > 0 {
+            tracing::warn!("ground truth: {issues}");
+        }
+        let objects = objects_per_run(&runs, &gt);
+        let curve = quality(&runs, &objects, classes.len(), &TOPS);
+        println!(
+            "\n{:<24} {:>10} {:>11} {:>11} {:>8}",
+            "boxes per image (max)", "mean boxes", "recall@0.5", "recall@0.7", "MABO"
+        );
+        for q in &curve {
+            let label = if q.top == usize::MAX {
+                "all".to_string()
+            } else {
+                q.top.to_string()
+            };
+            print_quality_row(&label, q);
+        }
+        if let Some(plot) = &args.plot {
+            let points = |f: fn(&QualityPoint) -> f64| {
+                curve
+                    .iter()
+                    .map(|q| (q.mean_boxes.max(1.0), f(q)))
+                    .collect::<Vec<_>>()
+            };
+            let series = vec![
+                ("recall@0.5".to_string(), points(|q| q.recall_50)),
+                ("recall@0.7".to_string(), points(|q| q.recall_70)),
+                ("MABO".to_string(), points(|q| q.mabo)),
+            ];
+            let title = format!(
+                "{} selective search, {} mode",
+                args.backend.name(),
+                args.mode
+            );
+            eval::plots::line_chart(
+                plot,
+                &title,
+                "proposals per image",
+                "recall / MABO",
+                &series,
+            )?;
+            eprintln!("wrote {}", plot.display());
+        }
+    }
+    if let Some(out) = &args.out {
+        write_proposals(out, &runs)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}

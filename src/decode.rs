@@ -1,0 +1,131 @@
+//! The first stage: image files to RGB arrays, with the `image` crate.
+//!
+//! EXIF orientation is applied; grey, 16-bit and alpha images become 8-bit RGB. A file that
+//! cannot be read or decoded is an error naming the file and the reason, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use proposals::RgbImage;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct DecodeError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Decodes one image file into `[height, width, 3]` RGB.
+pub fn decode(path: &Path) -> Result<RgbImage, DecodeError> {
+    let fail = |reason: String| DecodeError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(|e| fail(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| fail(e.to_string()))?;
+    let mut decoder = reader.into_decoder().map_err(|e| fail(e.to_string()))?;
+    let orientation = decoder.orientation().map_err(|e| fail(e.to_string()))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?;
+    img.apply_orientation(orientation);
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    RgbImage::from_shape_vec((h as usize, w as usize, 3), rgb.into_raw())
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Extensions of the images we read, compared without case.
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// The images named by `inputs`: folders (recursively), image files, and list files (`.txt`,
+/// one path per line, relative to the list). Sorted and deduplicated, so that image indices are
+/// stable from run to run.
+pub fn collect_images(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if is_image(&p) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            walk(input, &mut out)?;
+        } else if input
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+        {
+            let base = input.parent().unwrap_or(Path::new("."));
+            for line in std::fs::read_to_string(input)?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                out.push(base.join(line));
+            }
+        } else if input.exists() {
+            out.push(input.clone());
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such file or folder", input.display()),
+            ));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_real_photo_and_reports_a_corrupt_one() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/raccoon/images");
+        let img = decode(&dir.join("raccoon-1.jpg")).unwrap();
+        assert_eq!(img.dim(), (417, 650, 3)); // its annotation's size
+        let tmp = tempfile::tempdir().unwrap();
+        let bad = tmp.path().join("bad.jpg");
+        let bytes = std::fs::read(dir.join("raccoon-1.jpg")).unwrap();
+        // Cut inside the headers (the decoder fills a file cut in its scan data, as most do).
+        std::fs::write(&bad, &bytes[..200]).unwrap();
+        let err = decode(&bad).unwrap_err().to_string();
+        assert!(err.starts_with(&bad.display().to_string()), "{err}");
+        std::fs::write(&bad, b"not an image").unwrap();
+        assert!(decode(&bad).is_err());
+    }
+
+    #[test]
+    fn grey_and_alpha_images_become_rgb() {
+        let tmp = tempfile::tempdir().unwrap();
+        let grey = tmp.path().join("g.png");
+        image::GrayImage::from_pixel(5, 3, image::Luma([77]))
+            .save(&grey)
+            .unwrap();
+        let img = decode(&grey).unwrap();
+        assert_eq!(img.dim(), (3, 5, 3));
+        assert!(img.iter().all(|&v| v == 77));
+        let rgba = tmp.path().join("a.PNG");
+        image::RgbaImage::from_pixel(2, 2, image::Rgba([1, 2, 3, 4]))
+            .save_with_format(&rgba, image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(decode(&rgba).unwrap()[[1, 1, 2]], 3);
+        // Found by extension in any case, sorted.
+        let found = collect_images(&[tmp.path().to_path_buf()]).unwrap();
+        assert_eq!(found, vec![rgba, grey]);
+    }
+}
