@@ -85,29 +85,22 @@ fn read_raw_gt(
     }
 }
 
-/// Ground truth alone (for proposal recall): images in file order, the class list chosen as
-/// for an evaluation, and the input issues.
-pub fn load_gt(
-    path: &Path,
-    format: Option<Format>,
-    classes: Option<&Path>,
-    strict: bool,
-) -> Result<(GroundTruth, ClassList, Issues), EvalError> {
-    let mut issues = Issues::new(strict);
-    let format = match format {
-        Some(f) => f,
-        None => Format::guess(path)?,
-    };
-    let raw = read_raw_gt(path, format, BoxFormat::default(), &mut issues)?;
-    let classes = choose_classes(classes, &raw)?;
+/// Interns the images (`first` in order, then those of the ground truth) and resolves each
+/// object's class; objects of unknown classes are counted and dropped.
+fn resolve_gt(
+    raw: &RawGroundTruth,
+    first: &[String],
+    classes: &ClassList,
+    issues: &mut Issues,
+) -> Result<GroundTruth, EvalError> {
     let mut images = Images::default();
-    for name in &raw.images {
+    for name in first.iter().chain(&raw.images) {
         images.intern(name);
     }
     let mut boxes = Vec::with_capacity(raw.boxes.len());
     for b in &raw.boxes {
         let image = images.intern(&b.image);
-        match resolve_class(&classes, &b.class) {
+        match resolve_class(classes, &b.class) {
             Some(class) => boxes.push(GtBox {
                 image,
                 class,
@@ -124,7 +117,26 @@ pub fn load_gt(
             })?,
         }
     }
-    Ok((GroundTruth { images, boxes }, classes, issues))
+    Ok(GroundTruth { images, boxes })
+}
+
+/// Ground truth alone (for proposal recall): images in file order, the class list chosen as
+/// for an evaluation, and the input issues.
+pub fn load_gt(
+    path: &Path,
+    format: Option<Format>,
+    classes: Option<&Path>,
+    strict: bool,
+) -> Result<(GroundTruth, ClassList, Issues), EvalError> {
+    let mut issues = Issues::new(strict);
+    let format = match format {
+        Some(f) => f,
+        None => Format::guess(path)?,
+    };
+    let raw = read_raw_gt(path, format, BoxFormat::default(), &mut issues)?;
+    let classes = choose_classes(classes, &raw)?;
+    let gt = resolve_gt(&raw, &[], &classes, &mut issues)?;
+    Ok((gt, classes, issues))
 }
 
 /// Reads both inputs, picks the class list and resolves every record.
@@ -143,30 +155,12 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
         .transpose()?;
 
     // Images: the image list's order first (eval_detection.m walks val.txt), then the rest.
-    let mut images = Images::default();
-    for name in image_list.iter().flatten().chain(&raw_gt.images) {
-        images.intern(name);
-    }
-    let mut boxes = Vec::with_capacity(raw_gt.boxes.len());
-    for b in &raw_gt.boxes {
-        let image = images.intern(&b.image);
-        match resolve_class(&classes, &b.class) {
-            Some(class) => boxes.push(GtBox {
-                image,
-                class,
-                bbox: b.bbox,
-                difficult: b.difficult,
-                crowd: b.crowd,
-                area: b.area,
-            }),
-            None => issues.record(Kind::UnknownClass, || {
-                format!(
-                    "ground truth of image {}: unknown class `{}`",
-                    b.image, b.class
-                )
-            })?,
-        }
-    }
+    let GroundTruth { mut images, boxes } = resolve_gt(
+        &raw_gt,
+        image_list.as_deref().unwrap_or(&[]),
+        &classes,
+        &mut issues,
+    )?;
     let first_unknown_image = images.len();
 
     let dets_format = match inputs.dets_format {

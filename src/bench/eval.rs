@@ -6,6 +6,7 @@ use std::path::Path;
 
 use eval::dataset::{Detection, Detections, GroundTruth, GtBox, Images};
 use eval::BBox;
+use proposals::rng::SplitMix64;
 
 /// Sizes of the generated set.
 #[derive(Debug, Clone, Copy)]
@@ -29,38 +30,17 @@ impl Default for Synthetic {
     }
 }
 
-/// SplitMix64: a small, good generator, so the data are the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.uniform() * n as f64) as usize % n.max(1)
-    }
-}
-
 /// Objects of every size on 500x375 images (about 5% under 25x25 px, as ILSVRC val), and
 /// detections: two thirds near an object (some of the wrong class), the rest anywhere, scores
 /// with two decimals so that ties are common.
 pub fn generate(spec: Synthetic) -> (GroundTruth, Detections) {
-    let mut rng = Rng(spec.seed);
+    let mut rng = SplitMix64::new(spec.seed);
     let mut images = Images::default();
     for i in 0..spec.images {
         images.intern(&format!("ILSVRC2013_val_{:08}", i + 1));
     }
     let (w_img, h_img) = (500.0, 375.0);
-    let random_box = |rng: &mut Rng| {
+    let random_box = |rng: &mut SplitMix64| {
         let side = match rng.below(20) {
             0 => 4.0 + rng.uniform() * 20.0,
             1..=7 => 25.0 + rng.uniform() * 75.0,
@@ -89,7 +69,7 @@ pub fn generate(spec: Synthetic) -> (GroundTruth, Detections) {
     for _ in 0..spec.detections {
         let (image, class, bbox) = if rng.below(3) < 2 {
             let g = &boxes[rng.below(boxes.len())];
-            let j = |rng: &mut Rng, v: f64, s: f64| (v + (rng.uniform() - 0.5) * s).round();
+            let j = |rng: &mut SplitMix64, v: f64, s: f64| (v + (rng.uniform() - 0.5) * s).round();
             let s =
                 (g.bbox.x2 - g.bbox.x1).max(g.bbox.y2 - g.bbox.y1) * [0.05, 0.2, 0.5][rng.below(3)];
             let b = BBox::new(
