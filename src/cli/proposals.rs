@@ -122,6 +122,10 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
             .build_global()
             .ok();
     }
+    anyhow::ensure!(
+        args.backend != Backend::Opencv || cfg!(feature = "opencv-contrib"),
+        "--backend opencv needs a binary built with the opencv-contrib feature (the default)"
+    );
     let images = collect_images(&args.images).context("collecting images")?;
     anyhow::ensure!(
         !images.is_empty(),
