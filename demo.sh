@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job on shipped data. Until the demo detector model ships (issue 6), this runs the
-# furthest stage that works: the region classifier. It describes the paper's network, imports
-# torchvision-layout weights (the parity fixture) into a model file and describes that, and
-# times the classifier on this machine against PyTorch when scripts/setup-reference.sh has run.
+# The main job on shipped data. Until `rcnn detect` and the demo model ship, this runs the
+# stages that work, on the shipped raccoon photos and reference data: selective-search
+# proposals with their recall against the annotations, the evaluator, and the region
+# classifier (the paper's network, an imported torchvision state dict, its speed here).
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh >/dev/null
@@ -10,6 +10,16 @@ rcnn=target/release/rcnn
 out=${OUT_DIR:-demo-out}
 mkdir -p "$out"
 
+echo "== rcnn proposals (fast selective search on five raccoon photos, recall against their boxes)"
+$rcnn proposals data/raccoon/images/raccoon-{1,10,100,105,106}.jpg --gt data/raccoon/annotations \
+  --out "$out/proposals.csv" --plot "$out/recall.png" | tail -n 16
+
+echo
+echo "== rcnn map-eval (the VOC toy set: published AP 0.886364 11-point, 0.895833 all-point)"
+$rcnn map-eval --gt eval/tests/fixtures/eval-reference/voc-toy-cat/gts \
+  --dets eval/tests/fixtures/eval-reference/voc-toy-cat/dets --metric voc07 --plots "$out/plots"
+
+echo
 echo "== rcnn model-info (paper layout, Table 1, ILSVRC detection head)"
 $rcnn model-info --layout paper --device cpu
 

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod decode;
 pub mod device;
 pub mod model;
+pub mod nms;
 #[cfg(feature = "opencv-contrib")]
 pub mod opencv_search;
 pub mod propose;

@@ -26,6 +26,8 @@ enum BenchCommand {
     Classifier(ClassifierArgs),
     /// Selective search, ours against OpenCV's, on the raccoon images: boxes, recall, MABO, time.
     Proposals(ProposalsBenchArgs),
+    /// Per-class NMS against torchvision's batched_nms on the same boxes.
+    Nms(NmsBenchArgs),
     /// The evaluator (ilsvrc, voc, coco) on generated data of ILSVRC DET val's size, beside
     /// pycocotools on the same data.
     Eval(EvalBenchArgs),
@@ -49,6 +51,16 @@ struct ProposalsBenchArgs {
 
 fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
     s.parse()
+}
+
+#[derive(Args, Debug)]
+struct NmsBenchArgs {
+    /// IoU threshold.
+    #[arg(long, default_value_t = 0.3)]
+    iou: f32,
+    /// Python with torchvision for the reference column; `none` skips it.
+    #[arg(long, value_name = "PYTHON")]
+    reference: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -103,6 +115,7 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
         BenchCommand::Classifier(a) => bench_classifier(a, threads),
         BenchCommand::Eval(a) => bench_eval(a),
         BenchCommand::Proposals(a) => bench_proposals(a),
+        BenchCommand::Nms(a) => bench_nms(a, threads),
     }
 }
 
@@ -283,6 +296,121 @@ fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
                 a.recall_50, b.recall_50, a.mabo, b.mabo
             );
         }
+    }
+    Ok(())
+}
+
+fn bench_nms(args: NmsBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    use inception_rcnn::nms::{batched_nms, Corners};
+    use proposals::rng::SplitMix64;
+    use std::time::Instant;
+
+    let threads = threads.unwrap_or_else(device::default_threads);
+    let python = reference_python(args.reference.as_deref());
+    println!(
+        "per-class NMS at IoU {}, {threads} threads; boxes clustered around objects, tied scores",
+        args.iou
+    );
+    println!(
+        "{:>8} {:>8} {:>10} {:>12} {:>16} {:>8}",
+        "boxes", "classes", "kept", "ours (ms)", "torchvision (ms)", "ratio"
+    );
+    for (n, n_classes) in [(2_000usize, 1usize), (20_000, 20), (100_000, 200)] {
+        let mut rng = SplitMix64::new(n as u64);
+        let centres: Vec<(f32, f32)> = (0..n / 20 + 1)
+            .map(|_| (rng.uniform() as f32 * 500.0, rng.uniform() as f32 * 400.0))
+            .collect();
+        let mut boxes: Vec<Corners> = Vec::with_capacity(n);
+        let mut scores = Vec::with_capacity(n);
+        let mut classes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (cx, cy) = centres[rng.below(centres.len())];
+            let (cx, cy) = (
+                cx + (rng.uniform() as f32 - 0.5) * 20.0,
+                cy + (rng.uniform() as f32 - 0.5) * 20.0,
+            );
+            let (w, h) = (
+                20.0 + rng.uniform() as f32 * 150.0,
+                20.0 + rng.uniform() as f32 * 150.0,
+            );
+            boxes.push([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]);
+            scores.push((rng.uniform() * 100.0).round() as f32 / 100.0);
+            classes.push(rng.below(n_classes));
+        }
+        let mut times = Vec::new();
+        let mut keep = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            keep = batched_nms(
+                &boxes,
+                &scores,
+                &classes,
+                args.iou,
+                eval::PixelConvention::Continuous,
+            );
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let ours = times[2];
+        let checksum: u64 = keep.iter().map(|&v| (v * v + v) as u64).sum();
+        let theirs = match &python {
+            Some(py) => {
+                let file =
+                    std::env::temp_dir().join(format!("rcnn-bench-nms-{}.bin", std::process::id()));
+                let mut bytes = (n as u64).to_le_bytes().to_vec();
+                boxes
+                    .iter()
+                    .flatten()
+                    .for_each(|v| bytes.extend(v.to_le_bytes()));
+                scores.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+                classes
+                    .iter()
+                    .for_each(|&c| bytes.extend((c as i64).to_le_bytes()));
+                std::fs::write(&file, bytes)?;
+                let script = reference::script("bench_nms_reference.py");
+                let out = reference::run_json_lines(
+                    py,
+                    &script,
+                    &[
+                        file.display().to_string(),
+                        args.iou.to_string(),
+                        threads.to_string(),
+                    ],
+                )
+                .map_err(anyhow::Error::msg);
+                let _ = std::fs::remove_file(&file);
+                let v = out?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("no output from {}", script.display()))?;
+                anyhow::ensure!(
+                    v["kept"].as_u64() == Some(keep.len() as u64)
+                        && v["checksum"].as_u64() == Some(checksum),
+                    "torchvision kept other boxes ({} against our {})",
+                    v["kept"],
+                    keep.len()
+                );
+                v["seconds"].as_f64()
+            }
+            None => None,
+        };
+        match theirs {
+            Some(t) => println!(
+                "{n:>8} {n_classes:>8} {:>10} {:>12.2} {:>16.2} {:>7.1}x",
+                keep.len(),
+                ours * 1e3,
+                t * 1e3,
+                t / ours
+            ),
+            None => println!(
+                "{n:>8} {n_classes:>8} {:>10} {:>12.2}",
+                keep.len(),
+                ours * 1e3
+            ),
+        }
+    }
+    if python.is_some() {
+        println!("(torchvision kept the same boxes in every case)");
     }
     Ok(())
 }
