@@ -47,6 +47,9 @@ struct ProposalsBenchArgs {
     /// Modes to compare.
     #[arg(long, value_delimiter = ',', default_value = "fast", value_parser = parse_mode)]
     modes: Vec<proposals::Mode>,
+    /// Our superpixel-scale factors: 1 is the paper's k, 2 GoogLeNet's entry.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    scales: Vec<f32>,
 }
 
 fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
@@ -239,19 +242,13 @@ fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
         s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
     };
     for mode in &args.modes {
-        let params = super::proposals::search_params(*mode, 500, 2.0, 0);
-        let (ours, _) =
-            super::proposals::run_all(&images, Backend::Ours, *mode, &params, None, false);
+        let cv_params = super::proposals::search_params(*mode, 500, 1.0, 0);
         let (theirs, _) =
-            super::proposals::run_all(&images, Backend::Opencv, *mode, &params, None, false);
-        let objects = objects_per_run(&ours, &gt);
+            super::proposals::run_all(&images, Backend::Opencv, *mode, &cv_params, None, false);
         let theirs_objects = objects_per_run(&theirs, &gt);
         let all = [usize::MAX];
-        let (q_ours, q_theirs) = (
-            &quality(&ours, &objects, classes.len(), &all)[0],
-            &quality(&theirs, &theirs_objects, classes.len(), &all)[0],
-        );
-        let (m_ours, m_theirs) = (median(&ours), median(&theirs));
+        let q_theirs = &quality(&theirs, &theirs_objects, classes.len(), &all)[0];
+        let m_theirs = median(&theirs);
         let row = |name: &str, q: &proposals::QualityPoint, m: f64, speed: String| {
             println!(
                 "{:<8} {:<8} {:>10.1} {:>11.4} {:>11.4} {:>8.4} {:>10.3} {:>8}",
@@ -266,35 +263,48 @@ fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
             )
         };
         row("opencv", q_theirs, m_theirs, "1.0x".into());
-        row("ours", q_ours, m_ours, format!("{:.1}x", m_theirs / m_ours));
-        // The same number of boxes: each image's list cut to OpenCV's count for that image.
-        let cut: Vec<ImageRun> = ours
-            .iter()
-            .map(|r| {
-                let n = theirs
-                    .iter()
-                    .find(|t| t.image == r.image)
-                    .map_or(r.boxes.len(), |t| t.boxes.len());
-                ImageRun {
-                    boxes: r.boxes[..n.min(r.boxes.len())].to_vec(),
-                    ..r.clone()
-                }
-            })
-            .collect();
-        let q_cut = &quality(&cut, &objects, classes.len(), &all)[0];
-        row(
-            "ours@cv",
-            q_cut,
-            m_ours,
-            "(cut to OpenCV's count per image)".into(),
-        );
-        for top in [100usize, 500] {
-            let a = &quality(&ours, &objects, classes.len(), &[top])[0];
-            let b = &quality(&theirs, &theirs_objects, classes.len(), &[top])[0];
-            println!(
-                "  top {top}: recall@0.5 {:.4} vs OpenCV {:.4}, MABO {:.4} vs {:.4}",
-                a.recall_50, b.recall_50, a.mabo, b.mabo
+        for &scale in &args.scales {
+            let params = super::proposals::search_params(*mode, 500, scale, 0);
+            let (ours, _) =
+                super::proposals::run_all(&images, Backend::Ours, *mode, &params, None, false);
+            let objects = objects_per_run(&ours, &gt);
+            let q_ours = &quality(&ours, &objects, classes.len(), &all)[0];
+            let m_ours = median(&ours);
+            row(
+                &format!("ours x{scale}"),
+                q_ours,
+                m_ours,
+                format!("{:.1}x", m_theirs / m_ours),
             );
+            // The same number of boxes: each image's list cut to OpenCV's count for that image.
+            let cut: Vec<ImageRun> = ours
+                .iter()
+                .map(|r| {
+                    let n = theirs
+                        .iter()
+                        .find(|t| t.image == r.image)
+                        .map_or(r.boxes.len(), |t| t.boxes.len());
+                    ImageRun {
+                        boxes: r.boxes[..n.min(r.boxes.len())].to_vec(),
+                        ..r.clone()
+                    }
+                })
+                .collect();
+            let q_cut = &quality(&cut, &objects, classes.len(), &all)[0];
+            row(
+                &format!("  cut x{scale}"),
+                q_cut,
+                m_ours,
+                "(OpenCV's count per image)".into(),
+            );
+            for top in [100usize, 500] {
+                let a = &quality(&ours, &objects, classes.len(), &[top])[0];
+                let b = &quality(&theirs, &theirs_objects, classes.len(), &[top])[0];
+                println!(
+                    "  x{scale} top {top}: recall@0.5 {:.4} vs OpenCV {:.4}, MABO {:.4} vs {:.4}",
+                    a.recall_50, b.recall_50, a.mabo, b.mabo
+                );
+            }
         }
     }
     Ok(())
