@@ -14,3 +14,4 @@ pub mod nms;
 #[cfg(feature = "opencv-contrib")]
 pub mod opencv_search;
 pub mod propose;
+pub mod warp;

@@ -1,0 +1,247 @@
+//! R-CNN's warp (rcnn_im_crop, `warp` mode, padding 16): each proposal is dilated so that,
+//! once warped to the network's input size, 16 px of image context surround it; each axis is
+//! scaled on its own; what falls outside the image takes the mean colour. Crops come out as
+//! normalised CHW f32, `(x / 255 - mean) / std` per channel, so the mean fill is exactly 0.
+//!
+//! OpenCV core/imgproc does the crop and bilinear resize (no antialiasing, as R-CNN).
+
+use eval::BBox;
+use opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
+use opencv::imgproc;
+use opencv::prelude::*;
+use proposals::RgbImage;
+
+/// How crops are made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WarpParams {
+    /// Side of the square network input (224).
+    pub size: i32,
+    /// Context in output pixels on each side (R-CNN: 16).
+    pub padding: i32,
+    /// RGB mean and std on the 0..1 scale, as the model file says.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl WarpParams {
+    pub fn new(size: i32, mean: [f32; 3], std: [f32; 3]) -> Self {
+        WarpParams {
+            size,
+            padding: 16,
+            mean,
+            std,
+        }
+    }
+}
+
+/// Where a proposal's context window lands: the image pixels to take (inclusive, 0-based) and
+/// where their resized copy goes in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Clipped source window: x1, y1, x2, y2 (inclusive).
+    pub source: [i32; 4],
+    /// Top-left of the copy in the output, and its size.
+    pub pad_x: i32,
+    pub pad_y: i32,
+    pub width: i32,
+    pub height: i32,
+}
+
+/// rcnn_im_crop's arithmetic, in 0-based pixels. `None` when the window misses the image.
+pub fn placement(b: &BBox, image_w: i32, image_h: i32, p: &WarpParams) -> Option<Placement> {
+    let size = p.size as f64;
+    let scale = size / (size - 2.0 * p.padding as f64);
+    let half_w = (b.x2 - b.x1 + 1.0) / 2.0;
+    let half_h = (b.y2 - b.y1 + 1.0) / 2.0;
+    let (cx, cy) = (b.x1 + half_w, b.y1 + half_h);
+    // MATLAB's round: halves away from zero, as f64::round.
+    let x1 = (cx - half_w * scale).round() as i32;
+    let y1 = (cy - half_h * scale).round() as i32;
+    let x2 = (cx + half_w * scale).round() as i32;
+    let y2 = (cy + half_h * scale).round() as i32;
+    let (unclipped_w, unclipped_h) = ((x2 - x1 + 1) as f64, (y2 - y1 + 1) as f64);
+    // rcnn_im_crop works in 1-based pixels: pad = max(0, 1 - x1) there is max(0, -x1) here.
+    let pad_x = (-x1).max(0) as f64;
+    let pad_y = (-y1).max(0) as f64;
+    let (cx1, cy1, cx2, cy2) = (
+        x1.max(0),
+        y1.max(0),
+        x2.min(image_w - 1),
+        y2.min(image_h - 1),
+    );
+    if cx2 < cx1 || cy2 < cy1 {
+        return None;
+    }
+    let (sx, sy) = (size / unclipped_w, size / unclipped_h);
+    let pad_x = (pad_x * sx).round() as i32;
+    let pad_y = (pad_y * sy).round() as i32;
+    let mut width = (((cx2 - cx1 + 1) as f64) * sx).round() as i32;
+    let mut height = (((cy2 - cy1 + 1) as f64) * sy).round() as i32;
+    width = width.min(p.size - pad_x).max(1);
+    height = height.min(p.size - pad_y).max(1);
+    Some(Placement {
+        source: [cx1, cy1, cx2, cy2],
+        pad_x,
+        pad_y,
+        width,
+        height,
+    })
+}
+
+/// An image prepared for cropping (OpenCV owns a copy of its pixels).
+pub struct WarpSource {
+    mat: Mat,
+    width: i32,
+    height: i32,
+}
+
+impl WarpSource {
+    pub fn new(img: &RgbImage) -> opencv::Result<Self> {
+        let (h, w, _) = img.dim();
+        let mut mat =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
+        mat.data_bytes_mut()?
+            .copy_from_slice(img.as_slice().expect("standard layout"));
+        Ok(WarpSource {
+            mat,
+            width: w as i32,
+            height: h as i32,
+        })
+    }
+
+    /// Writes the warped, normalised crop of `b` into `out` (`3 * size * size`, CHW). A box
+    /// whose window misses the image gives the mean everywhere (zeros).
+    pub fn warp_into(&self, b: &BBox, p: &WarpParams, out: &mut [f32]) -> opencv::Result<()> {
+        let s = p.size as usize;
+        assert_eq!(out.len(), 3 * s * s, "one CHW crop");
+        out.fill(0.0);
+        let Some(pl) = placement(b, self.width, self.height, p) else {
+            return Ok(());
+        };
+        let [x1, y1, x2, y2] = pl.source;
+        let window = Mat::roi(&self.mat, Rect::new(x1, y1, x2 - x1 + 1, y2 - y1 + 1))?;
+        let mut resized = Mat::default();
+        imgproc::resize(
+            &window,
+            &mut resized,
+            Size::new(pl.width, pl.height),
+            0.0,
+            0.0,
+            imgproc::INTER_LINEAR,
+        )?;
+        let bytes = resized.data_bytes()?;
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * p.std[c]));
+        let shift: [f32; 3] = std::array::from_fn(|c| p.mean[c] / p.std[c]);
+        for y in 0..pl.height as usize {
+            let oy = y + pl.pad_y as usize;
+            for x in 0..pl.width as usize {
+                let ox = x + pl.pad_x as usize;
+                let src = (y * pl.width as usize + x) * 3;
+                for c in 0..3 {
+                    out[c * s * s + oy * s + ox] = bytes[src + c] as f32 * scale[c] - shift[c];
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> WarpParams {
+        WarpParams::new(224, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    }
+
+    #[test]
+    fn placement_by_hand() {
+        // A 96x96 box (inclusive 100..195) in a large image: context scale 224/192 = 7/6, so the
+        // window reaches 56 px either side of the centre 148: 92..204, no padding, all 224x224.
+        let pl = placement(
+            &BBox::new(100.0, 100.0, 195.0, 195.0),
+            1000,
+            1000,
+            &params(),
+        )
+        .unwrap();
+        assert_eq!(pl.source, [92, 92, 204, 204]);
+        assert_eq!((pl.pad_x, pl.pad_y, pl.width, pl.height), (0, 0, 224, 224));
+        // At the corner: the window starts at -8, so 8 of its 113 px are outside, which
+        // become round(8 * 224 / 113) = 16 px of mean fill at the top left.
+        let pl = placement(&BBox::new(0.0, 0.0, 95.0, 95.0), 1000, 1000, &params()).unwrap();
+        assert_eq!(pl.source, [0, 0, 104, 104]);
+        assert_eq!((pl.pad_x, pl.pad_y), (16, 16));
+        assert_eq!((pl.width, pl.height), (208, 208));
+        // Outside the image entirely.
+        assert_eq!(
+            placement(
+                &BBox::new(2000.0, 2000.0, 2100.0, 2100.0),
+                1000,
+                1000,
+                &params()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn flat_image_gives_its_colour_inside_and_the_mean_outside() {
+        let img = RgbImage::from_elem((120, 160, 3), 191); // (191/255 - 0.5)/0.25 = 0.996
+        let src = WarpSource::new(&img).unwrap();
+        let p = params();
+        let mut out = vec![f32::NAN; 3 * 224 * 224];
+        src.warp_into(&BBox::new(0.0, 0.0, 59.0, 59.0), &p, &mut out)
+            .unwrap();
+        let pl = placement(&BBox::new(0.0, 0.0, 59.0, 59.0), 160, 120, &p).unwrap();
+        let expected = 191.0 / 255.0 / 0.25 - 2.0;
+        for c in 0..3 {
+            for y in 0..224 {
+                for x in 0..224 {
+                    let v = out[c * 224 * 224 + y * 224 + x];
+                    let inside = x >= pl.pad_x as usize
+                        && y >= pl.pad_y as usize
+                        && x < (pl.pad_x + pl.width) as usize
+                        && y < (pl.pad_y + pl.height) as usize;
+                    let want = if inside { expected } else { 0.0 };
+                    assert!((v - want).abs() < 1e-5, "({c}, {y}, {x}): {v} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_crop_equals_an_independent_bilinear_resize() {
+        // A ramp image; our pure-Rust bilinear resize (pixel centres aligned, as INTER_LINEAR)
+        // of the same window must agree with OpenCV's to one grey level.
+        let img = RgbImage::from_shape_fn((300, 400, 3), |(y, x, c)| {
+            ((x * 3 + y * 2 + c * 50) % 256) as u8
+        });
+        let p = params();
+        let b = BBox::new(120.0, 80.0, 219.0, 159.0);
+        let mut out = vec![0.0; 3 * 224 * 224];
+        WarpSource::new(&img)
+            .unwrap()
+            .warp_into(&b, &p, &mut out)
+            .unwrap();
+        let pl = placement(&b, 400, 300, &p).unwrap();
+        let [x1, y1, x2, y2] = pl.source.map(|v| v as usize);
+        let window = img.slice(ndarray::s![y1..=y2, x1..=x2, ..]).to_owned();
+        let ours =
+            proposals::image::resize_bilinear(&window, pl.width as usize, pl.height as usize);
+        let mut worst = 0.0f32;
+        for y in 0..pl.height as usize {
+            for x in 0..pl.width as usize {
+                for c in 0..3 {
+                    let got = (out
+                        [c * 224 * 224 + (y + pl.pad_y as usize) * 224 + x + pl.pad_x as usize]
+                        + 2.0)
+                        * 0.25
+                        * 255.0;
+                    worst = worst.max((got - ours[[y, x, c]] as f32).abs());
+                }
+            }
+        }
+        assert!(worst <= 1.01, "largest difference {worst} grey levels");
+    }
+}
