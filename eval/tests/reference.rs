@@ -32,19 +32,28 @@ fn padilla_case_1_voc_ap_at_four_thresholds() {
     };
     let loaded = load(&inputs).unwrap();
     assert_eq!((loaded.gt.boxes.len(), loaded.dets.dets.len()), (15, 24));
-    for (iou, voc07, all) in [
+    let published = [
         (0.10, 0.3333333333, 0.3371980676),
         (0.30, 0.2683982683, 0.2456866804),
         (0.50, 0.0303030303, 0.0222222222),
         (0.75, 0.0, 0.0),
-    ] {
-        let a = one_class_ap(&inputs, Metric::Voc07, iou);
-        let b = one_class_ap(&inputs, Metric::Voc, iou);
+    ];
+    assert_voc_aps(&inputs, &published, 1e-10);
+}
+
+/// Checks (IoU, 11-point AP, all-point AP) rows of a one-class set to `tolerance`.
+fn assert_voc_aps(inputs: &Inputs, rows: &[(f64, f64, f64)], tolerance: f64) {
+    for &(iou, voc07, all) in rows {
+        let a = one_class_ap(inputs, Metric::Voc07, iou);
+        let b = one_class_ap(inputs, Metric::Voc, iou);
         assert!(
-            (a - voc07).abs() < 1e-10,
+            (a - voc07).abs() < tolerance,
             "IoU {iou}: 11-point {a} vs {voc07}"
         );
-        assert!((b - all).abs() < 1e-10, "IoU {iou}: all-point {b} vs {all}");
+        assert!(
+            (b - all).abs() < tolerance,
+            "IoU {iou}: all-point {b} vs {all}"
+        );
     }
 }
 
@@ -55,15 +64,11 @@ fn voc_toy_cat_ap() {
         dets: fixture("voc-toy-cat/dets"),
         ..Default::default()
     };
-    for (iou, voc07, all) in [(0.50, 0.886364, 0.895833), (0.75, 0.492424, 0.509722)] {
-        let a = one_class_ap(&inputs, Metric::Voc07, iou);
-        let b = one_class_ap(&inputs, Metric::Voc, iou);
-        assert!(
-            (a - voc07).abs() < 1e-6,
-            "IoU {iou}: 11-point {a} vs {voc07}"
-        );
-        assert!((b - all).abs() < 1e-6, "IoU {iou}: all-point {b} vs {all}");
-    }
+    assert_voc_aps(
+        &inputs,
+        &[(0.50, 0.886364, 0.895833), (0.75, 0.492424, 0.509722)],
+        1e-6,
+    );
 }
 
 #[test]

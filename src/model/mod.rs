@@ -38,6 +38,8 @@ pub enum ModelError {
         count: usize,
         names: String,
     },
+    #[error("writing the model file")]
+    Write(#[source] eval::EvalError),
     #[error("libtorch")]
     Torch(#[from] tch::TchError),
 }

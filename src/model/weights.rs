@@ -100,26 +100,8 @@ impl Model {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        write_atomically(path, &bytes)
+        eval::write_atomically(path, &bytes).map_err(ModelError::Write)
     }
-}
-
-/// Writes `bytes` next to `path` under a temporary name, then renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelError> {
