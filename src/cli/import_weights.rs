@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use inception_rcnn::device;
 use inception_rcnn::model::summary::summarize;
 use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
 use inception_rcnn::model::{Layout, Model};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-use super::thousands;
+use super::{thousands, DeviceArgs};
 
 #[derive(Args, Debug)]
 pub struct ImportWeightsArgs {
@@ -32,12 +33,13 @@ pub struct ImportWeightsArgs {
     /// Class names, one per line, as many as the classifier has outputs.
     #[arg(long, value_name = "FILE")]
     classes: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()> {
-    if let Some(n) = threads {
-        tch::set_num_threads(n as i32);
-    }
+    // The check below runs the network once, on the chosen device.
+    let device = device::select(args.device.device, threads)?;
     let tensors = read_state_dict(&args.input)?;
     let mut config = infer_config(&tensors, &args.input)?;
     config.input_size = args.input_size;
@@ -67,12 +69,12 @@ pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()
         }
         None => Vec::new(),
     };
-    let mut model = Model::new(&config, classes, Device::Cpu)?;
+    let mut model = Model::new(&config, classes, device)?;
     load_state_dict(&mut model.vs, &tensors, &args.input)?;
     // A forward pass proves the weights fit together and give finite logits.
     let probe = Tensor::zeros(
         [1, 3, config.input_size, config.input_size],
-        (Kind::Float, Device::Cpu),
+        (Kind::Float, device),
     );
     let logits = tch::no_grad(|| model.net.forward_t(&probe, false).main);
     if logits.isfinite().all().int64_value(&[]) == 0 {
