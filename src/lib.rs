@@ -7,6 +7,7 @@
 //! formats and metrics in the `eval` crate.
 
 pub mod bench;
+pub mod classifier;
 pub mod decode;
 pub mod device;
 pub mod model;

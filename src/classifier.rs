@@ -1,0 +1,178 @@
+//! The device stage: warped crops through an ensemble of region classifiers, softmax scores
+//! averaged over the networks (six in GoogLeNet's ILSVRC2014 entry).
+
+use tch::{Device, Kind, Tensor};
+
+use crate::model::{Model, ModelError};
+
+/// The networks of an ensemble, on one device, in one precision.
+pub struct Ensemble {
+    pub models: Vec<Model>,
+    pub device: Device,
+    pub kind: Kind,
+}
+
+impl Ensemble {
+    /// Members must agree on input size, classes and normalisation, or their scores could not
+    /// be averaged; the error says which member differs and how.
+    pub fn new(models: Vec<Model>, kind: Kind) -> Result<Self, ModelError> {
+        let first = models
+            .first()
+            .ok_or_else(|| ModelError::Config("an ensemble needs at least one model".into()))?;
+        let device = first.vs.device();
+        for (i, m) in models.iter().enumerate().skip(1) {
+            let (a, b) = (first.config(), m.config());
+            if a.input_size != b.input_size
+                || a.num_classes != b.num_classes
+                || a.mean != b.mean
+                || a.std != b.std
+            {
+                return Err(ModelError::Config(format!(
+                    "model {} (input {}, {} classes) does not match model 1 (input {}, {} classes) or its normalisation",
+                    i + 1,
+                    b.input_size,
+                    b.num_classes,
+                    a.input_size,
+                    a.num_classes
+                )));
+            }
+            if m.classes != first.classes {
+                return Err(ModelError::Config(format!(
+                    "model {} names its classes differently from model 1",
+                    i + 1
+                )));
+            }
+        }
+        let mut models = models;
+        for m in &mut models {
+            m.vs.set_kind(kind);
+        }
+        Ok(Ensemble {
+            models,
+            device,
+            kind,
+        })
+    }
+
+    /// Side of the square input the crops must have.
+    pub fn input_size(&self) -> i64 {
+        self.models[0].config().input_size
+    }
+
+    pub fn classes(&self) -> &[String] {
+        &self.models[0].classes
+    }
+
+    /// Mean softmax over the members for `n` crops given as CHW f32 in one slice; returns
+    /// `[n, classes]` scores on the CPU, row by row.
+    pub fn scores(&self, crops: &[f32], n: usize) -> Vec<Vec<f32>> {
+        let s = self.input_size();
+        assert_eq!(crops.len(), n * 3 * (s * s) as usize, "n CHW crops");
+        if n == 0 {
+            return Vec::new();
+        }
+        let input = Tensor::from_slice(crops)
+            .view([n as i64, 3, s, s])
+            .to_device(self.device)
+            .to_kind(self.kind);
+        let mean = tch::no_grad(|| {
+            let sum = self
+                .models
+                .iter()
+                .map(|m| {
+                    m.net
+                        .forward_t(&input, false)
+                        .main
+                        .to_kind(Kind::Float)
+                        .softmax(-1, Kind::Float)
+                })
+                .reduce(|a, b| a + b)
+                .expect("at least one model");
+            (sum / self.models.len() as f64).to_device(Device::Cpu)
+        });
+        let classes = mean.size()[1] as usize;
+        let flat: Vec<f32> = Vec::<f32>::try_from(mean.flatten(0, -1)).expect("f32 scores");
+        flat.chunks(classes).map(<[f32]>::to_vec).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GoogLeNetConfig, Layout};
+
+    fn small(seed: i64) -> Model {
+        tch::manual_seed(seed);
+        let config = GoogLeNetConfig {
+            width: 0.125,
+            input_size: 64,
+            num_classes: 5,
+            ..GoogLeNetConfig::new(Layout::Torchvision)
+        };
+        Model::new(&config, Vec::new(), Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_mean_of_the_members_softmax() {
+        let crops: Vec<f32> = (0..2 * 3 * 64 * 64)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let (a, b) = (small(1), small(2));
+        // Each member's softmax, computed here from its own logits.
+        let softmax = |m: &Model| -> Vec<f32> {
+            let x = Tensor::from_slice(&crops).view([2, 3, 64, 64]);
+            let logits = tch::no_grad(|| m.net.forward_t(&x, false).main);
+            let rows: Vec<f32> = Vec::try_from(logits.flatten(0, -1)).unwrap();
+            rows.chunks(5)
+                .flat_map(|r| {
+                    let max = r.iter().cloned().fold(f32::MIN, f32::max);
+                    let e: Vec<f32> = r.iter().map(|v| (v - max).exp()).collect();
+                    let sum: f32 = e.iter().sum();
+                    e.into_iter().map(move |v| v / sum)
+                })
+                .collect()
+        };
+        let (pa, pb) = (softmax(&a), softmax(&b));
+        assert!(
+            pa.iter().zip(&pb).any(|(x, y)| (x - y).abs() > 1e-3),
+            "two different members"
+        );
+        let both = Ensemble::new(vec![a, b], Kind::Float)
+            .unwrap()
+            .scores(&crops, 2);
+        for r in 0..2 {
+            assert!(
+                (both[r].iter().sum::<f32>() - 1.0).abs() < 1e-5,
+                "rows sum to 1"
+            );
+            for c in 0..5 {
+                let want = (pa[r * 5 + c] + pb[r * 5 + c]) / 2.0;
+                assert!(
+                    (both[r][c] - want).abs() < 1e-6,
+                    "row {r} class {c}: {} vs {want}",
+                    both[r][c]
+                );
+            }
+        }
+        assert!(Ensemble::new(vec![small(3)], Kind::Float)
+            .unwrap()
+            .scores(&[], 0)
+            .is_empty());
+    }
+
+    #[test]
+    fn members_that_do_not_match_are_refused() {
+        let mut config = small(1).config().clone();
+        config.num_classes = 7;
+        let other = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+        let err = Ensemble::new(vec![small(1), other], Kind::Float)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("model 2") && err.contains("7 classes"),
+            "{err}"
+        );
+        assert!(Ensemble::new(Vec::new(), Kind::Float).is_err());
+    }
+}
