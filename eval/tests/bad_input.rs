@@ -258,3 +258,36 @@ fn every_writer_reads_back_to_the_same_detections() {
     assert_eq!(first["bbox"][2].as_f64().unwrap(), x.bbox.x2 - x.bbox.x1);
     assert_eq!(v.as_array().unwrap().len(), loaded.dets.dets.len());
 }
+
+#[test]
+fn a_submission_line_beyond_the_image_list_is_one_false_positive_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let gt = write(dir.path(), "gt.csv", "a,n02672831,0,0,9,9\n");
+    let list = write(dir.path(), "list.txt", "a 1\n");
+    let dets = write(
+        dir.path(),
+        "dets.txt",
+        "1 1 0.9 0 0 9 9\n7 1 0.95 0 0 9 9\n",
+    );
+    let loaded = load(&Inputs {
+        gt,
+        dets,
+        image_list: Some(list),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.issues.detections_on_unknown_images, 1);
+    assert!(
+        loaded.issues.examples[0].contains("#7 (beyond the image list of 1)"),
+        "{:?}",
+        loaded.issues.examples
+    );
+    let e = evaluate(
+        &loaded.gt,
+        &loaded.dets,
+        loaded.classes.len(),
+        &EvalParams::new(Metric::Ilsvrc),
+    );
+    // The stray detection ranks first and is a false positive: AP = 1/2.
+    assert!((e.per_class[0].ap - 0.5).abs() < 1e-12);
+}

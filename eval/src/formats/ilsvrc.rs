@@ -76,16 +76,8 @@ pub fn read_dets(
         let image = match image_list {
             Some(list) => match list.get(index as usize - 1) {
                 Some(name) => name.clone(),
-                None => {
-                    issues.record(Kind::UnknownImage, || {
-                        format!(
-                            "{}: image index {index} is beyond the image list ({})",
-                            at(),
-                            list.len()
-                        )
-                    })?;
-                    format!("#{index}")
-                }
+                // Counted once, by the loader, as a detection on an image without ground truth.
+                None => format!("#{index} (beyond the image list of {})", list.len()),
             },
             None => (index as usize).to_string(),
         };
