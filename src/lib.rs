@@ -14,5 +14,6 @@ pub mod model;
 pub mod nms;
 #[cfg(feature = "opencv-contrib")]
 pub mod opencv_search;
+pub mod postprocess;
 pub mod propose;
 pub mod warp;

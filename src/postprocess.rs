@@ -1,0 +1,140 @@
+//! From class scores per proposal to detections, as torchvision's `postprocess_detections`:
+//! per-class candidates -> score threshold -> per-class NMS -> top k per class -> top k per image.
+
+use eval::{BBox, PixelConvention};
+
+use crate::nms::{batched_nms, Corners};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PostParams {
+    /// Drop candidates scoring below this.
+    pub score_threshold: f32,
+    /// Per-class NMS IoU (R-CNN's ILSVRC code: 0.3, inclusive pixels).
+    pub nms_iou: f32,
+    pub top_per_class: usize,
+    pub top_per_image: usize,
+    /// The background column of the scores, never a detection (0 for our 201-way heads).
+    pub background: Option<usize>,
+}
+
+impl Default for PostParams {
+    fn default() -> Self {
+        PostParams {
+            score_threshold: 0.01,
+            nms_iou: 0.3,
+            top_per_class: 100,
+            top_per_image: 1000,
+            background: Some(0),
+        }
+    }
+}
+
+/// One detection in an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detected {
+    /// Column of the scores (background included in the numbering).
+    pub class: usize,
+    pub score: f32,
+    pub bbox: BBox,
+}
+
+/// Detections of one image from its proposals' boxes and score rows, highest score first.
+pub fn postprocess(boxes: &[BBox], scores: &[Vec<f32>], p: &PostParams) -> Vec<Detected> {
+    assert_eq!(boxes.len(), scores.len(), "a score row per proposal");
+    // 1-2. Candidates: every (proposal, class) at or above the threshold (NaN never is).
+    let mut cand_boxes: Vec<Corners> = Vec::new();
+    let mut cand_scores = Vec::new();
+    let mut cand_classes = Vec::new();
+    let mut cand_source = Vec::new();
+    for (i, row) in scores.iter().enumerate() {
+        for (c, &s) in row.iter().enumerate() {
+            if Some(c) != p.background && s >= p.score_threshold {
+                let b = boxes[i];
+                cand_boxes.push([b.x1 as f32, b.y1 as f32, b.x2 as f32, b.y2 as f32]);
+                cand_scores.push(s);
+                cand_classes.push(c);
+                cand_source.push(i);
+            }
+        }
+    }
+    // 3. Per-class NMS; kept come highest score first.
+    let kept = batched_nms(
+        &cand_boxes,
+        &cand_scores,
+        &cand_classes,
+        p.nms_iou,
+        PixelConvention::Inclusive,
+    );
+    // 4-5. Top k per class, then per image.
+    let mut per_class = std::collections::HashMap::<usize, usize>::new();
+    let mut out = Vec::new();
+    for k in kept {
+        let n = per_class.entry(cand_classes[k]).or_default();
+        if *n >= p.top_per_class {
+            continue;
+        }
+        *n += 1;
+        out.push(Detected {
+            class: cand_classes[k],
+            score: cand_scores[k],
+            bbox: boxes[cand_source[k]],
+        });
+        if out.len() == p.top_per_image {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_hand() {
+        let boxes = [
+            BBox::new(0.0, 0.0, 99.0, 99.0),
+            BBox::new(5.0, 0.0, 104.0, 99.0), // IoU 0.90 with the first
+            BBox::new(200.0, 200.0, 299.0, 299.0),
+        ];
+        // Columns: background, cat, dog.
+        let scores = vec![
+            vec![0.1, 0.7, 0.2],
+            vec![0.05, 0.8, 0.15],
+            vec![0.5, 0.005, f32::NAN],
+        ];
+        let p = PostParams::default();
+        let d = postprocess(&boxes, &scores, &p);
+        // cat: box 1 (0.8) suppresses box 0 (0.7); dog: box 0 (0.2) suppresses box 1 (0.15);
+        // box 2: cat below the threshold, dog NaN, background never.
+        let got: Vec<(usize, f32, f64)> = d.iter().map(|x| (x.class, x.score, x.bbox.x1)).collect();
+        assert_eq!(got, vec![(1, 0.8, 5.0), (2, 0.2, 0.0)]);
+        // Top 1 per image keeps the best.
+        let one = postprocess(
+            &boxes,
+            &scores,
+            &PostParams {
+                top_per_image: 1,
+                ..p
+            },
+        );
+        assert_eq!(one.len(), 1);
+        // Without NMS (IoU 1) and one per class: still one cat and one dog, the best of each.
+        let per_class = postprocess(
+            &boxes,
+            &scores,
+            &PostParams {
+                nms_iou: 1.0,
+                top_per_class: 1,
+                ..p
+            },
+        );
+        assert_eq!(
+            per_class
+                .iter()
+                .map(|x| (x.class, x.score))
+                .collect::<Vec<_>>(),
+            vec![(1, 0.8), (2, 0.2)]
+        );
+    }
+}
