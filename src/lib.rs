@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod classifier;
 pub mod decode;
+pub mod detect;
 pub mod device;
 pub mod model;
 pub mod nms;

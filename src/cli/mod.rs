@@ -1,6 +1,7 @@
 //! Flags to library calls: the only place that knows about clap, progress bars and exit codes.
 
 mod bench;
+mod detect;
 mod env;
 mod import_weights;
 mod model_info;
@@ -36,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Detect objects in images: proposals, warped crops, an ensemble of GoogLeNets, NMS.
+    Detect(detect::DetectArgs),
     /// Print GoogLeNet's stages: output shape, parameters and multiply-adds of each.
     ModelInfo(model_info::ModelInfoArgs),
     /// Convert a torchvision GoogLeNet state dict (.pth or .safetensors) into a model file.
@@ -143,6 +146,7 @@ pub fn main() -> ExitCode {
         .without_time()
         .init();
     let result = match cli.command {
+        Command::Detect(args) => detect::run(args, cli.threads),
         Command::ModelInfo(args) => model_info::run(args, cli.threads),
         Command::ImportWeights(args) => import_weights::run(args, cli.threads),
         Command::Bench(args) => bench::run(args, cli.threads),

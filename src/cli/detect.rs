@@ -1,0 +1,203 @@
+//! `rcnn detect`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use inception_rcnn::bench::classifier::Precision;
+use inception_rcnn::classifier::Ensemble;
+use inception_rcnn::decode::collect_images;
+use inception_rcnn::detect::{detect, DetectParams, Outcome};
+use inception_rcnn::device;
+use inception_rcnn::model::Model;
+use inception_rcnn::postprocess::PostParams;
+use inception_rcnn::propose::image_key;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::DeviceArgs;
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Images: folders (searched recursively), image files, or .txt lists of paths.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Model file(s); several make an ensemble whose softmax scores are averaged.
+    #[arg(long = "model", required = true, value_name = "FILE")]
+    models: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Output formats: ilsvrc (detections.txt + image_list.txt), csv, coco (detections.json),
+    /// txt (one file per image in txt/).
+    #[arg(long, value_delimiter = ',', default_values_t = ["ilsvrc".to_string(), "csv".to_string()])]
+    format: Vec<String>,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
+    /// Crops per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Proposals kept per image (R-CNN: 2000).
+    #[arg(long, default_value_t = 2000)]
+    max_proposals: usize,
+    /// Per-class NMS IoU (R-CNN's ILSVRC code: 0.3).
+    #[arg(long, default_value_t = 0.3)]
+    nms_iou: f32,
+    /// Drop detections scoring below this.
+    #[arg(long, default_value_t = 0.01)]
+    score_threshold: f32,
+    #[arg(long, default_value_t = 100)]
+    top_per_class: usize,
+    #[arg(long, default_value_t = 1000)]
+    top_per_image: usize,
+    /// Print the time of each stage at the end.
+    #[arg(long)]
+    profile: bool,
+}
+
+pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    for f in &args.format {
+        anyhow::ensure!(
+            ["ilsvrc", "csv", "coco", "txt"].contains(&f.as_str()),
+            "unknown --format `{f}` (ilsvrc, csv, coco, txt)"
+        );
+    }
+    let images = collect_images(&args.images).context("collecting images")?;
+    anyhow::ensure!(
+        !images.is_empty(),
+        "no images (jpg, jpeg, png, bmp, webp) in {:?}",
+        args.images
+    );
+    let device = device::select(args.device.device, threads)?;
+    let models = args
+        .models
+        .iter()
+        .map(|m| Model::load(m, device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ensemble = Ensemble::new(models, args.precision.kind())?;
+    let classes = ensemble.classes().to_vec();
+    let background = classes
+        .first()
+        .filter(|c| c.as_str() == "__background__" || c.as_str() == "background")
+        .map(|_| 0);
+    let names: Vec<String> = classes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != background)
+        .map(|(_, c)| c.clone())
+        .collect();
+    let params = DetectParams {
+        search: proposals::SearchParams::new(proposals::Mode::Fast),
+        max_proposals: args.max_proposals,
+        post: PostParams {
+            score_threshold: args.score_threshold,
+            nms_iou: args.nms_iou,
+            top_per_class: args.top_per_class,
+            top_per_image: args.top_per_image,
+            background,
+        },
+        batch: args.batch,
+        queue: 2,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let bar = ProgressBar::new(images.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("detect [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut image_names = eval::Images::default();
+    for path in &images {
+        image_names.intern(&image_key(path));
+    }
+    let mut dets = Vec::new();
+    let (mut failed, mut n_proposals) = (0usize, 0usize);
+    let times = detect(&images, &ensemble, &params, |outcome| {
+        match outcome {
+            Outcome::Done {
+                image,
+                detections,
+                proposals,
+            } => {
+                n_proposals += proposals;
+                let index = image_names.get(&image_key(&image)).expect("interned above");
+                for d in detections {
+                    let class = if background == Some(0) {
+                        d.class - 1
+                    } else {
+                        d.class
+                    };
+                    dets.push(eval::Detection {
+                        image: index,
+                        class,
+                        score: d.score as f64,
+                        bbox: d.bbox,
+                    });
+                }
+            }
+            Outcome::Failed { image, reason } => {
+                failed += 1;
+                bar.suspend(|| tracing::warn!("skipped {}: {reason}", image.display()));
+            }
+        }
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let detections = eval::Detections {
+        dets,
+        first_unknown_image: image_names.len(),
+    };
+    let class_list = eval::ClassList::from_names(names);
+    for f in &args.format {
+        match f.as_str() {
+            "ilsvrc" => eval::writers::write_ilsvrc(
+                &args.out.join("detections.txt"),
+                &args.out.join("image_list.txt"),
+                &detections,
+                &image_names,
+            )?,
+            "csv" => eval::writers::write_csv(
+                &args.out.join("detections.csv"),
+                &detections,
+                &image_names,
+                &class_list,
+            )?,
+            "coco" => eval::writers::write_coco(
+                &args.out.join("detections.json"),
+                &detections,
+                &image_names,
+            )?,
+            _ => eval::writers::write_txt_dir(
+                &args.out.join("txt"),
+                &detections,
+                &image_names,
+                &class_list,
+            )?,
+        }
+    }
+    println!(
+        "{} images ({} unreadable, skipped), {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
+        images.len() - failed,
+        failed,
+        n_proposals as f64 / (images.len() - failed).max(1) as f64,
+        detections.dets.len() as f64 / (images.len() - failed).max(1) as f64,
+        images.len() as f64 / times.wall,
+        args.out.display()
+    );
+    if args.profile {
+        println!("stage seconds (decode, proposals and warp run on their own thread, beside the device stage):");
+        for (name, s) in [
+            ("decode", times.decode),
+            ("proposals", times.proposals),
+            ("warp", times.warp),
+            ("classify", times.classify),
+            ("postprocess", times.postprocess),
+            ("wall", times.wall),
+        ] {
+            println!("  {name:<12} {s:>9.3}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! `rcnn detect` end to end on real photos with a small (untrained) model: every output format
+//! reads back through the eval crate to the same detections, and map-eval runs on them.
+
+use std::path::Path;
+use std::process::Command;
+
+use eval::formats::Format;
+use eval::load::{load, Inputs};
+use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+use tch::Device;
+
+#[test]
+fn detect_writes_every_format_and_they_agree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tch::manual_seed(5);
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 64,
+        num_classes: 3,
+        ..GoogLeNetConfig::new(Layout::Paper)
+    };
+    let classes = vec![
+        "__background__".to_string(),
+        "raccoon".to_string(),
+        "other".to_string(),
+    ];
+    let model_path = d.join("tiny.safetensors");
+    Model::new(&config, classes, Device::Cpu)
+        .unwrap()
+        .save(&model_path)
+        .unwrap();
+    let corrupt = d.join("broken.jpg");
+    std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let images = root.join("data/raccoon/images");
+    let out = d.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args([
+            "detect",
+            images.join("raccoon-1.jpg").to_str().unwrap(),
+            images.join("raccoon-10.jpg").to_str().unwrap(),
+        ])
+        .arg(&corrupt)
+        .args([
+            "--model",
+            model_path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+        .args([
+            "--format",
+            "ilsvrc,csv,coco,txt",
+            "--max-proposals",
+            "40",
+            "--score-threshold",
+            "0",
+            "--profile",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("2 images (1 unreadable, skipped)"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("broken.jpg"), "{stderr}");
+    assert!(
+        stdout.contains("classify"),
+        "--profile prints the stages: {stdout}"
+    );
+
+    let gt = root.join("data/raccoon/annotations");
+    let read =
+        |dets: std::path::PathBuf, format: Format, image_list: Option<std::path::PathBuf>| {
+            let loaded = load(&Inputs {
+                gt: gt.clone(),
+                dets,
+                dets_format: Some(format),
+                image_list,
+                classes: Some(d.join("classes.txt")),
+                ..Default::default()
+            })
+            .unwrap();
+            let mut v: Vec<(String, usize, u64, [u64; 4])> = loaded
+                .dets
+                .dets
+                .iter()
+                .map(|x| {
+                    let b = [x.bbox.x1, x.bbox.y1, x.bbox.x2, x.bbox.y2].map(f64::to_bits);
+                    (
+                        loaded.gt.images.name(x.image).to_string(),
+                        x.class,
+                        (x.score as f32).to_bits() as u64,
+                        b,
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+    std::fs::write(d.join("classes.txt"), "raccoon\nother\n").unwrap();
+    let csv = read(out.join("detections.csv"), Format::Csv, None);
+    assert!(!csv.is_empty(), "threshold 0 keeps detections");
+    assert!(csv
+        .iter()
+        .all(|x| x.0 == "raccoon-1" || x.0 == "raccoon-10"));
+    assert_eq!(
+        read(
+            out.join("detections.txt"),
+            Format::Ilsvrc,
+            Some(out.join("image_list.txt"))
+        ),
+        csv
+    );
+    assert_eq!(read(out.join("txt"), Format::Txt, None), csv);
+    let coco: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("detections.json")).unwrap()).unwrap();
+    assert_eq!(coco.as_array().unwrap().len(), csv.len());
+
+    // map-eval runs on the output.
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args([
+            "map-eval",
+            "--gt",
+            gt.to_str().unwrap(),
+            "--dets",
+            out.join("detections.csv").to_str().unwrap(),
+        ])
+        .args([
+            "--classes",
+            d.join("classes.txt").to_str().unwrap(),
+            "--metric",
+            "voc",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("mean AP"));
+}
