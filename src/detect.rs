@@ -2,6 +2,7 @@
 //! device in this one, joined by a bounded channel so the CPU stages overlap the device stage.
 //! Post-processing closes each image.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use proposals::SearchParams;
 use crate::classifier::Ensemble;
 use crate::decode::decode;
 use crate::postprocess::{postprocess, Detected, PostParams};
+use crate::propose::image_key;
 use crate::warp::{WarpParams, WarpSource};
 
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct DetectParams {
     pub batch: usize,
     /// Images prepared ahead of the device stage.
     pub queue: usize,
+    /// Precomputed proposals by image name (file stem), instead of selective search.
+    pub precomputed: Option<HashMap<String, Vec<BBox>>>,
 }
 
 /// What became of one image.
@@ -67,7 +71,13 @@ fn prepare(
     let img = decode(path).map_err(|e| e.reason)?;
     t.decode += start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let mut boxes = proposals::selective_search(&img, &p.search);
+    let mut boxes = match &p.precomputed {
+        Some(map) => map
+            .get(&image_key(path))
+            .cloned()
+            .ok_or_else(|| "the proposals file has no boxes for this image".to_string())?,
+        None => proposals::selective_search(&img, &p.search),
+    };
     boxes.truncate(p.max_proposals);
     t.proposals += start.elapsed().as_secs_f64();
     let start = Instant::now();

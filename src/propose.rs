@@ -155,3 +155,56 @@ pub fn write_proposals(path: &Path, runs: &[ImageRun]) -> Result<(), eval::EvalE
     };
     eval::write_atomically(path, &bytes)
 }
+
+/// Reads proposals written by [`write_proposals`] (CSV or, for `.json`, JSON), ranked as written.
+pub fn read_proposals(path: &Path) -> Result<HashMap<String, Vec<BBox>>, eval::EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| eval::EvalError::io(path, e))?;
+    let bad = |line: usize, m: String| eval::EvalError::parse(path, line, m);
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        let map: HashMap<String, Vec<[f64; 4]>> = serde_json::from_str(&text).map_err(|e| {
+            bad(
+                e.line(),
+                format!("want {{\"image\": [[xmin, ymin, xmax, ymax], ...]}}: {e}"),
+            )
+        })?;
+        return Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.into_iter()
+                        .map(|b| BBox::new(b[0], b[1], b[2], b[3]))
+                        .collect(),
+                )
+            })
+            .collect());
+    }
+    let mut ranked: HashMap<String, Vec<(u64, BBox)>> = HashMap::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let parse = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|_| bad(i + 1, format!("`{s}` is not a number")))
+        };
+        let [image, rank, x1, y1, x2, y2] = f.as_slice() else {
+            return Err(bad(i + 1, "want image,rank,xmin,ymin,xmax,ymax".into()));
+        };
+        let rank = rank
+            .parse::<u64>()
+            .map_err(|_| bad(i + 1, format!("rank `{rank}` is not a whole number")))?;
+        ranked.entry(image.to_string()).or_default().push((
+            rank,
+            BBox::new(parse(x1)?, parse(y1)?, parse(x2)?, parse(y2)?),
+        ));
+    }
+    Ok(ranked
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by_key(|(r, _)| *r);
+            (k, v.into_iter().map(|(_, b)| b).collect())
+        })
+        .collect())
+}

@@ -67,7 +67,7 @@ fn detect_writes_every_format_and_they_agree() {
     );
     assert!(o.status.success(), "{stderr}");
     assert!(
-        stdout.contains("2 images (1 unreadable, skipped)"),
+        stdout.contains("2 images (1 skipped, each named above)"),
         "{stdout}"
     );
     assert!(stderr.contains("broken.jpg"), "{stderr}");
@@ -123,6 +123,50 @@ fn detect_writes_every_format_and_they_agree() {
     let coco: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("detections.json")).unwrap()).unwrap();
     assert_eq!(coco.as_array().unwrap().len(), csv.len());
+
+    // Precomputed proposals: `rcnn proposals --out` then `rcnn detect --proposals`.
+    let props = d.join("props.csv");
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args([
+            "proposals",
+            images.join("raccoon-1.jpg").to_str().unwrap(),
+            "--top",
+            "7",
+            "--out",
+            props.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args([
+            "detect",
+            images.join("raccoon-1.jpg").to_str().unwrap(),
+            images.join("raccoon-10.jpg").to_str().unwrap(),
+        ])
+        .args([
+            "--model",
+            model_path.to_str().unwrap(),
+            "--out",
+            d.join("out2").to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+        .args([
+            "--proposals",
+            props.to_str().unwrap(),
+            "--score-threshold",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // raccoon-10 is not in the file: reported and skipped; raccoon-1 used its 7 proposals.
+    assert!(
+        stdout.contains("1 images (1 skipped, each named above), 7 proposals"),
+        "{stdout}"
+    );
 
     // map-eval runs on the output.
     let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))

@@ -11,7 +11,7 @@ use inception_rcnn::detect::{detect, DetectParams, Outcome};
 use inception_rcnn::device;
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
-use inception_rcnn::propose::image_key;
+use inception_rcnn::propose::{image_key, read_proposals};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::DeviceArgs;
@@ -51,6 +51,10 @@ pub struct DetectArgs {
     top_per_class: usize,
     #[arg(long, default_value_t = 1000)]
     top_per_image: usize,
+    /// Precomputed proposals (the CSV or JSON `rcnn proposals --out` writes) instead of
+    /// running selective search.
+    #[arg(long, value_name = "FILE")]
+    proposals: Option<PathBuf>,
     /// Print the time of each stage at the end.
     #[arg(long)]
     profile: bool,
@@ -99,6 +103,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         },
         batch: args.batch,
         queue: 2,
+        precomputed: args.proposals.as_deref().map(read_proposals).transpose()?,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -178,7 +183,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         }
     }
     println!(
-        "{} images ({} unreadable, skipped), {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
+        "{} images ({} skipped, each named above), {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
         images.len() - failed,
         failed,
         n_proposals as f64 / (images.len() - failed).max(1) as f64,
