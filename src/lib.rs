@@ -17,4 +17,5 @@ pub mod nms;
 pub mod opencv_search;
 pub mod postprocess;
 pub mod propose;
+pub mod visualize;
 pub mod warp;

@@ -6,12 +6,13 @@ use anyhow::Context;
 use clap::Args;
 use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::classifier::Ensemble;
-use inception_rcnn::decode::collect_images;
+use inception_rcnn::decode::{collect_images, decode};
 use inception_rcnn::detect::{detect, DetectParams, Outcome};
 use inception_rcnn::device;
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
 use inception_rcnn::propose::{image_key, read_proposals};
+use inception_rcnn::visualize::{draw, save_jpeg, write_index, Mark};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::DeviceArgs;
@@ -55,6 +56,12 @@ pub struct DetectArgs {
     /// running selective search.
     #[arg(long, value_name = "FILE")]
     proposals: Option<PathBuf>,
+    /// Draw each image's detections (score at least --visualize-threshold) into DIR, with an
+    /// index.html showing them as a grid.
+    #[arg(long, value_name = "DIR")]
+    visualize: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.5)]
+    visualize_threshold: f32,
     /// Print the time of each stage at the end.
     #[arg(long)]
     profile: bool,
@@ -119,6 +126,10 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     }
     let mut dets = Vec::new();
     let (mut failed, mut n_proposals) = (0usize, 0usize);
+    let mut drawn: Vec<(String, usize)> = Vec::new();
+    if let Some(dir) = &args.visualize {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let times = detect(&images, &ensemble, &params, |outcome| {
         match outcome {
             Outcome::Done {
@@ -128,6 +139,35 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             } => {
                 n_proposals += proposals;
                 let index = image_names.get(&image_key(&image)).expect("interned above");
+                if let Some(dir) = &args.visualize {
+                    let marks: Vec<Mark> = detections
+                        .iter()
+                        .filter(|d| d.score >= args.visualize_threshold)
+                        .map(|d| {
+                            let class = if background == Some(0) {
+                                d.class - 1
+                            } else {
+                                d.class
+                            };
+                            Mark {
+                                label: format!("{} {:.2}", names[class], d.score),
+                                class,
+                                bbox: d.bbox,
+                            }
+                        })
+                        .collect();
+                    let file = format!("{}.jpg", image_key(&image));
+                    let result = decode(&image)
+                        .map_err(|e| e.to_string())
+                        .and_then(|img| draw(&img, &marks).map_err(|e| e.to_string()))
+                        .and_then(|img| save_jpeg(&img, &dir.join(&file)));
+                    match result {
+                        Ok(()) => drawn.push((file, marks.len())),
+                        Err(e) => {
+                            bar.suspend(|| tracing::warn!("drawing {}: {e}", image.display()))
+                        }
+                    }
+                }
                 for d in detections {
                     let class = if background == Some(0) {
                         d.class - 1
@@ -150,6 +190,9 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         bar.inc(1);
     });
     bar.finish_and_clear();
+    if let Some(dir) = &args.visualize {
+        write_index(dir, &drawn).map_err(anyhow::Error::msg)?;
+    }
     let detections = eval::Detections {
         dets,
         first_unknown_image: image_names.len(),
@@ -183,9 +226,9 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         }
     }
     println!(
-        "{} images ({} skipped, each named above), {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
+        "{} images{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
         images.len() - failed,
-        failed,
+        if failed > 0 { format!(" ({failed} skipped, each named above)") } else { String::new() },
         n_proposals as f64 / (images.len() - failed).max(1) as f64,
         detections.dets.len() as f64 / (images.len() - failed).max(1) as f64,
         images.len() as f64 / times.wall,
