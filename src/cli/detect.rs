@@ -62,9 +62,67 @@ pub struct DetectArgs {
     visualize: Option<PathBuf>,
     #[arg(long, default_value_t = 0.5)]
     visualize_threshold: f32,
+    /// Take a deterministic 1/N of the images (every N-th, starting at the K-th of the sorted
+    /// list), for N machines sharing a set; `rcnn merge` joins their outputs.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// Print the time of each stage at the end.
     #[arg(long)]
     profile: bool,
+}
+
+/// Writes `formats` into `out`, plus `classes.txt` and `image_list.txt` (every image of the run,
+/// all shards included, so that shards' outputs merge).
+pub(crate) fn write_outputs(
+    out: &std::path::Path,
+    formats: &[String],
+    detections: &eval::Detections,
+    images: &eval::Images,
+    classes: &eval::ClassList,
+) -> anyhow::Result<()> {
+    use eval::writers;
+    let list: String = images
+        .names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n} {}\n", i + 1))
+        .collect();
+    eval::write_atomically(&out.join("image_list.txt"), list.as_bytes())?;
+    let names: String = classes.names.iter().map(|n| format!("{n}\n")).collect();
+    eval::write_atomically(&out.join("classes.txt"), names.as_bytes())?;
+    for f in formats {
+        match f.as_str() {
+            "ilsvrc" => writers::write_ilsvrc(
+                &out.join("detections.txt"),
+                &out.join("image_list.txt"),
+                detections,
+                images,
+            )?,
+            "csv" => writers::write_csv(&out.join("detections.csv"), detections, images, classes)?,
+            "coco" => writers::write_coco(&out.join("detections.json"), detections, images)?,
+            _ => writers::write_txt_dir(&out.join("txt"), detections, images, classes)?,
+        }
+    }
+    Ok(())
+}
+
+/// `K/N` with 1 <= K <= N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: want K/N, e.g. 3/8"))?;
+    let (k, n): (usize, usize) = (
+        k.trim()
+            .parse()
+            .map_err(|_| format!("`{k}` is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("`{n}` is not a number"))?,
+    );
+    if k == 0 || k > n {
+        return Err(format!("shard {k}/{n}: want 1 <= K <= N"));
+    }
+    Ok((k, n))
 }
 
 pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
@@ -130,6 +188,23 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(dir) = &args.visualize {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // Image indices are those of the whole run; a shard processes its share.
+    let mut formats = args.format.clone();
+    let images: Vec<PathBuf> = match args.shard {
+        Some((k, n)) => {
+            if !formats.iter().any(|f| f == "csv") {
+                formats.push("csv".into()); // what rcnn merge reads
+            }
+            images
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % n == k - 1)
+                .map(|(_, p)| p.clone())
+                .collect()
+        }
+        None => images,
+    };
+    bar.set_length(images.len() as u64);
     let times = detect(&images, &ensemble, &params, |outcome| {
         match outcome {
             Outcome::Done {
@@ -198,33 +273,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         first_unknown_image: image_names.len(),
     };
     let class_list = eval::ClassList::from_names(names);
-    for f in &args.format {
-        match f.as_str() {
-            "ilsvrc" => eval::writers::write_ilsvrc(
-                &args.out.join("detections.txt"),
-                &args.out.join("image_list.txt"),
-                &detections,
-                &image_names,
-            )?,
-            "csv" => eval::writers::write_csv(
-                &args.out.join("detections.csv"),
-                &detections,
-                &image_names,
-                &class_list,
-            )?,
-            "coco" => eval::writers::write_coco(
-                &args.out.join("detections.json"),
-                &detections,
-                &image_names,
-            )?,
-            _ => eval::writers::write_txt_dir(
-                &args.out.join("txt"),
-                &detections,
-                &image_names,
-                &class_list,
-            )?,
-        }
-    }
+    write_outputs(&args.out, &formats, &detections, &image_names, &class_list)?;
     println!(
         "{} images{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
         images.len() - failed,

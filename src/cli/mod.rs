@@ -4,6 +4,7 @@ mod bench;
 mod detect;
 mod env;
 mod import_weights;
+mod merge;
 mod model_info;
 pub(crate) mod proposals;
 
@@ -39,6 +40,8 @@ struct Cli {
 enum Command {
     /// Detect objects in images: proposals, warped crops, an ensemble of GoogLeNets, NMS.
     Detect(detect::DetectArgs),
+    /// Join the outputs of `rcnn detect --shard K/N` runs.
+    Merge(merge::MergeArgs),
     /// Print GoogLeNet's stages: output shape, parameters and multiply-adds of each.
     ModelInfo(model_info::ModelInfoArgs),
     /// Convert a torchvision GoogLeNet state dict (.pth or .safetensors) into a model file.
@@ -147,6 +150,7 @@ pub fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Detect(args) => detect::run(args, cli.threads),
+        Command::Merge(args) => merge::run(args),
         Command::ModelInfo(args) => model_info::run(args, cli.threads),
         Command::ImportWeights(args) => import_weights::run(args, cli.threads),
         Command::Bench(args) => bench::run(args, cli.threads),
