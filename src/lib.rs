@@ -11,6 +11,7 @@ pub mod classifier;
 pub mod decode;
 pub mod detect;
 pub mod device;
+pub mod journal;
 pub mod model;
 pub mod nms;
 #[cfg(feature = "opencv-contrib")]

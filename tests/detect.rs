@@ -282,3 +282,110 @@ fn two_shards_merged_equal_one_run() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("want 1 <= K <= N"));
 }
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_to_the_same_outputs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tch::manual_seed(11);
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 64,
+        num_classes: 3,
+        ..GoogLeNetConfig::new(Layout::Paper)
+    };
+    let classes = vec![
+        "__background__".to_string(),
+        "raccoon".to_string(),
+        "other".to_string(),
+    ];
+    let model = d.join("m.safetensors");
+    Model::new(&config, classes, Device::Cpu)
+        .unwrap()
+        .save(&model)
+        .unwrap();
+    // Twelve photos in a list file.
+    let images = root.join("data/raccoon/images");
+    let list = d.join("list.txt");
+    let names: Vec<String> = (1..=12)
+        .map(|i| {
+            images
+                .join(format!("raccoon-{i}.jpg"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&list, names.join("\n")).unwrap();
+    let command = |out: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
+        c.args([
+            "detect",
+            list.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            d.join(out).to_str().unwrap(),
+        ])
+        .args([
+            "--device",
+            "cpu",
+            "--max-proposals",
+            "30",
+            "--score-threshold",
+            "0",
+            "--format",
+            "ilsvrc,csv,txt",
+        ]);
+        c
+    };
+    assert!(command("whole").output().unwrap().status.success());
+
+    // The same run, killed with SIGKILL once a few images are in its journal.
+    let mut child = command("killed")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = d.join("killed/.rcnn-detect.journal");
+    let start = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 3 || start.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(
+        !d.join("killed/detections.csv").exists(),
+        "no output before the run ends"
+    );
+    let o = command("killed").arg("--resume").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("12 images (") && stdout.contains("from the journal)"),
+        "{stdout}"
+    );
+    let read = |p: &str| std::fs::read_to_string(d.join(p)).unwrap();
+    for f in [
+        "detections.csv",
+        "detections.txt",
+        "image_list.txt",
+        "txt/raccoon-7.txt",
+    ] {
+        assert_eq!(
+            read(&format!("killed/{f}")),
+            read(&format!("whole/{f}")),
+            "{f}"
+        );
+    }
+    assert!(
+        !journal.exists(),
+        "the journal goes once the outputs are written"
+    );
+}

@@ -9,6 +9,7 @@ use inception_rcnn::classifier::Ensemble;
 use inception_rcnn::decode::{collect_images, decode};
 use inception_rcnn::detect::{detect, DetectParams, Outcome};
 use inception_rcnn::device;
+use inception_rcnn::journal::{Entry, Journal};
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
 use inception_rcnn::propose::{image_key, read_proposals};
@@ -66,6 +67,10 @@ pub struct DetectArgs {
     /// list), for N machines sharing a set; `rcnn merge` joins their outputs.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// Continue a run that was stopped or killed: images already in its journal (in --out)
+    /// are not done again, and the outputs equal an uninterrupted run's.
+    #[arg(long)]
+    resume: bool,
     /// Print the time of each stage at the end.
     #[arg(long)]
     profile: bool,
@@ -204,6 +209,39 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         }
         None => images,
     };
+    let (mut journal, done) = Journal::open(&args.out, args.resume)
+        .with_context(|| format!("opening the journal in {}", args.out.display()))?;
+    let to_class = |column: usize| {
+        if background == Some(0) {
+            column - 1
+        } else {
+            column
+        }
+    };
+    let mut resumed = 0;
+    for e in done.values() {
+        if let Some(index) = image_names.get(&e.image) {
+            resumed += 1;
+            n_proposals += e.proposals;
+            dets.extend(e.detected().iter().map(|d| eval::Detection {
+                image: index,
+                class: to_class(d.class),
+                score: d.score as f64,
+                bbox: d.bbox,
+            }));
+        }
+    }
+    let images: Vec<PathBuf> = images
+        .into_iter()
+        .filter(|p| !done.contains_key(&image_key(p)))
+        .collect();
+    if resumed > 0 {
+        tracing::info!(
+            "resumed {resumed} images from the journal; {} to go",
+            images.len()
+        );
+    }
+    let mut journal_error = None;
     bar.set_length(images.len() as u64);
     let times = detect(&images, &ensemble, &params, |outcome| {
         match outcome {
@@ -213,17 +251,17 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 proposals,
             } => {
                 n_proposals += proposals;
-                let index = image_names.get(&image_key(&image)).expect("interned above");
+                let key = image_key(&image);
+                let index = image_names.get(&key).expect("interned above");
+                if let Err(e) = journal.append(&Entry::new(key, proposals, &detections)) {
+                    journal_error.get_or_insert(e);
+                }
                 if let Some(dir) = &args.visualize {
                     let marks: Vec<Mark> = detections
                         .iter()
                         .filter(|d| d.score >= args.visualize_threshold)
                         .map(|d| {
-                            let class = if background == Some(0) {
-                                d.class - 1
-                            } else {
-                                d.class
-                            };
+                            let class = to_class(d.class);
                             Mark {
                                 label: format!("{} {:.2}", names[class], d.score),
                                 class,
@@ -244,14 +282,9 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                     }
                 }
                 for d in detections {
-                    let class = if background == Some(0) {
-                        d.class - 1
-                    } else {
-                        d.class
-                    };
                     dets.push(eval::Detection {
                         image: index,
-                        class,
+                        class: to_class(d.class),
                         score: d.score as f64,
                         bbox: d.bbox,
                     });
@@ -268,18 +301,25 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(dir) = &args.visualize {
         write_index(dir, &drawn).map_err(anyhow::Error::msg)?;
     }
+    if let Some(e) = journal_error {
+        return Err(anyhow::Error::new(e).context("writing the journal"));
+    }
+    // Image order, then score (stable): the same order however the run was split or resumed.
+    dets.sort_by(|a, b| a.image.cmp(&b.image).then(b.score.total_cmp(&a.score)));
     let detections = eval::Detections {
         dets,
         first_unknown_image: image_names.len(),
     };
     let class_list = eval::ClassList::from_names(names);
     write_outputs(&args.out, &formats, &detections, &image_names, &class_list)?;
+    journal.finish().context("removing the journal")?;
     println!(
-        "{} images{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
-        images.len() - failed,
+        "{} images{}{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
+        images.len() - failed + resumed,
+        if resumed > 0 { format!(" ({resumed} from the journal)") } else { String::new() },
         if failed > 0 { format!(" ({failed} skipped, each named above)") } else { String::new() },
-        n_proposals as f64 / (images.len() - failed).max(1) as f64,
-        detections.dets.len() as f64 / (images.len() - failed).max(1) as f64,
+        n_proposals as f64 / (images.len() - failed + resumed).max(1) as f64,
+        detections.dets.len() as f64 / (images.len() - failed + resumed).max(1) as f64,
         images.len() as f64 / times.wall,
         args.out.display()
     );
