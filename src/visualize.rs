@@ -17,7 +17,14 @@ pub struct Mark {
     pub label: String,
     pub class: usize,
     pub bbox: BBox,
+    /// Overrides the class colour (true/false positives and misses against ground truth).
+    pub colour: Option<[u8; 3]>,
 }
+
+/// Styles of `rcnn visualize --gt`: hits green, false positives red, misses yellow.
+pub const TRUE_POSITIVE: [u8; 3] = [40, 200, 60];
+pub const FALSE_POSITIVE: [u8; 3] = [230, 30, 30];
+pub const MISS: [u8; 3] = [255, 215, 0];
 
 /// A bright colour per class, spread around the hue circle by the golden ratio.
 pub fn colour_for(class: usize) -> [u8; 3] {
@@ -56,7 +63,7 @@ pub fn draw(img: &RgbImage, marks: &[Mark]) -> opencv::Result<RgbImage> {
     let thickness = ((w.max(h) as f64 / 400.0).round() as i32).clamp(1, 6);
     let font_scale = (w.max(h) as f64 / 1000.0).clamp(0.4, 1.5);
     for m in marks {
-        let colour = colour_for(m.class);
+        let colour = m.colour.unwrap_or_else(|| colour_for(m.class));
         let (x1, y1) = (m.bbox.x1.max(0.0) as i32, m.bbox.y1.max(0.0) as i32);
         let (x2, y2) = (
             (m.bbox.x2 as i32).min(w as i32 - 1),

@@ -389,3 +389,47 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_outputs() {
         "the journal goes once the outputs are written"
     );
 }
+
+#[test]
+fn visualize_marks_hits_false_positives_and_misses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // raccoon-1's raccoon is (81, 88, 522, 408): one hit, one false positive far from it, and
+    // nothing on raccoon-10, whose raccoon is then a miss.
+    let dets = d.join("dets.csv");
+    std::fs::write(&dets, "image,class,score,xmin,ymin,xmax,ymax\nraccoon-1,raccoon,0.9,85,90,520,400\nraccoon-1,raccoon,0.8,0,0,60,60\nraccoon-1,raccoon,0.2,85,90,520,400\n").unwrap();
+    let images = root.join("data/raccoon/images");
+    let out = d.join("vis");
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args([
+            "visualize",
+            images.join("raccoon-1.jpg").to_str().unwrap(),
+            images.join("raccoon-10.jpg").to_str().unwrap(),
+        ])
+        .args([
+            "--dets",
+            dets.to_str().unwrap(),
+            "--gt",
+            root.join("data/raccoon/annotations").to_str().unwrap(),
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("drew 2 images") && stdout.contains("1 hits, 1 false positives, 1 misses"),
+        "{stdout}"
+    );
+    // The hit is drawn green on the raccoon's left edge, the miss yellow on raccoon-10.
+    let img = image::open(out.join("raccoon-1.jpg")).unwrap().to_rgb8();
+    let px = img.get_pixel(85, 250).0;
+    assert!(
+        px[1] > 150 && px[0] < 120 && px[2] < 140,
+        "green edge, got {px:?}"
+    );
+    assert!(std::fs::read_to_string(out.join("index.html"))
+        .unwrap()
+        .contains("raccoon-10.jpg"));
+}

@@ -85,6 +85,27 @@ fn read_raw_gt(
     }
 }
 
+/// Detections as the file writes them (images and classes by name), for tools that need no
+/// ground truth. `coco_names` maps COCO category ids to names (empty: ids as names).
+pub fn read_raw_dets(
+    path: &Path,
+    format: Format,
+    image_list: Option<&[String]>,
+    box_format: BoxFormat,
+    coco_names: &HashMap<i64, String>,
+    issues: &mut Issues,
+) -> Result<Vec<RawDet>, EvalError> {
+    match format {
+        Format::Ilsvrc => formats::ilsvrc::read_dets(path, image_list, issues),
+        Format::Coco => formats::coco::read_dets(path, coco_names, issues),
+        Format::Csv => formats::csv::read_dets(path, issues),
+        Format::Txt => formats::txt::read_dets_dir(path, box_format, issues),
+        Format::VocXml => Err(EvalError::Usage(
+            "VOC XML holds ground truth, not detections".into(),
+        )),
+    }
+}
+
 /// Interns the images (`first` in order, then those of the ground truth) and resolves each
 /// object's class; objects of unknown classes are counted and dropped.
 fn resolve_gt(
@@ -167,31 +188,27 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
         Some(f) => f,
         None => Format::guess(&inputs.dets)?,
     };
-    let raw_dets: Vec<RawDet> = match dets_format {
-        Format::Ilsvrc => {
-            if image_list.is_none() && !raw_gt.images.iter().all(|n| n.parse::<usize>().is_ok()) {
-                return Err(EvalError::Usage(
-                    "an ILSVRC submission numbers images by their line in the image list: pass --image-list".into(),
-                ));
-            }
-            formats::ilsvrc::read_dets(&inputs.dets, image_list.as_deref(), &mut issues)?
-        }
-        Format::Coco => {
-            let names = if gt_format == Format::Coco {
-                formats::coco::category_names(&inputs.gt)?
-            } else {
-                HashMap::new()
-            };
-            formats::coco::read_dets(&inputs.dets, &names, &mut issues)?
-        }
-        Format::Csv => formats::csv::read_dets(&inputs.dets, &mut issues)?,
-        Format::Txt => formats::txt::read_dets_dir(&inputs.dets, inputs.box_format, &mut issues)?,
-        Format::VocXml => {
-            return Err(EvalError::Usage(
-                "VOC XML holds ground truth, not detections".into(),
-            ))
-        }
+    if dets_format == Format::Ilsvrc
+        && image_list.is_none()
+        && !raw_gt.images.iter().all(|n| n.parse::<usize>().is_ok())
+    {
+        return Err(EvalError::Usage(
+            "an ILSVRC submission numbers images by their line in the image list: pass --image-list".into(),
+        ));
+    }
+    let coco_names = if dets_format == Format::Coco && gt_format == Format::Coco {
+        formats::coco::category_names(&inputs.gt)?
+    } else {
+        HashMap::new()
     };
+    let raw_dets = read_raw_dets(
+        &inputs.dets,
+        dets_format,
+        image_list.as_deref(),
+        inputs.box_format,
+        &coco_names,
+        &mut issues,
+    )?;
     let mut dets = Vec::with_capacity(raw_dets.len());
     for d in raw_dets {
         let Some(class) = resolve_class(&classes, &d.class) else {

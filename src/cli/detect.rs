@@ -266,6 +266,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                                 label: format!("{} {:.2}", names[class], d.score),
                                 class,
                                 bbox: d.bbox,
+                                colour: None,
                             }
                         })
                         .collect();

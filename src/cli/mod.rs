@@ -7,6 +7,7 @@ mod import_weights;
 mod merge;
 mod model_info;
 pub(crate) mod proposals;
+mod visualize;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ enum Command {
     ImportWeights(import_weights::ImportWeightsArgs),
     /// Selective-search region proposals, with recall and MABO against ground truth.
     Proposals(proposals::ProposalsArgs),
+    /// Draw detections from any detections file; with ground truth, hits, false positives and
+    /// misses in distinct colours.
+    Visualize(visualize::VisualizeArgs),
     /// Mean average precision of detections against ground truth (ILSVRC, VOC, COCO rules).
     MapEval(eval::cli::MapEvalArgs),
     /// Speed benchmarks, each against its reference measured in the same run.
@@ -156,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args, cli.threads),
         Command::Env => env::run(cli.threads),
         Command::Proposals(args) => proposals::run(args, cli.threads),
+        Command::Visualize(args) => visualize::run(args),
         Command::MapEval(args) => eval::cli::run(&args)
             .map(|_| ())
             .map_err(anyhow::Error::from),
