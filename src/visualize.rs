@@ -184,6 +184,7 @@ mod tests {
             label: "cat 0.90".into(),
             class: 3,
             bbox: BBox::new(20.0, 40.0, 80.0, 90.0),
+            colour: None,
         }];
         let out = draw(&img, &marks).unwrap();
         let c = colour_for(3);
@@ -200,6 +201,7 @@ mod tests {
                 label: "x".into(),
                 class: 0,
                 bbox: BBox::new(500.0, 500.0, 600.0, 600.0),
+                colour: None,
             }],
         )
         .unwrap();
