@@ -26,6 +26,9 @@ enum BenchCommand {
     Classifier(ClassifierArgs),
     /// Selective search, ours against OpenCV's, on the raccoon images: boxes, recall, MABO, time.
     Proposals(ProposalsBenchArgs),
+    /// The whole detect pipeline: seconds per image in each stage, with one and with six
+    /// full-size networks (untrained: the timing is the same), and images/s.
+    Detect(DetectBenchArgs),
     /// Per-class NMS against torchvision's batched_nms on the same boxes.
     Nms(NmsBenchArgs),
     /// The evaluator (ilsvrc, voc, coco) on generated data of ILSVRC DET val's size, beside
@@ -54,6 +57,28 @@ struct ProposalsBenchArgs {
 
 fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
     s.parse()
+}
+
+#[derive(Args, Debug)]
+struct DetectBenchArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Images (the first --images of them, sorted).
+    #[arg(long, default_value = "data/raccoon/images")]
+    from: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    images: usize,
+    /// Proposals per image; R-CNN uses 2000, which on a 2-core CPU takes about 100 s per image
+    /// and network, hence the smaller default here.
+    #[arg(long, default_value_t = 200)]
+    max_proposals: usize,
+    /// Ensemble sizes to time.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 6])]
+    networks: Vec<usize>,
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +144,7 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
         BenchCommand::Eval(a) => bench_eval(a),
         BenchCommand::Proposals(a) => bench_proposals(a),
         BenchCommand::Nms(a) => bench_nms(a, threads),
+        BenchCommand::Detect(a) => bench_detect(a, threads),
     }
 }
 
@@ -307,6 +333,75 @@ fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    use inception_rcnn::classifier::Ensemble;
+    use inception_rcnn::detect::{detect, DetectParams, Outcome};
+    use inception_rcnn::model::{GoogLeNetConfig, Model};
+
+    let device = device::select(args.device.device, threads)?;
+    let mut images = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
+    images.truncate(args.images);
+    anyhow::ensure!(!images.is_empty(), "no images in {}", args.from.display());
+    println!(
+        "rcnn detect on {} images of {}, up to {} proposals each, paper GoogLeNet 224x224 x 201 classes, {} on {}",
+        images.len(),
+        args.from.display(),
+        args.max_proposals,
+        args.precision.name(),
+        device::describe(device)
+    );
+    println!(
+        "{:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9}",
+        "networks",
+        "crops",
+        "decode",
+        "proposals",
+        "warp",
+        "classify",
+        "post",
+        "wall/img",
+        "images/s"
+    );
+    for &n in &args.networks {
+        let models = (0..n)
+            .map(|i| {
+                tch::manual_seed(i as i64);
+                Model::new(&GoogLeNetConfig::new(Layout::Paper), Vec::new(), device)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ensemble = Ensemble::new(models, args.precision.kind())?;
+        let params = DetectParams {
+            search: proposals::SearchParams::new(proposals::Mode::Fast),
+            max_proposals: args.max_proposals,
+            post: inception_rcnn::postprocess::PostParams::default(),
+            batch: args.batch,
+            queue: 2,
+            precomputed: None,
+        };
+        let mut crops = 0;
+        let t = detect(&images, &ensemble, &params, |o| {
+            if let Outcome::Done { proposals, .. } = o {
+                crops += proposals;
+            }
+        });
+        let per = |s: f64| s / images.len() as f64;
+        println!(
+            "{:>8} {:>8} {:>8.3} {:>9.3} {:>8.3} {:>9.3} {:>8.3} {:>9.3} {:>9.3}",
+            n,
+            crops,
+            per(t.decode),
+            per(t.proposals),
+            per(t.warp),
+            per(t.classify),
+            per(t.postprocess),
+            per(t.wall),
+            images.len() as f64 / t.wall
+        );
+    }
+    println!("(seconds per image; decode, proposals and warp run on their own thread, overlapping classify)");
     Ok(())
 }
 
