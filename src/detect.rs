@@ -2,7 +2,7 @@
 //! device in this one, joined by a bounded channel so the CPU stages overlap the device stage.
 //! Post-processing closes each image.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -122,25 +122,65 @@ pub fn detect(
             t
         });
         let mut t = StageTimes::default();
-        for item in rx {
-            match item {
-                Err((image, reason)) => on_image(Outcome::Failed { image, reason }),
-                Ok(prep) => {
-                    let start = Instant::now();
-                    let mut scores = Vec::with_capacity(prep.boxes.len());
-                    for chunk in prep.crops.chunks(p.batch.max(1) * 3 * s * s) {
-                        scores.extend(ensemble.scores(chunk, chunk.len() / (3 * s * s)));
-                    }
-                    t.classify += start.elapsed().as_secs_f64();
-                    let start = Instant::now();
-                    let detections = postprocess(&prep.boxes, &scores, &p.post);
-                    t.postprocess += start.elapsed().as_secs_f64();
-                    on_image(Outcome::Done {
-                        image: prep.image,
-                        detections,
-                        proposals: prep.boxes.len(),
-                    });
+        let crop_len = 3 * s * s;
+        let batch = p.batch.max(1);
+        // Images waiting for the device, in order, each with the scores it has so far. A batch
+        // takes crops from as many of them as it needs, so small images do not leave the
+        // device half idle.
+        let mut pending: VecDeque<(Prepared, Vec<Vec<f32>>)> = VecDeque::new();
+        let mut open = true;
+        loop {
+            while open
+                && pending
+                    .iter()
+                    .map(|(pr, sc)| pr.boxes.len() - sc.len())
+                    .sum::<usize>()
+                    < batch
+            {
+                match rx.recv() {
+                    Ok(Ok(prep)) => pending.push_back((prep, Vec::new())),
+                    Ok(Err((image, reason))) => on_image(Outcome::Failed { image, reason }),
+                    Err(_) => open = false,
                 }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let mut crops: Vec<f32> = Vec::with_capacity(batch * crop_len);
+            let mut owners: Vec<(usize, usize)> = Vec::new();
+            for (i, (prep, scores)) in pending.iter().enumerate() {
+                let take = (prep.boxes.len() - scores.len()).min(batch - crops.len() / crop_len);
+                if take > 0 {
+                    crops.extend_from_slice(
+                        &prep.crops[scores.len() * crop_len..(scores.len() + take) * crop_len],
+                    );
+                    owners.push((i, take));
+                }
+                if crops.len() == batch * crop_len {
+                    break;
+                }
+            }
+            if !owners.is_empty() {
+                let start = Instant::now();
+                let mut rows = ensemble.scores(&crops, crops.len() / crop_len).into_iter();
+                for (i, take) in owners {
+                    pending[i].1.extend(rows.by_ref().take(take));
+                }
+                t.classify += start.elapsed().as_secs_f64();
+            }
+            while pending
+                .front()
+                .is_some_and(|(pr, sc)| sc.len() == pr.boxes.len())
+            {
+                let (prep, scores) = pending.pop_front().expect("checked");
+                let start = Instant::now();
+                let detections = postprocess(&prep.boxes, &scores, &p.post);
+                t.postprocess += start.elapsed().as_secs_f64();
+                on_image(Outcome::Done {
+                    image: prep.image,
+                    detections,
+                    proposals: prep.boxes.len(),
+                });
             }
         }
         let cpu = producer.join().expect("the CPU stage does not panic");
