@@ -120,9 +120,53 @@ fn detect_writes_every_format_and_they_agree() {
         csv
     );
     assert_eq!(read(out.join("txt"), Format::Txt, None), csv);
-    let coco: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("detections.json")).unwrap()).unwrap();
-    assert_eq!(coco.as_array().unwrap().len(), csv.len());
+    // COCO results name images and categories by number (line of image_list.txt, position in
+    // classes.txt): read back through the eval crate and mapped, the same detections again.
+    let mut issues = eval::Issues::new(true);
+    let raw = eval::formats::coco::read_dets(
+        &out.join("detections.json"),
+        &Default::default(),
+        &mut issues,
+    )
+    .unwrap();
+    let list = eval::formats::ilsvrc::read_image_list(&out.join("image_list.txt")).unwrap();
+    let key = |image: &String, class: usize, score: u64, x1: f64| {
+        (image.clone(), class, score, x1.to_bits())
+    };
+    let mut coco: Vec<((String, usize, u64, u64), [f64; 4])> = raw
+        .iter()
+        .map(|r| {
+            let eval::formats::ClassKey::Name(cat) = &r.class else {
+                panic!("COCO names categories by id")
+            };
+            let image = list[r.image.parse::<usize>().unwrap() - 1].clone();
+            let class = cat.parse::<usize>().unwrap() - 1;
+            (
+                key(&image, class, (r.score as f32).to_bits() as u64, r.bbox.x1),
+                [r.bbox.x1, r.bbox.y1, r.bbox.x2, r.bbox.y2],
+            )
+        })
+        .collect();
+    coco.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut theirs: Vec<((String, usize, u64, u64), [f64; 4])> = csv
+        .iter()
+        .map(|v| {
+            (
+                key(&v.0, v.1, v.2, f64::from_bits(v.3[0])),
+                v.3.map(f64::from_bits),
+            )
+        })
+        .collect();
+    theirs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(coco.len(), theirs.len());
+    for (c, v) in coco.iter().zip(&theirs) {
+        assert_eq!(c.0, v.0);
+        // x + w in floating point: x2 to within rounding.
+        assert!(
+            c.1.iter().zip(&v.1).all(|(a, b)| (a - b).abs() < 1e-9),
+            "{c:?} vs {v:?}"
+        );
+    }
 
     // Precomputed proposals: `rcnn proposals --out` then `rcnn detect --proposals`.
     let props = d.join("props.csv");
