@@ -9,6 +9,9 @@ use eval::load::{load, Inputs};
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use tch::Device;
 
+/// A detection's identity: image, class, score bits, x1 bits.
+type Key = (String, usize, u64, u64);
+
 #[test]
 fn detect_writes_every_format_and_they_agree() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -133,7 +136,7 @@ fn detect_writes_every_format_and_they_agree() {
     let key = |image: &String, class: usize, score: u64, x1: f64| {
         (image.clone(), class, score, x1.to_bits())
     };
-    let mut coco: Vec<((String, usize, u64, u64), [f64; 4])> = raw
+    let mut coco: Vec<(Key, [f64; 4])> = raw
         .iter()
         .map(|r| {
             let eval::formats::ClassKey::Name(cat) = &r.class else {
@@ -148,7 +151,7 @@ fn detect_writes_every_format_and_they_agree() {
         })
         .collect();
     coco.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut theirs: Vec<((String, usize, u64, u64), [f64; 4])> = csv
+    let mut theirs: Vec<(Key, [f64; 4])> = csv
         .iter()
         .map(|v| {
             (
