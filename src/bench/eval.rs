@@ -161,23 +161,8 @@ pub fn write_coco(
     }
     write!(f, "]}}")?;
     f.flush()?;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("dets.json"))?);
-    write!(f, "[")?;
-    for (k, d) in dets.dets.iter().enumerate() {
-        let b = d.bbox;
-        write!(
-            f,
-            "{}{{\"image_id\":{},\"category_id\":{},\"bbox\":[{},{},{},{}],\"score\":{}}}",
-            if k > 0 { "," } else { "" },
-            d.image + 1,
-            d.class + 1,
-            b.x1,
-            b.y1,
-            b.x2 - b.x1,
-            b.y2 - b.y1,
-            d.score
-        )?;
-    }
-    write!(f, "]")?;
-    f.flush()
+    // The detections through the evaluator's own COCO writer (image_id = position + 1 for these
+    // names, category_id = class + 1, as the ground truth above).
+    eval::writers::write_coco(&dir.join("dets.json"), dets, &gt.images)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
