@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use eval::BBox;
-use opencv::core::{Mat, Point, Rect, Scalar, CV_8UC3};
+use opencv::core::{Point, Rect, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 use proposals::RgbImage;
@@ -55,9 +55,7 @@ pub fn text_colour(bg: [u8; 3]) -> [u8; 3] {
 /// The image with `marks` drawn on it.
 pub fn draw(img: &RgbImage, marks: &[Mark]) -> opencv::Result<RgbImage> {
     let (h, w, _) = img.dim();
-    let mut mat = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
-    mat.data_bytes_mut()?
-        .copy_from_slice(img.as_slice().expect("standard layout"));
+    let mut mat = crate::warp::rgb_mat(img)?;
     // Mat holds RGB here, so colours are given as (r, g, b).
     let scalar = |c: [u8; 3]| Scalar::new(c[0] as f64, c[1] as f64, c[2] as f64, 0.0);
     let thickness = ((w.max(h) as f64 / 400.0).round() as i32).clamp(1, 6);

@@ -88,6 +88,15 @@ pub fn placement(b: &BBox, image_w: i32, image_h: i32, p: &WarpParams) -> Option
     })
 }
 
+/// An OpenCV copy of `img`, channels in RGB order.
+pub fn rgb_mat(img: &RgbImage) -> opencv::Result<Mat> {
+    let (h, w, _) = img.dim();
+    let mut mat = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
+    mat.data_bytes_mut()?
+        .copy_from_slice(img.as_slice().expect("standard layout"));
+    Ok(mat)
+}
+
 /// An image prepared for cropping (OpenCV owns a copy of its pixels).
 pub struct WarpSource {
     mat: Mat,
@@ -98,12 +107,8 @@ pub struct WarpSource {
 impl WarpSource {
     pub fn new(img: &RgbImage) -> opencv::Result<Self> {
         let (h, w, _) = img.dim();
-        let mut mat =
-            Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
-        mat.data_bytes_mut()?
-            .copy_from_slice(img.as_slice().expect("standard layout"));
         Ok(WarpSource {
-            mat,
+            mat: rgb_mat(img)?,
             width: w as i32,
             height: h as i32,
         })

@@ -9,15 +9,10 @@ use eval::load::{load, Inputs};
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use tch::Device;
 
-/// A detection's identity: image, class, score bits, x1 bits.
-type Key = (String, usize, u64, u64);
-
-#[test]
-fn detect_writes_every_format_and_they_agree() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    tch::manual_seed(5);
+/// A small paper-layout model (64 px input, background + raccoon + other), untrained but
+/// seeded, saved as `dir/name`.
+fn tiny_model(dir: &Path, name: &str, seed: i64) -> std::path::PathBuf {
+    tch::manual_seed(seed);
     let config = GoogLeNetConfig {
         width: 0.125,
         input_size: 64,
@@ -29,11 +24,23 @@ fn detect_writes_every_format_and_they_agree() {
         "raccoon".to_string(),
         "other".to_string(),
     ];
-    let model_path = d.join("tiny.safetensors");
+    let path = dir.join(name);
     Model::new(&config, classes, Device::Cpu)
         .unwrap()
-        .save(&model_path)
+        .save(&path)
         .unwrap();
+    path
+}
+
+/// A detection's identity: image, class, score bits, x1 bits.
+type Key = (String, usize, u64, u64);
+
+#[test]
+fn detect_writes_every_format_and_they_agree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model_path = tiny_model(d, "tiny.safetensors", 5);
     let corrupt = d.join("broken.jpg");
     std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 truncated").unwrap();
     let images = root.join("data/raccoon/images");
@@ -241,23 +248,7 @@ fn two_shards_merged_equal_one_run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    tch::manual_seed(9);
-    let config = GoogLeNetConfig {
-        width: 0.125,
-        input_size: 64,
-        num_classes: 3,
-        ..GoogLeNetConfig::new(Layout::Paper)
-    };
-    let classes = vec![
-        "__background__".to_string(),
-        "raccoon".to_string(),
-        "other".to_string(),
-    ];
-    let model = d.join("m.safetensors");
-    Model::new(&config, classes, Device::Cpu)
-        .unwrap()
-        .save(&model)
-        .unwrap();
+    let model = tiny_model(d, "m.safetensors", 9);
     let images = root.join("data/raccoon/images");
     let inputs: Vec<String> = ["raccoon-1.jpg", "raccoon-10.jpg", "raccoon-100.jpg"]
         .iter()
@@ -335,23 +326,7 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_outputs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    tch::manual_seed(11);
-    let config = GoogLeNetConfig {
-        width: 0.125,
-        input_size: 64,
-        num_classes: 3,
-        ..GoogLeNetConfig::new(Layout::Paper)
-    };
-    let classes = vec![
-        "__background__".to_string(),
-        "raccoon".to_string(),
-        "other".to_string(),
-    ];
-    let model = d.join("m.safetensors");
-    Model::new(&config, classes, Device::Cpu)
-        .unwrap()
-        .save(&model)
-        .unwrap();
+    let model = tiny_model(d, "m.safetensors", 11);
     // Twelve photos in a list file.
     let images = root.join("data/raccoon/images");
     let list = d.join("list.txt");
