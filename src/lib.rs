@@ -18,5 +18,6 @@ pub mod nms;
 pub mod opencv_search;
 pub mod postprocess;
 pub mod propose;
+pub mod train;
 pub mod visualize;
 pub mod warp;

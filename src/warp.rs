@@ -114,14 +114,11 @@ impl WarpSource {
         })
     }
 
-    /// Writes the warped, normalised crop of `b` into `out` (`3 * size * size`, CHW). A box
-    /// whose window misses the image gives the mean everywhere (zeros).
-    pub fn warp_into(&self, b: &BBox, p: &WarpParams, out: &mut [f32]) -> opencv::Result<()> {
-        let s = p.size as usize;
-        assert_eq!(out.len(), 3 * s * s, "one CHW crop");
-        out.fill(0.0);
+    /// The context window of `b` resized to its place in the output, or `None` when the window
+    /// misses the image.
+    fn resized(&self, b: &BBox, p: &WarpParams) -> opencv::Result<Option<(Placement, Mat)>> {
         let Some(pl) = placement(b, self.width, self.height, p) else {
-            return Ok(());
+            return Ok(None);
         };
         let [x1, y1, x2, y2] = pl.source;
         let window = Mat::roi(&self.mat, Rect::new(x1, y1, x2 - x1 + 1, y2 - y1 + 1))?;
@@ -134,6 +131,18 @@ impl WarpSource {
             0.0,
             imgproc::INTER_LINEAR,
         )?;
+        Ok(Some((pl, resized)))
+    }
+
+    /// Writes the warped, normalised crop of `b` into `out` (`3 * size * size`, CHW). A box
+    /// whose window misses the image gives the mean everywhere (zeros).
+    pub fn warp_into(&self, b: &BBox, p: &WarpParams, out: &mut [f32]) -> opencv::Result<()> {
+        let s = p.size as usize;
+        assert_eq!(out.len(), 3 * s * s, "one CHW crop");
+        out.fill(0.0);
+        let Some((pl, resized)) = self.resized(b, p)? else {
+            return Ok(());
+        };
         let bytes = resized.data_bytes()?;
         let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * p.std[c]));
         let shift: [f32; 3] = std::array::from_fn(|c| p.mean[c] / p.std[c]);
@@ -149,6 +158,37 @@ impl WarpSource {
         }
         Ok(())
     }
+
+    /// The same crop as [`WarpSource::warp_into`] before normalisation, as CHW bytes, with the
+    /// mean colour rounded to bytes as the fill (a quarter of the memory, for training caches).
+    pub fn warp_u8_into(&self, b: &BBox, p: &WarpParams, out: &mut [u8]) -> opencv::Result<()> {
+        let s = p.size as usize;
+        assert_eq!(out.len(), 3 * s * s, "one CHW crop");
+        let fill = mean_bytes(p.mean);
+        for c in 0..3 {
+            out[c * s * s..(c + 1) * s * s].fill(fill[c]);
+        }
+        let Some((pl, resized)) = self.resized(b, p)? else {
+            return Ok(());
+        };
+        let bytes = resized.data_bytes()?;
+        for y in 0..pl.height as usize {
+            let oy = y + pl.pad_y as usize;
+            for x in 0..pl.width as usize {
+                let ox = x + pl.pad_x as usize;
+                let src = (y * pl.width as usize + x) * 3;
+                for c in 0..3 {
+                    out[c * s * s + oy * s + ox] = bytes[src + c];
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The mean colour (0..1 scale) as bytes.
+pub fn mean_bytes(mean: [f32; 3]) -> [u8; 3] {
+    mean.map(|m| (m * 255.0).round().clamp(0.0, 255.0) as u8)
 }
 
 #[cfg(test)]
@@ -248,5 +288,36 @@ mod tests {
             }
         }
         assert!(worst <= 1.01, "largest difference {worst} grey levels");
+    }
+
+    #[test]
+    fn byte_crop_is_the_float_crop_before_normalisation() {
+        let img = RgbImage::from_shape_fn((150, 200, 3), |(y, x, c)| {
+            ((x * 5 + y * 3 + c * 70) % 256) as u8
+        });
+        let src = WarpSource::new(&img).unwrap();
+        let p = params();
+        let b = BBox::new(-20.0, 30.0, 120.0, 160.0); // reaches outside: mean fill on the left
+        let mut f = vec![0.0f32; 3 * 224 * 224];
+        let mut u = vec![0u8; 3 * 224 * 224];
+        src.warp_into(&b, &p, &mut f).unwrap();
+        src.warp_u8_into(&b, &p, &mut u).unwrap();
+        let fill = mean_bytes(p.mean);
+        assert_eq!(fill, [128, 128, 128]);
+        let pl = placement(&b, 200, 150, &p).unwrap();
+        assert!(pl.pad_x > 0);
+        for (i, (&fv, &uv)) in f.iter().zip(&u).enumerate() {
+            let (c, y, x) = (i / (224 * 224), (i / 224) % 224, i % 224);
+            let inside = x >= pl.pad_x as usize
+                && y >= pl.pad_y as usize
+                && x < (pl.pad_x + pl.width) as usize
+                && y < (pl.pad_y + pl.height) as usize;
+            if inside {
+                let back = ((fv * p.std[c] + p.mean[c]) * 255.0).round() as u8;
+                assert_eq!(back, uv, "({c}, {y}, {x})");
+            } else {
+                assert_eq!((fv, uv), (0.0, fill[c]), "({c}, {y}, {x})");
+            }
+        }
     }
 }

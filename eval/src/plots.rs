@@ -268,3 +268,64 @@ pub fn line_chart(
         Ok(())
     })
 }
+
+/// A line chart of named series on linear axes, y from 0 to `y_max` (training curves).
+pub fn curve_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    y_max: f64,
+) -> Result<(), EvalError> {
+    ensure_font()?;
+    let x_max = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let y_max = if y_max.is_finite() && y_max > 0.0 {
+        y_max
+    } else {
+        1.0
+    };
+    let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    draw_png(path, (720, 480), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let colour = colours[i % colours.len()];
+            let shown: Vec<(f64, f64)> = points
+                .iter()
+                .copied()
+                .filter(|p| p.1.is_finite())
+                .map(|(x, y)| (x, y.min(y_max)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(shown, colour.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}

@@ -7,6 +7,7 @@ mod import_weights;
 mod merge;
 mod model_info;
 pub(crate) mod proposals;
+mod train;
 mod visualize;
 
 use std::io::IsTerminal;
@@ -49,6 +50,9 @@ enum Command {
     ImportWeights(import_weights::ImportWeightsArgs),
     /// Selective-search region proposals, with recall and MABO against ground truth.
     Proposals(proposals::ProposalsArgs),
+    /// Train the region classifier on warped regions (R-CNN sampling, the paper's SGD, Polyak
+    /// averaging), from scratch or from other weights; checkpoints, --resume, validation AP.
+    Train(train::TrainArgs),
     /// Draw detections from any detections file; with ground truth, hits, false positives and
     /// misses in distinct colours.
     Visualize(visualize::VisualizeArgs),
@@ -161,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Env => env::run(cli.threads),
         Command::Proposals(args) => proposals::run(args, cli.threads),
         Command::Visualize(args) => visualize::run(args),
+        Command::Train(args) => train::run(args, cli.threads),
         Command::MapEval(args) => eval::cli::run(&args)
             .map(|_| ())
             .map_err(anyhow::Error::from),

@@ -96,9 +96,10 @@ impl GoogLeNetConfig {
                 self.width
             )));
         }
-        // Five stride-2 stages; the paper's 5x5/3 auxiliary pool needs 5x5 after 4a (input >= 65).
+        // Five stride-2 stages; the paper's 5x5/3 auxiliary pool needs a 5x5 map after 4a, which
+        // conv1 and three ceil-mode pools leave from an input of 79 px up.
         let min = if self.aux_logits && self.layout == Layout::Paper {
-            65
+            79
         } else {
             32
         };

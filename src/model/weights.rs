@@ -70,38 +70,64 @@ impl Model {
 
     /// Writes the weights and metadata to `path` atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        let host: Vec<(String, Tensor, Dtype, Vec<u8>)> = named
-            .into_iter()
-            .map(|(name, t)| {
-                let t = t.detach().to_device(Device::Cpu).contiguous();
-                let dtype = dtype_of(t.kind()).ok_or_else(|| {
-                    ModelError::Config(format!("cannot store tensor {name} of kind {:?}", t.kind()))
-                })?;
-                let numel = t.numel();
-                let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-                t.copy_data_u8(&mut data, numel);
-                Ok((name, t, dtype, data))
-            })
-            .collect::<Result<_, ModelError>>()?;
-        let views = host
-            .iter()
-            .map(|(name, t, dtype, data)| {
-                let shape = t.size().iter().map(|&d| d as usize).collect();
-                let view = TensorView::new(*dtype, shape, data)
-                    .map_err(|e| ModelError::Config(format!("tensor {name}: {e}")))?;
-                Ok((name.clone(), view))
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        let metadata = Some(metadata_of(self.config(), &self.classes));
-        let bytes =
-            safetensors::tensor::serialize(views, &metadata).map_err(|e| ModelError::Format {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        eval::write_atomically(path, &bytes).map_err(ModelError::Write)
+        let named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        write_tensors(path, named, metadata_of(self.config(), &self.classes))
     }
+
+    /// The file's network description and class names, without reading the weights.
+    pub fn read_config(path: &Path) -> Result<(GoogLeNetConfig, Vec<String>), ModelError> {
+        let bytes = read_bytes(path)?;
+        let metadata = read_metadata(path, &bytes)?;
+        config_from_metadata(path, &metadata)
+    }
+}
+
+/// Writes named tensors and string metadata as one safetensors file, atomically (temporary
+/// file, then rename). Model files and training checkpoints both go through here.
+pub fn write_tensors(
+    path: &Path,
+    mut named: Vec<(String, Tensor)>,
+    metadata: HashMap<String, String>,
+) -> Result<(), ModelError> {
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let host: Vec<(String, Tensor, Dtype, Vec<u8>)> = named
+        .into_iter()
+        .map(|(name, t)| {
+            let t = t.detach().to_device(Device::Cpu).contiguous();
+            let dtype = dtype_of(t.kind()).ok_or_else(|| {
+                ModelError::Config(format!("cannot store tensor {name} of kind {:?}", t.kind()))
+            })?;
+            let numel = t.numel();
+            let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+            t.copy_data_u8(&mut data, numel);
+            Ok((name, t, dtype, data))
+        })
+        .collect::<Result<_, ModelError>>()?;
+    let views = host
+        .iter()
+        .map(|(name, t, dtype, data)| {
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            let view = TensorView::new(*dtype, shape, data)
+                .map_err(|e| ModelError::Config(format!("tensor {name}: {e}")))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let bytes =
+        safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| ModelError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    eval::write_atomically(path, &bytes).map_err(ModelError::Write)
+}
+
+/// Tensors by name.
+pub type TensorMap = HashMap<String, Tensor>;
+
+/// Reads a safetensors file: its tensors (on the CPU) and its string metadata.
+pub fn read_tensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>), ModelError> {
+    let bytes = read_bytes(path)?;
+    let metadata = read_metadata(path, &bytes)?;
+    Ok((safetensors_tensors(path, &bytes)?, metadata))
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelError> {
@@ -119,7 +145,8 @@ fn read_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>, M
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
-fn metadata_of(config: &GoogLeNetConfig, classes: &[String]) -> HashMap<String, String> {
+/// The metadata that describes a network in our model files.
+pub fn metadata_of(config: &GoogLeNetConfig, classes: &[String]) -> HashMap<String, String> {
     let triple = |v: [f32; 3]| v.map(|x| x.to_string()).join(",");
     HashMap::from([
         ("format".into(), FORMAT.into()),
@@ -138,7 +165,8 @@ fn metadata_of(config: &GoogLeNetConfig, classes: &[String]) -> HashMap<String, 
     ])
 }
 
-fn config_from_metadata(
+/// A network description and class names from our model files' metadata.
+pub fn config_from_metadata(
     path: &Path,
     meta: &HashMap<String, String>,
 ) -> Result<(GoogLeNetConfig, Vec<String>), ModelError> {
@@ -311,6 +339,27 @@ pub fn load_state_dict(
         }
         Ok(())
     })
+}
+
+/// Copies every tensor of `tensors` whose name and shape match a variable of `vs` (fine-tuning
+/// from another task's network); returns the names of the variables left as they were, such as
+/// a classifier for a different number of classes.
+pub fn load_matching(vs: &mut nn::VarStore, tensors: &HashMap<String, Tensor>) -> Vec<String> {
+    let variables = vs.variables();
+    let mut kept: Vec<String> = Vec::new();
+    tch::no_grad(|| {
+        for (name, var) in &variables {
+            match tensors.get(name) {
+                Some(src) if src.size() == var.size() => {
+                    let mut var = var.shallow_clone();
+                    var.copy_(&src.to_device(var.device()).to_kind(var.kind()));
+                }
+                _ => kept.push(name.clone()),
+            }
+        }
+    });
+    kept.sort();
+    kept
 }
 
 /// What a torchvision-style GoogLeNet state dict must be, read off its tensors: layout (batch

@@ -1,0 +1,360 @@
+//! `rcnn train`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use inception_rcnn::device;
+use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+use inception_rcnn::train::data::{load_images, read_split};
+use inception_rcnn::train::regions::{cache_dir, CacheSpec, RegionCache};
+use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams, Validation};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::DeviceArgs;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example (the shipped demo model, about 30 minutes on 2 CPU cores):\n  \
+rcnn train --images data/raccoon/images --annotations data/raccoon/annotations \\\n    \
+--split data/raccoon/train.txt --val-split data/raccoon/test.txt --init scratch \\\n    \
+--layout paper --width 0.25 --input-size 96 --steps 3000 --out runs/raccoon"
+)]
+pub struct TrainArgs {
+    /// Folder of training images (searched recursively).
+    #[arg(long, value_name = "DIR")]
+    images: PathBuf,
+    /// Folder of PASCAL VOC / ILSVRC XML annotations, one file per image, named as the image.
+    #[arg(long, value_name = "DIR")]
+    annotations: PathBuf,
+    /// Train on these images only: one name a line (with or without extension).
+    #[arg(long, value_name = "FILE")]
+    split: Option<PathBuf>,
+    /// Held-out images (same folders) scored at each checkpoint: AP at IoU 0.5, ILSVRC rules.
+    /// Nothing is chosen by it: the saved model is always the last averaged weights.
+    #[arg(long, value_name = "FILE")]
+    val_split: Option<PathBuf>,
+    /// First weights: `scratch`, or a model file / state dict whose fitting tensors are copied
+    /// (a classifier for other classes starts fresh).
+    #[arg(long, value_name = "scratch|FILE", default_value = "scratch")]
+    init: String,
+    /// Network layout (ignored with --init FILE, which decides it).
+    #[arg(long, value_enum, default_value_t = Layout::Paper)]
+    layout: Layout,
+    /// Width multiplier (ignored with --init FILE).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    /// Side of the warped regions in pixels.
+    #[arg(long, default_value_t = 224)]
+    input_size: i64,
+    /// Class list (one name a line); default: the classes found in the annotations, sorted.
+    /// The classifier has one more output, `__background__`, first.
+    #[arg(long, value_name = "FILE")]
+    classes: Option<PathBuf>,
+    /// Output folder: model.safetensors, checkpoint.safetensors, log.csv, loss.png,
+    /// accuracy.png, and cache/ (the warped regions). With --ensemble N, member-K/ folders.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Training steps (mini-batches); default: --epochs' worth.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Epochs (passes over the cached regions) when --steps is not given.
+    #[arg(long, default_value_t = 8.0)]
+    epochs: f64,
+    /// Positive regions per mini-batch (R-CNN: 32).
+    #[arg(long, default_value_t = 32)]
+    batch_positives: usize,
+    /// Background regions per mini-batch (R-CNN: 96).
+    #[arg(long, default_value_t = 96)]
+    batch_background: usize,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Weight decay (not on biases).
+    #[arg(long, default_value_t = 0.0002)]
+    weight_decay: f64,
+    /// The learning rate is multiplied by this every --lr-every-epochs (the paper: 0.96 every 8).
+    #[arg(long, default_value_t = 0.96)]
+    lr_decay: f64,
+    #[arg(long, default_value_t = 8.0)]
+    lr_every_epochs: f64,
+    /// Weight of each auxiliary classifier's loss (the paper: 0.3).
+    #[arg(long, default_value_t = 0.3)]
+    aux_weight: f64,
+    /// Cap of the Polyak (moving) average's decay.
+    #[arg(long, default_value_t = 0.999)]
+    polyak: f64,
+    /// No random horizontal flips.
+    #[arg(long)]
+    no_flip: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Steps between checkpoints (and validations).
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: usize,
+    /// Steps between lines of log.csv.
+    #[arg(long, default_value_t = 20)]
+    log_every: usize,
+    /// Continue from the checkpoint in --out with the same schedule.
+    #[arg(long)]
+    resume: bool,
+    /// Train N networks with seeds seed..seed+N-1 (and so different sampling orders), into
+    /// member-1 ... member-N, for `rcnn detect --model ... --model ...` (the entry: six).
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
+    /// Proposals per image, best first.
+    #[arg(long, default_value_t = 2000)]
+    max_proposals: usize,
+    /// Background regions cached per image (every positive is kept).
+    #[arg(long, default_value_t = 256)]
+    max_background: usize,
+    /// Proposals per validation image.
+    #[arg(long, default_value_t = 500)]
+    val_proposals: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    anyhow::ensure!(args.ensemble >= 1, "--ensemble must be at least 1");
+    anyhow::ensure!(
+        args.batch_positives + args.batch_background > 0,
+        "a mini-batch needs at least one region"
+    );
+    let split = args.split.as_deref().map(read_split).transpose()?;
+    let classes = args
+        .classes
+        .as_deref()
+        .map(eval::ClassList::read)
+        .transpose()?;
+    let train_set = load_images(
+        &args.images,
+        &args.annotations,
+        split.as_deref(),
+        classes.as_ref(),
+    )?;
+    for w in &train_set.warnings {
+        tracing::warn!("{w}");
+    }
+    let class_names: Vec<String> = std::iter::once("__background__".to_string())
+        .chain(train_set.classes.names.iter().cloned())
+        .collect();
+    let objects: usize = train_set.images.iter().map(|i| i.objects.len()).sum();
+    tracing::info!(
+        "{} training images, {objects} objects, {} classes + background",
+        train_set.images.len(),
+        class_names.len() - 1
+    );
+    let init = match args.init.as_str() {
+        "scratch" => Init::Scratch,
+        path => Init::File(PathBuf::from(path)),
+    };
+    let config = network_config(&args, &init, class_names.len() as i64)?;
+    let device = device::select(args.device.device, threads)?;
+
+    let spec = CacheSpec {
+        input_size: config.input_size as i32,
+        padding: 16,
+        mean: config.mean,
+        search_mode: "fast".into(),
+        search_scale: 2.0,
+        max_proposals: args.max_proposals,
+        max_background: args.max_background,
+        fg_iou: 0.5,
+        seed: args.seed,
+        images: train_set.images.clone(),
+    };
+    let progress = bar(
+        spec.images.len() as u64,
+        "regions [{bar:30}] {pos}/{len} images, {per_sec} ETA {eta}",
+    );
+    let cache =
+        RegionCache::open_or_build(&cache_dir(&args.out), "train", &spec, &|| progress.inc(1))?;
+    progress.finish_and_clear();
+    anyhow::ensure!(
+        !cache.is_empty(),
+        "no training regions: no training image could be read"
+    );
+    tracing::info!(
+        "{} cached regions ({} positives), {:.0} MB at {}",
+        cache.len(),
+        cache.positives(),
+        (cache.len() * 3 * (config.input_size * config.input_size) as usize) as f64 / 1e6,
+        cache_dir(&args.out).display()
+    );
+    if cache.positives() == 0 {
+        tracing::warn!("no positive regions: every mini-batch is background");
+    }
+
+    let validation = match &args.val_split {
+        Some(path) => {
+            let keys = read_split(path)?;
+            let val = load_images(
+                &args.images,
+                &args.annotations,
+                Some(&keys),
+                Some(&train_set.classes),
+            )?;
+            for w in &val.warnings {
+                tracing::warn!("validation: {w}");
+            }
+            let v = Validation::prepare(
+                &val.images,
+                train_set.classes.len(),
+                &spec.search_params(),
+                args.val_proposals,
+            );
+            tracing::info!("{} validation images", v.len());
+            Some(v)
+        }
+        None => None,
+    };
+
+    let batch = args.batch_positives + args.batch_background;
+    let steps = args
+        .steps
+        .unwrap_or_else(|| (args.epochs * cache.len() as f64 / batch as f64).ceil() as usize)
+        .max(1);
+    let mut models = Vec::new();
+    for member in 0..args.ensemble {
+        let out = if args.ensemble == 1 {
+            args.out.clone()
+        } else {
+            args.out.join(format!("member-{}", member + 1))
+        };
+        let recipe = Recipe {
+            config: config.clone(),
+            classes: class_names.clone(),
+            init: init.clone(),
+            positives: args.batch_positives,
+            background: args.batch_background,
+            lr: args.lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+            lr_decay: args.lr_decay,
+            lr_every_epochs: args.lr_every_epochs,
+            aux_weight: args.aux_weight,
+            polyak: args.polyak,
+            flip: !args.no_flip,
+            seed: args.seed + member as u64,
+            cache_regions: cache.len(),
+        };
+        let params = TrainParams {
+            recipe,
+            steps,
+            checkpoint_every: args.checkpoint_every,
+            log_every: args.log_every,
+            resume: args.resume,
+        };
+        let progress = bar(
+            steps as u64,
+            "train [{bar:30}] {pos}/{len} steps {msg} ETA {eta}",
+        );
+        let (mut loss_avg, mut acc_avg) = (f64::NAN, f64::NAN);
+        let mut last_ap = None;
+        train(
+            &cache,
+            validation.as_ref(),
+            &params,
+            &out,
+            device,
+            |e| match e {
+                Event::Started { step, .. } => progress.set_position(step as u64),
+                Event::Step {
+                    step,
+                    loss,
+                    accuracy,
+                    lr,
+                } => {
+                    // Smoothed for the display only.
+                    let k = 0.05;
+                    loss_avg = if loss_avg.is_nan() {
+                        loss
+                    } else {
+                        loss_avg + k * (loss - loss_avg)
+                    };
+                    acc_avg = if acc_avg.is_nan() {
+                        accuracy
+                    } else {
+                        acc_avg + k * (accuracy - acc_avg)
+                    };
+                    progress.set_position(step as u64);
+                    progress.set_message(format!(
+                        "loss {loss_avg:.3} acc {acc_avg:.3} lr {lr:.2e}{}",
+                        last_ap.map_or(String::new(), |ap: f64| format!(" val AP {ap:.3}"))
+                    ));
+                }
+                Event::Checkpoint { step, val_ap } => {
+                    last_ap = val_ap;
+                    progress.suspend(|| match val_ap {
+                        Some(ap) => {
+                            tracing::info!("step {step}: checkpoint; validation AP50 {ap:.4}")
+                        }
+                        None => tracing::info!("step {step}: checkpoint"),
+                    });
+                }
+            },
+        )
+        .with_context(|| format!("training into {}", out.display()))?;
+        progress.finish_and_clear();
+        let model_path = out.join("model.safetensors");
+        println!(
+            "member {}: {} ({} steps; log {}, curves {} and {})",
+            member + 1,
+            model_path.display(),
+            steps,
+            out.join("log.csv").display(),
+            out.join("loss.png").display(),
+            out.join("accuracy.png").display()
+        );
+        models.push(model_path);
+    }
+    let flags: Vec<String> = models
+        .iter()
+        .map(|m| format!("--model {}", m.display()))
+        .collect();
+    println!(
+        "detect with: rcnn detect IMAGES {} --out DIR",
+        flags.join(" ")
+    );
+    Ok(())
+}
+
+/// The network to train: from --init's file when given (its layout and width), else from the
+/// flags; always with the auxiliary heads and `classes` outputs.
+fn network_config(args: &TrainArgs, init: &Init, classes: i64) -> anyhow::Result<GoogLeNetConfig> {
+    let mut config = match init {
+        Init::Scratch => GoogLeNetConfig {
+            width: args.width,
+            ..GoogLeNetConfig::new(args.layout)
+        },
+        Init::File(path) => config_of_file(path)?,
+    };
+    config.num_classes = classes;
+    config.input_size = args.input_size;
+    config.aux_logits = true;
+    config.validate()?;
+    Ok(config)
+}
+
+fn config_of_file(path: &Path) -> anyhow::Result<GoogLeNetConfig> {
+    if let Ok((config, _)) = Model::read_config(path) {
+        return Ok(config);
+    }
+    let tensors = inception_rcnn::model::weights::read_state_dict(path)?;
+    Ok(inception_rcnn::model::weights::infer_config(
+        &tensors, path,
+    )?)
+}

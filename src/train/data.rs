@@ -1,0 +1,150 @@
+//! The training images: image files matched to their annotations by name, restricted to a split.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use eval::formats::Format;
+use eval::{BBox, ClassList};
+use serde::{Deserialize, Serialize};
+
+use super::TrainError;
+use crate::decode::collect_images;
+use crate::propose::image_key;
+
+/// One annotated object: `label` is the column of the classifier (0 is background, so the
+/// first class is 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    pub label: u32,
+    pub bbox: BBox,
+}
+
+/// A training (or validation) image and its objects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainImage {
+    pub path: PathBuf,
+    /// File name without extension, as in split files and annotations.
+    pub key: String,
+    pub objects: Vec<Object>,
+}
+
+/// Reads a split file: one image a line, by name with or without extension (VOC's ImageSets,
+/// the raccoon set's train.txt); anything after the first blank is ignored, as are empty lines
+/// and `#` comments.
+pub fn read_split(path: &Path) -> Result<Vec<String>, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line.split_whitespace().next().expect("non-empty line");
+        keys.push(image_key(Path::new(name)));
+    }
+    if keys.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{}: the split file names no images",
+            path.display()
+        )));
+    }
+    Ok(keys)
+}
+
+/// What [`load_images`] found.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub images: Vec<TrainImage>,
+    /// The object classes, in the classifier's order after the background.
+    pub classes: ClassList,
+    /// Problems that did not stop the run (missing files, unreadable annotations), one a line.
+    pub warnings: Vec<String>,
+}
+
+/// Matches the images under `images` with the XML annotations in `annotations`. With `split`,
+/// exactly those images in that order; otherwise every annotated image, by name. With
+/// `classes`, objects of other classes are left out (and counted in the warnings); otherwise
+/// the classes are the names found, sorted.
+pub fn load_images(
+    images: &Path,
+    annotations: &Path,
+    split: Option<&[String]>,
+    classes: Option<&ClassList>,
+) -> Result<Loaded, TrainError> {
+    let files = collect_images(&[images.to_path_buf()]).map_err(|source| TrainError::Io {
+        path: images.to_path_buf(),
+        source,
+    })?;
+    let by_key: HashMap<String, PathBuf> = files.into_iter().map(|p| (image_key(&p), p)).collect();
+    let (gt, found_classes, issues) =
+        eval::load::load_gt(annotations, Some(Format::VocXml), None, false)?;
+    let mut warnings: Vec<String> = Vec::new();
+    if issues.total() > 0 {
+        warnings.push(format!("{}: {issues}", annotations.display()));
+        warnings.extend(issues.examples.iter().cloned());
+    }
+    let classes = classes.cloned().unwrap_or(found_classes.clone());
+    // Objects by image key, labels in `classes` (1-based: 0 is background).
+    let mut objects: HashMap<&str, Vec<Object>> = HashMap::new();
+    let mut unknown: HashMap<&str, usize> = HashMap::new();
+    for b in &gt.boxes {
+        let name = &found_classes.names[b.class];
+        match classes.index(name) {
+            Some(c) if b.bbox.is_valid() => objects
+                .entry(gt.images.name(b.image))
+                .or_default()
+                .push(Object {
+                    label: c as u32 + 1,
+                    bbox: b.bbox,
+                }),
+            Some(_) => warnings.push(format!(
+                "{}: an object of {name} has an empty or inverted box; left out",
+                gt.images.name(b.image)
+            )),
+            None => *unknown.entry(name.as_str()).or_default() += 1,
+        }
+    }
+    for (name, n) in &unknown {
+        warnings.push(format!(
+            "{n} object(s) of class `{name}`, which is not in the class list, left out"
+        ));
+    }
+    let keys: Vec<String> = match split {
+        Some(keys) => keys.to_vec(),
+        None => gt.images.names().to_vec(),
+    };
+    let mut loaded = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(path) = by_key.get(&key) else {
+            warnings.push(format!(
+                "{key}: no image file of that name under {}; skipped",
+                images.display()
+            ));
+            continue;
+        };
+        if gt.images.get(&key).is_none() {
+            warnings.push(format!(
+                "{key}: no annotation file; trained on as an image without objects"
+            ));
+        }
+        loaded.push(TrainImage {
+            path: path.clone(),
+            objects: objects.get(key.as_str()).cloned().unwrap_or_default(),
+            key,
+        });
+    }
+    if loaded.is_empty() {
+        return Err(TrainError::Data(format!(
+            "no training images: none of the listed images were found under {}",
+            images.display()
+        )));
+    }
+    Ok(Loaded {
+        images: loaded,
+        classes,
+        warnings,
+    })
+}

@@ -1,0 +1,394 @@
+//! `rcnn train`: fine-tuning (or training from scratch) the region classifier on warped
+//! regions, as R-CNN and GoogLeNet's detection entry did.
+//!
+//! Stages: [`data`] (images and annotations), [`regions`] (proposals labelled by overlap,
+//! warped once into a memory-mapped cache, mini-batches of 32 positives and 96 background),
+//! [`sgd`] (the paper's optimisation and Polyak averaging), [`checkpoint`], [`log`]. Validation
+//! runs the detect pipeline itself on held-out images and scores it with the eval crate.
+
+pub mod checkpoint;
+pub mod data;
+pub mod log;
+pub mod regions;
+pub mod sgd;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use eval::{BBox, Detection, Detections, EvalParams, GroundTruth, GtBox, Images, Metric};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::classifier::Ensemble;
+use crate::detect::{detect, DetectParams, Outcome};
+use crate::model::{GoogLeNetConfig, Model, ModelError};
+use crate::postprocess::PostParams;
+use crate::propose::image_key;
+use data::TrainImage;
+use log::{LogRow, TrainLog};
+use regions::RegionCache;
+use sgd::{polyak_update, Schedule, Sgd};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Data(String),
+    #[error("{path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("training diverged: the loss is {loss} at step {step}; lower --lr (the last checkpoint is kept)")]
+    Diverged { step: usize, loss: f64 },
+    #[error(transparent)]
+    Eval(#[from] eval::EvalError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// Where the first weights come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Init {
+    /// He-initialised convolutions, as `Model::new` (seeded).
+    Scratch,
+    /// A model file or state dict: every tensor whose name and shape fit is copied; the rest
+    /// (a classifier for other classes) starts fresh.
+    File(PathBuf),
+}
+
+/// The settings that decide what a run computes; a checkpoint resumes only under the same.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recipe {
+    pub config: GoogLeNetConfig,
+    pub classes: Vec<String>,
+    pub init: Init,
+    /// Positives and background regions per mini-batch (R-CNN: 32 and 96).
+    pub positives: usize,
+    pub background: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// The paper: 0.96 every 8 epochs.
+    pub lr_decay: f64,
+    pub lr_every_epochs: f64,
+    /// Weight of each auxiliary classifier's loss (the paper: 0.3).
+    pub aux_weight: f64,
+    /// Cap of the averaging decay.
+    pub polyak: f64,
+    pub flip: bool,
+    pub seed: u64,
+    /// Regions in the cache (decides the epoch's length).
+    pub cache_regions: usize,
+}
+
+/// A run: the recipe and how long and how often.
+#[derive(Debug, Clone)]
+pub struct TrainParams {
+    pub recipe: Recipe,
+    pub steps: usize,
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+    pub resume: bool,
+}
+
+/// What the caller hears of a run.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        step: usize,
+        steps: usize,
+    },
+    Step {
+        step: usize,
+        loss: f64,
+        accuracy: f64,
+        lr: f64,
+    },
+    Checkpoint {
+        step: usize,
+        val_ap: Option<f64>,
+    },
+}
+
+/// Held-out images with precomputed proposals, scored through the detect pipeline.
+pub struct Validation {
+    images: Vec<PathBuf>,
+    gt: GroundTruth,
+    n_classes: usize,
+    params: DetectParams,
+}
+
+impl Validation {
+    /// Proposals of every image once (the first `max_proposals`), and its ground truth.
+    pub fn prepare(
+        images: &[TrainImage],
+        n_classes: usize,
+        search: &proposals::SearchParams,
+        max_proposals: usize,
+    ) -> Validation {
+        let mut gt = GroundTruth {
+            images: Images::default(),
+            boxes: Vec::new(),
+        };
+        let mut precomputed: HashMap<String, Vec<BBox>> = HashMap::new();
+        let found: Vec<(usize, Vec<BBox>)> = {
+            use rayon::prelude::*;
+            images
+                .par_iter()
+                .enumerate()
+                .filter_map(|(i, im)| match crate::decode::decode(&im.path) {
+                    Ok(img) => {
+                        let mut b = proposals::selective_search(&img, search);
+                        b.truncate(max_proposals);
+                        Some((i, b))
+                    }
+                    Err(e) => {
+                        tracing::warn!("validation: {e}; left out");
+                        None
+                    }
+                })
+                .collect()
+        };
+        let mut paths = Vec::new();
+        for (i, boxes) in found {
+            let im = &images[i];
+            let idx = gt.images.intern(&im.key);
+            for o in &im.objects {
+                gt.boxes.push(GtBox {
+                    image: idx,
+                    class: o.label as usize - 1,
+                    bbox: o.bbox,
+                    difficult: false,
+                    crowd: false,
+                    area: None,
+                });
+            }
+            precomputed.insert(im.key.clone(), boxes);
+            paths.push(im.path.clone());
+        }
+        Validation {
+            images: paths,
+            gt,
+            n_classes,
+            params: DetectParams {
+                search: search.clone(),
+                max_proposals,
+                post: PostParams::default(),
+                batch: 128,
+                queue: 4,
+                precomputed: Some(precomputed),
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// Mean AP at IoU 0.5 under the ILSVRC rules of `model` on these images.
+    pub fn ap(&self, model: Model) -> Result<f64, TrainError> {
+        let ensemble = Ensemble::new(vec![model], Kind::Float)?;
+        let mut dets = Vec::new();
+        detect(&self.images, &ensemble, &self.params, |o| {
+            if let Outcome::Done {
+                image, detections, ..
+            } = o
+            {
+                let idx = self
+                    .gt
+                    .images
+                    .get(&image_key(&image))
+                    .expect("a validation image");
+                dets.extend(detections.iter().map(|d| Detection {
+                    image: idx,
+                    class: d.class - 1,
+                    score: d.score as f64,
+                    bbox: d.bbox,
+                }));
+            }
+        });
+        let dets = Detections {
+            dets,
+            first_unknown_image: self.gt.images.len(),
+        };
+        let e = eval::evaluate(
+            &self.gt,
+            &dets,
+            self.n_classes,
+            &EvalParams::new(Metric::Ilsvrc),
+        );
+        Ok(e.mean_ap.unwrap_or(0.0))
+    }
+}
+
+/// The network for inference (no auxiliary heads) with the averaged weights.
+pub fn inference_model(avg: &Model) -> Result<Model, TrainError> {
+    let config = GoogLeNetConfig {
+        aux_logits: false,
+        ..avg.config().clone()
+    };
+    let mut m = Model::new(&config, avg.classes.clone(), avg.vs.device())?;
+    m.vs.copy(&avg.vs).map_err(ModelError::Torch)?;
+    Ok(m)
+}
+
+/// Softmax cross-entropy of the main head plus `aux_weight` times each auxiliary head's.
+fn loss_of(logits: &crate::model::Logits, labels: &Tensor, aux_weight: f64) -> Tensor {
+    let ce = |t: &Tensor| t.cross_entropy_for_logits(labels);
+    let mut loss = ce(&logits.main);
+    for aux in [&logits.aux1, &logits.aux2].into_iter().flatten() {
+        loss += ce(aux) * aux_weight;
+    }
+    loss
+}
+
+/// The two networks of a run, initialised from the recipe.
+fn build(recipe: &Recipe, device: Device) -> Result<(Model, Model), TrainError> {
+    tch::manual_seed(recipe.seed as i64);
+    let mut net = Model::new(&recipe.config, recipe.classes.clone(), device)?;
+    if let Init::File(path) = &recipe.init {
+        let tensors = crate::model::weights::read_state_dict(path)?;
+        let fresh = crate::model::weights::load_matching(&mut net.vs, &tensors);
+        let total = net.vs.variables().len();
+        if fresh.len() == total {
+            return Err(TrainError::Data(format!(
+                "{}: no tensor fits this network (layout, width or names differ)",
+                path.display()
+            )));
+        }
+        tracing::info!(
+            "initialised from {}: {} of {total} tensors; fresh: {}",
+            path.display(),
+            total - fresh.len(),
+            if fresh.is_empty() {
+                "none".to_string()
+            } else {
+                fresh.join(", ")
+            }
+        );
+    }
+    let mut avg = Model::new(&recipe.config, recipe.classes.clone(), device)?;
+    avg.vs.copy(&net.vs).map_err(ModelError::Torch)?;
+    avg.vs.freeze();
+    Ok((net, avg))
+}
+
+/// Trains one network into `out`: `checkpoint.safetensors` (to resume), `model.safetensors`
+/// (the averaged weights, for `rcnn detect`), `log.csv`, `loss.png`, `accuracy.png`.
+pub fn train(
+    cache: &RegionCache,
+    validation: Option<&Validation>,
+    params: &TrainParams,
+    out: &Path,
+    device: Device,
+    mut on_event: impl FnMut(Event),
+) -> Result<Model, TrainError> {
+    let r = &params.recipe;
+    std::fs::create_dir_all(out).map_err(|source| TrainError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let recipe_json = serde_json::to_string(r).expect("the recipe serialises");
+    let (mut net, mut avg) = build(r, device)?;
+    let mut sgd = Sgd::new(&net.vs, r.momentum, r.weight_decay);
+    let ckpt_path = out.join("checkpoint.safetensors");
+    let mut start = 0;
+    if params.resume && ckpt_path.is_file() {
+        start = checkpoint::load(&ckpt_path, &mut net, &mut avg, &mut sgd, &recipe_json)?;
+        tracing::info!("resumed from {} at step {start}", ckpt_path.display());
+    } else if params.resume {
+        tracing::info!("no checkpoint in {}; starting at step 0", out.display());
+    }
+    let mut log = TrainLog::open(&out.join("log.csv"), params.resume.then_some(start))?;
+    let schedule = Schedule {
+        base_lr: r.lr,
+        decay: r.lr_decay,
+        every_epochs: r.lr_every_epochs,
+        steps_per_epoch: cache.len() as f64 / (r.positives + r.background) as f64,
+    };
+    on_event(Event::Started {
+        step: start,
+        steps: params.steps,
+    });
+    let clock = Instant::now();
+    let seconds_before = log.seconds();
+    let (mut sum_loss, mut sum_acc, mut n) = (0.0, 0.0, 0usize);
+    for step in start..params.steps {
+        let lr = schedule.lr(step);
+        let picks = cache.sample(r.seed, step as u64, r.positives, r.background, r.flip);
+        let (x, labels) = cache.batch(&picks, r.config.mean, r.config.std, device);
+        // Dropout's masks from (seed, step), so a resumed run draws the same ones.
+        tch::manual_seed((r.seed.wrapping_mul(1_000_003)).wrapping_add(step as u64) as i64);
+        let logits = net.net.forward_t(&x, true);
+        let loss = loss_of(&logits, &labels, r.aux_weight);
+        let loss_value = loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                loss: loss_value,
+            });
+        }
+        sgd.zero_grad();
+        loss.backward();
+        sgd.step(lr);
+        polyak_update(&avg.vs, &net.vs, r.polyak, step);
+        let accuracy = tch::no_grad(|| {
+            logits
+                .main
+                .argmax(1, false)
+                .eq_tensor(&labels)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[])
+        });
+        sum_loss += loss_value;
+        sum_acc += accuracy;
+        n += 1;
+        let done = step + 1;
+        on_event(Event::Step {
+            step: done,
+            loss: loss_value,
+            accuracy,
+            lr,
+        });
+        let at_checkpoint = done % params.checkpoint_every.max(1) == 0 || done == params.steps;
+        if done % params.log_every.max(1) == 0 || at_checkpoint {
+            let mut row = LogRow {
+                step: done,
+                epoch: schedule.epoch(done),
+                lr,
+                loss: sum_loss / n as f64,
+                accuracy: sum_acc / n as f64,
+                val_ap: None,
+                seconds: seconds_before + clock.elapsed().as_secs_f64(),
+            };
+            (sum_loss, sum_acc, n) = (0.0, 0.0, 0);
+            if at_checkpoint {
+                let model = inference_model(&avg)?;
+                model.save(&out.join("model.safetensors"))?;
+                if let Some(v) = validation.filter(|v| !v.is_empty()) {
+                    row.val_ap = Some(v.ap(model)?);
+                }
+            }
+            let val_ap = row.val_ap;
+            // The log line before the checkpoint: a run killed between the two resumes from the
+            // checkpoint before and cuts the log back to it.
+            log.append(row)?;
+            if at_checkpoint {
+                checkpoint::save(&ckpt_path, done, &net, &avg, &sgd, &recipe_json)?;
+                if let Err(e) = log.plot(out) {
+                    tracing::warn!("training curves not drawn: {e}");
+                }
+                on_event(Event::Checkpoint { step: done, val_ap });
+            }
+        }
+    }
+    inference_model(&avg)
+}

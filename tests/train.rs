@@ -1,0 +1,303 @@
+//! `rcnn train` on real shipped photos with a tiny network: the loss falls, the averaged
+//! weights saved reload to the same outputs, and a killed run resumes on the same schedule.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+use inception_rcnn::train::data::load_images;
+use inception_rcnn::train::regions::{CacheSpec, RegionCache};
+use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams};
+use tch::{Device, Kind, Tensor};
+
+/// Six of the smallest raccoon photos of the train split, one raccoon each.
+const IMAGES: [&str; 6] = [
+    "raccoon-155",
+    "raccoon-132",
+    "raccoon-166",
+    "raccoon-159",
+    "raccoon-131",
+    "raccoon-39",
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write_split(dir: &Path) -> PathBuf {
+    let path = dir.join("split.txt");
+    std::fs::write(&path, IMAGES.map(|k| format!("{k}.jpg\n")).concat()).unwrap();
+    path
+}
+
+#[test]
+fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
+    tch::set_num_threads(2);
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = IMAGES.iter().map(|s| s.to_string()).collect();
+    let data = root().join("data/raccoon");
+    let loaded = load_images(
+        &data.join("images"),
+        &data.join("annotations"),
+        Some(&keys),
+        None,
+    )
+    .unwrap();
+    assert_eq!(loaded.images.len(), 6);
+    assert_eq!(loaded.classes.names, ["raccoon"]);
+    assert!(loaded
+        .images
+        .iter()
+        .all(|i| i.objects.len() == 1 && i.objects[0].label == 1));
+    let spec = CacheSpec {
+        input_size: 80,
+        padding: 16,
+        mean: [0.485, 0.456, 0.406],
+        search_mode: "fast".into(),
+        search_scale: 2.0,
+        max_proposals: 300,
+        max_background: 48,
+        fg_iou: 0.5,
+        seed: 3,
+        images: loaded.images.clone(),
+    };
+    let cache =
+        RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {}).unwrap();
+    // Every ground-truth box is a positive of its own, and every image gave 48 background.
+    let gt_regions = cache.regions.iter().filter(|r| r.iou == 1.0).count();
+    assert!(gt_regions >= 6, "{gt_regions}");
+    assert_eq!(cache.len() - cache.positives(), 6 * 48);
+    assert!(cache
+        .regions
+        .iter()
+        .all(|r| (r.label == 1) == (r.iou >= 0.5)));
+    // Opening it again reuses it: same regions, same bytes.
+    let again = RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {
+        panic!("the cache was rebuilt")
+    })
+    .unwrap();
+    assert_eq!(again.regions, cache.regions);
+    assert_eq!(again.crop(7), cache.crop(7));
+
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 80,
+        num_classes: 2,
+        aux_logits: true,
+        ..GoogLeNetConfig::new(Layout::Paper)
+    };
+    let params = TrainParams {
+        recipe: Recipe {
+            config,
+            classes: vec!["__background__".into(), "raccoon".into()],
+            init: Init::Scratch,
+            positives: 8,
+            background: 24,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0002,
+            lr_decay: 0.96,
+            lr_every_epochs: 1.0,
+            aux_weight: 0.3,
+            polyak: 0.999,
+            flip: true,
+            seed: 7,
+            cache_regions: cache.len(),
+        },
+        steps: 60,
+        checkpoint_every: 30,
+        log_every: 10,
+        resume: false,
+    };
+    let out = dir.path().join("run");
+    let mut losses = Vec::new();
+    let trained = train(&cache, None, &params, &out, Device::Cpu, |e| {
+        if let Event::Step { loss, .. } = e {
+            losses.push(loss);
+        }
+    })
+    .unwrap();
+    assert_eq!(losses.len(), 60);
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (first, last) = (mean(&losses[..10]), mean(&losses[50..]));
+    assert!(
+        last < 0.8 * first,
+        "the loss did not fall: first ten steps {first:.4}, last ten {last:.4}"
+    );
+
+    // The saved model: the averaged weights, without the auxiliary heads, same outputs.
+    let saved = Model::load(&out.join("model.safetensors"), Device::Cpu).unwrap();
+    assert!(!saved.config().aux_logits);
+    assert_eq!(saved.classes, ["__background__", "raccoon"]);
+    let picks: Vec<(usize, bool)> = (0..16).map(|i| (i * 7 % cache.len(), false)).collect();
+    let (x, _) = cache.batch(&picks, spec.mean, [0.229, 0.224, 0.225], Device::Cpu);
+    let a = tch::no_grad(|| trained.net.forward_t(&x, false).main);
+    let b = tch::no_grad(|| saved.net.forward_t(&x, false).main);
+    let diff = (&a - &b).abs().max().double_value(&[]);
+    assert_eq!(diff, 0.0, "the reloaded model's logits differ by {diff}");
+    // And they are not the untrained network's: the average moved.
+    tch::manual_seed(7);
+    let fresh = Model::new(saved.config(), saved.classes.clone(), Device::Cpu).unwrap();
+    let c = tch::no_grad(|| fresh.net.forward_t(&x, false).main);
+    assert!((&a - &c).abs().max().double_value(&[]) > 1e-3);
+    // The trained network tells raccoons from background on its own training regions better
+    // than chance: mean raccoon probability higher on positives than on background.
+    let pos: Vec<(usize, bool)> = (0..cache.len())
+        .filter(|&i| cache.regions[i].label == 1)
+        .map(|i| (i, false))
+        .collect();
+    let bg: Vec<(usize, bool)> = (0..cache.len())
+        .filter(|&i| cache.regions[i].label == 0)
+        .map(|i| (i, false))
+        .collect();
+    let p_raccoon = |picks: &[(usize, bool)]| {
+        let (x, _) = cache.batch(picks, spec.mean, [0.229, 0.224, 0.225], Device::Cpu);
+        tch::no_grad(|| {
+            saved
+                .net
+                .forward_t(&x, false)
+                .main
+                .softmax(1, Kind::Float)
+                .select(1, 1)
+                .mean(Kind::Float)
+                .double_value(&[])
+        })
+    };
+    let (on_pos, on_bg) = (p_raccoon(&pos), p_raccoon(&bg));
+    assert!(
+        on_pos > on_bg,
+        "P(raccoon): {on_pos:.4} on positives, {on_bg:.4} on background"
+    );
+    // The log has a line every ten steps and the two checkpoints.
+    let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 7, "{log}");
+    assert!(out.join("loss.png").is_file() && out.join("accuracy.png").is_file());
+}
+
+fn train_command(split: &Path, out: &Path, resume: bool) -> Command {
+    let data = root().join("data/raccoon");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
+    c.args(["--threads", "2", "train", "--device", "cpu"])
+        .arg("--images")
+        .arg(data.join("images"))
+        .arg("--annotations")
+        .arg(data.join("annotations"))
+        .arg("--split")
+        .arg(split)
+        .args([
+            "--init",
+            "scratch",
+            "--width",
+            "0.125",
+            "--input-size",
+            "80",
+            "--max-proposals",
+            "200",
+            "--max-background",
+            "32",
+            "--batch-positives",
+            "8",
+            "--batch-background",
+            "24",
+            "--lr-every-epochs",
+            "0.5",
+            "--steps",
+            "40",
+            "--checkpoint-every",
+            "10",
+            "--log-every",
+            "5",
+        ])
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if resume {
+        c.arg("--resume");
+    }
+    c
+}
+
+/// log.csv without its seconds column.
+fn log_without_times(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+fn weights(path: &Path) -> Vec<(String, Tensor)> {
+    let m = Model::load(path, Device::Cpu).unwrap();
+    let mut v: Vec<(String, Tensor)> = m.vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_checkpoint_on_the_same_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = write_split(dir.path());
+    // The uninterrupted run.
+    let whole = dir.path().join("whole");
+    let o = train_command(&split, &whole, false).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The same run killed after its first checkpoint, once a line past it is logged.
+    let cut = dir.path().join("cut");
+    let mut child = train_command(&split, &cut, false).spawn().unwrap();
+    let log = cut.join("log.csv");
+    let start = Instant::now();
+    loop {
+        let steps = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .last()
+                    .and_then(|l| l.split(',').next()?.parse::<usize>().ok())
+            })
+            .unwrap_or(0);
+        if steps >= 15 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no progress in log.csv"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = log_without_times(&log).len() - 1;
+    assert!(
+        killed_at < 8,
+        "killed after {killed_at} of 8 log lines: too late to test"
+    );
+
+    let o = train_command(&split, &cut, true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed from"), "{stderr}");
+    assert!(!stderr.contains("at step 0\n"), "{stderr}");
+
+    // Same lines (step, epoch, learning rate, loss, accuracy, validation) and same weights.
+    assert_eq!(
+        log_without_times(&log),
+        log_without_times(&whole.join("log.csv"))
+    );
+    let (a, b) = (
+        weights(&whole.join("model.safetensors")),
+        weights(&cut.join("model.safetensors")),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        let d = (ta - tb).abs().max().double_value(&[]);
+        assert!(d <= 1e-6, "{na} differs by {d}");
+    }
+}
