@@ -37,6 +37,10 @@ pub struct MapEvalArgs {
     /// ILSVRC submission.
     #[arg(long, value_name = "FILE")]
     pub image_list: Option<PathBuf>,
+    /// Evaluate only the images this file names (one a line, with or without extension, as
+    /// VOC's ImageSets/Main/test.txt); objects and detections of other images are left out.
+    #[arg(long, value_name = "FILE")]
+    pub subset: Option<PathBuf>,
     /// Format of --dets: ilsvrc, coco, csv or txt (default: guessed from the path).
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
@@ -218,6 +222,7 @@ pub fn run(args: &MapEvalArgs) -> Result<Evaluation, EvalError> {
         classes: args.classes.clone(),
         image_list: args.image_list.clone(),
         blacklist: args.blacklist.clone(),
+        subset: args.subset.clone(),
         box_format: args.box_format,
         strict: args.strict,
     };

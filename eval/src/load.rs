@@ -23,6 +23,9 @@ pub struct Inputs {
     pub image_list: Option<PathBuf>,
     /// `(image, class)` pairs to ignore, one per line: `<image index or name> <class>`.
     pub blacklist: Option<PathBuf>,
+    /// Evaluate only these images (one name a line, with or without extension, as VOC's
+    /// ImageSets): objects and detections of other images are left out.
+    pub subset: Option<PathBuf>,
     /// Box layout of txt folders.
     pub box_format: BoxFormat,
     pub strict: bool,
@@ -160,6 +163,38 @@ pub fn load_gt(
     Ok((gt, classes, issues))
 }
 
+/// A subset file's names, each also without its extension.
+fn read_subset(path: &Path) -> Result<HashSet<String>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+    let mut names = HashSet::new();
+    for line in text.lines().map(str::trim) {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if name.starts_with('#') {
+            continue;
+        }
+        names.insert(name.to_string());
+        if let Some(stem) = Path::new(name).file_stem() {
+            names.insert(stem.to_string_lossy().into_owned());
+        }
+    }
+    if names.is_empty() {
+        return Err(EvalError::Usage(format!(
+            "{}: the subset file names no images",
+            path.display()
+        )));
+    }
+    Ok(names)
+}
+
+fn in_subset(subset: &HashSet<String>, image: &str) -> bool {
+    subset.contains(image)
+        || Path::new(image)
+            .file_stem()
+            .is_some_and(|s| subset.contains(s.to_string_lossy().as_ref()))
+}
+
 /// Reads both inputs, picks the class list and resolves every record.
 pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
     let mut issues = Issues::new(inputs.strict);
@@ -167,7 +202,12 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
         Some(f) => f,
         None => Format::guess(&inputs.gt)?,
     };
-    let raw_gt = read_raw_gt(&inputs.gt, gt_format, inputs.box_format, &mut issues)?;
+    let mut raw_gt = read_raw_gt(&inputs.gt, gt_format, inputs.box_format, &mut issues)?;
+    let subset = inputs.subset.as_deref().map(read_subset).transpose()?;
+    if let Some(subset) = &subset {
+        raw_gt.images.retain(|n| in_subset(subset, n));
+        raw_gt.boxes.retain(|b| in_subset(subset, &b.image));
+    }
     let classes = choose_classes(inputs.classes.as_deref(), &raw_gt)?;
     let image_list = inputs
         .image_list
@@ -211,6 +251,9 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
     )?;
     let mut dets = Vec::with_capacity(raw_dets.len());
     for d in raw_dets {
+        if subset.as_ref().is_some_and(|s| !in_subset(s, &d.image)) {
+            continue;
+        }
         let Some(class) = resolve_class(&classes, &d.class) else {
             issues.record(Kind::UnknownClass, || {
                 format!(

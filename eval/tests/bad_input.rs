@@ -291,3 +291,43 @@ fn a_submission_line_beyond_the_image_list_is_one_false_positive_counted_once() 
     // The stray detection ranks first and is a false positive: AP = 1/2.
     assert!((e.per_class[0].ap - 0.5).abs() < 1e-12);
 }
+
+#[test]
+fn a_subset_keeps_only_its_images_objects_and_detections() {
+    let dir = tempfile::tempdir().unwrap();
+    let gt = write(
+        dir.path(),
+        "gt.csv",
+        "image,class,xmin,ymin,xmax,ymax\na,cat,0,0,9,9\nb,cat,0,0,9,9\nc,cat,0,0,9,9\n",
+    );
+    // a: a hit; b: a miss (no detection); c: only a false positive.
+    let dets = write(
+        dir.path(),
+        "dets.csv",
+        "image,class,score,xmin,ymin,xmax,ymax\na,cat,0.9,0,0,9,9\nc,cat,0.8,50,50,59,59\n",
+    );
+    let ap = |subset: Option<std::path::PathBuf>| {
+        let loaded = load(&Inputs {
+            gt: gt.clone(),
+            dets: dets.clone(),
+            subset,
+            ..Default::default()
+        })
+        .unwrap();
+        let e = evaluate(&loaded.gt, &loaded.dets, 1, &EvalParams::new(Metric::Voc));
+        (
+            e.per_class[0].n_gt,
+            e.per_class[0].n_dets,
+            e.mean_ap.unwrap(),
+        )
+    };
+    // All three images: 3 objects, 2 detections, AP = precision 1 at recall 1/3.
+    let (n_gt, n_dets, all) = ap(None);
+    assert_eq!((n_gt, n_dets), (3, 2));
+    assert!((all - 1.0 / 3.0).abs() < 1e-12, "{all}");
+    // VOC ImageSets style, names with an extension and a comment: a and c only.
+    let subset = write(dir.path(), "test.txt", "# test split\na.jpg\nc\n");
+    let (n_gt, n_dets, some) = ap(Some(subset));
+    assert_eq!((n_gt, n_dets), (2, 2));
+    assert!((some - 0.5).abs() < 1e-12, "{some}");
+}
