@@ -2,7 +2,8 @@
 //! ILSVRC2014 detection entry.
 //!
 //! Stages, one module each: [`decode`] (image files to RGB), [`model`] (the region classifier),
-//! [`device`] (where it runs), [`bench`] (speed against references); `opencv_search` is OpenCV's
+//! [`device`] (where it runs), [`train`] (the classifier's training on warped regions), [`bench`]
+//! (speed against references); `opencv_search` is OpenCV's
 //! selective search, the baseline our proposals are measured against. Proposals live in the `proposals` crate, boxes,
 //! formats and metrics in the `eval` crate.
 

@@ -308,3 +308,23 @@ fn reduced_precision_runs_and_agrees_roughly() {
     );
     assert!(err < 0.1, "bf16 relative error {err}");
 }
+
+#[test]
+fn the_paper_auxiliary_heads_need_79_pixels_and_run_from_there() {
+    // conv1 7x7/2 and three ceil-mode 3x3/2 pools leave 5x5 after 4a from 79 px (4x4 at 78),
+    // and the paper's 5x5/3 auxiliary pool needs 5x5.
+    let mut config = small(Layout::Paper);
+    config.aux_logits = true;
+    config.input_size = 78;
+    let err = Model::new(&config, Vec::new(), Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("[79, 4096]"), "{err}");
+    config.input_size = 79;
+    let model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    let x = Tensor::randn([2, 3, 79, 79], (Kind::Float, Device::Cpu));
+    let out = model.net.forward_t(&x, true);
+    assert_eq!(out.aux1.unwrap().size(), vec![2, 7]);
+    // Without auxiliary heads, small inputs are fine.
+    config.aux_logits = false;
+    config.input_size = 64;
+    assert!(Model::new(&config, Vec::new(), Device::Cpu).is_ok());
+}

@@ -175,6 +175,7 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     assert!(out.join("loss.png").is_file() && out.join("accuracy.png").is_file());
 }
 
+/// `rcnn train` with a tiny network on the images of `split`; callers add the run's length.
 fn train_command(split: &Path, out: &Path, resume: bool) -> Command {
     let data = root().join("data/raccoon");
     let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
@@ -186,8 +187,6 @@ fn train_command(split: &Path, out: &Path, resume: bool) -> Command {
         .arg("--split")
         .arg(split)
         .args([
-            "--init",
-            "scratch",
             "--width",
             "0.125",
             "--input-size",
@@ -202,10 +201,6 @@ fn train_command(split: &Path, out: &Path, resume: bool) -> Command {
             "24",
             "--lr-every-epochs",
             "0.5",
-            "--steps",
-            "40",
-            "--checkpoint-every",
-            "10",
             "--log-every",
             "5",
         ])
@@ -235,18 +230,27 @@ fn weights(path: &Path) -> Vec<(String, Tensor)> {
     v
 }
 
+/// 40 steps, a checkpoint every 10.
+const RUN: [&str; 4] = ["--steps", "40", "--checkpoint-every", "10"];
+
 #[test]
 fn a_killed_run_resumes_from_its_checkpoint_on_the_same_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let split = write_split(dir.path());
     // The uninterrupted run.
     let whole = dir.path().join("whole");
-    let o = train_command(&split, &whole, false).output().unwrap();
+    let o = train_command(&split, &whole, false)
+        .args(RUN)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // The same run killed after its first checkpoint, once a line past it is logged.
     let cut = dir.path().join("cut");
-    let mut child = train_command(&split, &cut, false).spawn().unwrap();
+    let mut child = train_command(&split, &cut, false)
+        .args(RUN)
+        .spawn()
+        .unwrap();
     let log = cut.join("log.csv");
     let start = Instant::now();
     loop {
@@ -279,7 +283,10 @@ fn a_killed_run_resumes_from_its_checkpoint_on_the_same_schedule() {
         "killed after {killed_at} of 8 log lines: too late to test"
     );
 
-    let o = train_command(&split, &cut, true).output().unwrap();
+    let o = train_command(&split, &cut, true)
+        .args(RUN)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("resumed from"), "{stderr}");
@@ -300,4 +307,74 @@ fn a_killed_run_resumes_from_its_checkpoint_on_the_same_schedule() {
         let d = (ta - tb).abs().max().double_value(&[]);
         assert!(d <= 1e-6, "{na} differs by {d}");
     }
+}
+
+#[test]
+fn an_ensemble_trains_members_with_their_own_seeds_and_detect_averages_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("two.txt");
+    std::fs::write(&split, "raccoon-155\nraccoon-132\n").unwrap();
+    let out = dir.path().join("ens");
+    let mut c = train_command(&split, &out, false);
+    let o = c
+        .args(["--ensemble", "2", "--steps", "3", "--checkpoint-every", "3"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let members: Vec<PathBuf> = (1..=2)
+        .map(|k| out.join(format!("member-{k}/model.safetensors")))
+        .collect();
+    let (a, b) = (weights(&members[0]), weights(&members[1]));
+    let differ = a
+        .iter()
+        .zip(&b)
+        .any(|((_, ta), (_, tb))| (ta - tb).abs().max().double_value(&[]) > 0.0);
+    assert!(differ, "both members have the same weights");
+    // Both regions caches are one: built once in --out/cache.
+    assert!(out.join("cache/train.u8").is_file());
+    assert!(!out.join("member-1/cache").exists());
+    let det = dir.path().join("det");
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .arg("detect")
+        .arg(root().join("data/raccoon/images/raccoon-155.jpg"))
+        .args([
+            "--max-proposals",
+            "50",
+            "--device",
+            "cpu",
+            "--format",
+            "csv",
+        ])
+        .arg("--model")
+        .arg(&members[0])
+        .arg("--model")
+        .arg(&members[1])
+        .arg("--out")
+        .arg(&det)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(det.join("detections.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.starts_with("raccoon-155,raccoon,")),
+        "{csv}"
+    );
+
+    // Fine-tuning from a member: the file has no auxiliary heads, so those start fresh and
+    // everything else is copied.
+    let tuned = dir.path().join("tuned");
+    let mut c = train_command(&split, &tuned, false);
+    let init = members[0].to_str().unwrap();
+    let args = ["--init", init, "--steps", "2", "--checkpoint-every", "2"];
+    let o = c.args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("initialised from"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("fresh: aux1."), "{line}");
+    assert!(!line.contains("conv1.") && !line.contains(" fc."), "{line}");
 }

@@ -166,8 +166,8 @@ mod tests {
         // v1 = 4 + 0.02 = 4.02, w1 = 2 - 0.402 = 1.598;
         // v2 = 0.9 * 4.02 + 2 * 1.598 + 0.01598 = 6.82998, w2 = 1.598 - 0.682998 = 0.915002.
         let vs = nn::VarStore::new(Device::Cpu);
-        let w = vs.root().var("layer.weight", &[1], nn::Init::Const(2.0));
-        let b = vs.root().var("layer.bias", &[1], nn::Init::Const(2.0));
+        let w = (vs.root() / "layer").var("weight", &[1], nn::Init::Const(2.0));
+        let b = (vs.root() / "layer").var("bias", &[1], nn::Init::Const(2.0));
         let mut sgd = Sgd::new(&vs, 0.9, 0.01);
         for _ in 0..2 {
             sgd.zero_grad();
