@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# The main job on shipped data. Until `rcnn detect` and the demo model ship, this runs the
-# stages that work, on the shipped raccoon photos and reference data: selective-search
-# proposals with their recall against the annotations, the evaluator, and the region
-# classifier (the paper's network, an imported torchvision state dict, its speed here).
+# The main job on shipped data: the shipped demo detector (data/models/, trained by `rcnn train`
+# on the raccoon train split) finds raccoons in the 40 test photos, draws what it found, and
+# map-eval scores it against their boxes (AP at IoU 0.5, ILSVRC and VOC rules). Then the other
+# stages on their own: proposals with their recall, the evaluator on a reference set with
+# published AP, and the region classifier (the paper's network, an imported state dict, speed).
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh >/dev/null
 rcnn=target/release/rcnn
 out=${OUT_DIR:-demo-out}
+model=data/models/raccoon-googlenet-paper-w025-s96.safetensors
 mkdir -p "$out"
 
+echo "== rcnn detect (the demo model on the 40 raccoon test photos; drawings in $out/detect/visual/index.html)"
+$rcnn detect data/raccoon/test-images.txt --model "$model" --out "$out/detect" \
+  --format ilsvrc,csv --visualize "$out/detect/visual"
+
+echo
+echo "== rcnn map-eval (AP at IoU 0.5 on those 40 photos: ILSVRC rules, then VOC all-point)"
+for metric in ilsvrc voc; do
+  $rcnn map-eval --gt data/raccoon/annotations --dets "$out/detect/detections.csv" \
+    --subset data/raccoon/test.txt --metric "$metric" --report "$out/detect/map-$metric.json" | tail -n 5
+done
+
+echo
 echo "== rcnn proposals (fast selective search on five raccoon photos, recall against their boxes)"
 $rcnn proposals data/raccoon/images/raccoon-{1,10,100,105,106}.jpg --gt data/raccoon/annotations \
   --out "$out/proposals.csv" --plot "$out/recall.png" | tail -n 16
