@@ -378,3 +378,46 @@ fn an_ensemble_trains_members_with_their_own_seeds_and_detect_averages_them() {
     assert!(line.contains("fresh: aux1."), "{line}");
     assert!(!line.contains("conv1.") && !line.contains(" fc."), "{line}");
 }
+
+#[test]
+fn corrupt_images_and_missing_files_are_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, annotations) = (dir.path().join("images"), dir.path().join("annotations"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&annotations).unwrap();
+    let data = root().join("data/raccoon");
+    std::fs::copy(data.join("images/raccoon-155.jpg"), images.join("good.jpg")).unwrap();
+    std::fs::write(images.join("broken.jpg"), b"\xff\xd8\xff\xe0 cut short").unwrap();
+    let xml = std::fs::read_to_string(data.join("annotations/raccoon-155.xml")).unwrap();
+    std::fs::write(annotations.join("good.xml"), &xml).unwrap();
+    std::fs::write(annotations.join("broken.xml"), &xml).unwrap();
+    std::fs::write(annotations.join("bad.xml"), "<annotation><object>").unwrap();
+    let keys: Vec<String> = ["good", "broken", "absent"].map(String::from).to_vec();
+    let loaded = load_images(&images, &annotations, Some(&keys), None).unwrap();
+    assert_eq!(loaded.images.len(), 2);
+    let warnings = loaded.warnings.join("\n");
+    assert!(warnings.contains("absent: no image file"), "{warnings}");
+    assert!(warnings.contains("bad.xml"), "{warnings}");
+    let spec = CacheSpec {
+        input_size: 80,
+        padding: 16,
+        mean: [0.485, 0.456, 0.406],
+        search_mode: "fast".into(),
+        search_scale: 2.0,
+        max_proposals: 100,
+        max_background: 10,
+        fg_iou: 0.5,
+        seed: 1,
+        images: loaded.images,
+    };
+    let cache =
+        RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {}).unwrap();
+    assert_eq!(cache.skipped.len(), 1);
+    assert!(
+        cache.skipped[0].contains("broken.jpg"),
+        "{:?}",
+        cache.skipped
+    );
+    assert!(cache.regions.iter().all(|r| r.image == 0));
+    assert_eq!(cache.len() - cache.positives(), 10);
+}
