@@ -16,10 +16,11 @@ pub use weights::Model;
 pub enum ModelError {
     #[error("invalid model configuration: {0}")]
     Config(String),
-    #[error("{path}: {source}")]
+    // Not `source`: the message carries the reason once (a source would repeat it in chains).
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },

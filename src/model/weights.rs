@@ -131,9 +131,9 @@ pub fn read_tensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>),
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelError> {
-    std::fs::read(path).map_err(|source| ModelError::Io {
+    std::fs::read(path).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -276,7 +276,7 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, ModelErro
             if !path.is_file() {
                 return Err(ModelError::Io {
                     path: path.to_path_buf(),
-                    source: std::io::Error::new(
+                    error: std::io::Error::new(
                         std::io::ErrorKind::NotFound,
                         "no such file or directory",
                     ),

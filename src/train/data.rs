@@ -32,9 +32,9 @@ pub struct TrainImage {
 /// the raccoon set's train.txt); anything after the first blank is ignored, as are empty lines
 /// and `#` comments.
 pub fn read_split(path: &Path) -> Result<Vec<String>, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| TrainError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let mut keys = Vec::new();
     for line in text.lines() {
@@ -74,10 +74,9 @@ pub fn load_images(
     split: Option<&[String]>,
     classes: Option<&ClassList>,
 ) -> Result<Loaded, TrainError> {
-    let files = collect_images(&[images.to_path_buf()]).map_err(|source| TrainError::Io {
-        path: images.to_path_buf(),
-        source,
-    })?;
+    // The error names the folder already.
+    let files =
+        collect_images(&[images.to_path_buf()]).map_err(|e| TrainError::Data(e.to_string()))?;
     let by_key: HashMap<String, PathBuf> = files.into_iter().map(|p| (image_key(&p), p)).collect();
     let (gt, found_classes, issues) =
         eval::load::load_gt(annotations, Some(Format::VocXml), None, false)?;

@@ -32,10 +32,11 @@ use sgd::{polyak_update, Schedule, Sgd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{path}: {source}")]
+    // Not `source`: the message carries the reason once (a source would repeat it in chains).
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Data(String),
@@ -291,9 +292,9 @@ pub fn train(
     mut on_event: impl FnMut(Event),
 ) -> Result<Model, TrainError> {
     let r = &params.recipe;
-    std::fs::create_dir_all(out).map_err(|source| TrainError::Io {
+    std::fs::create_dir_all(out).map_err(|error| TrainError::Io {
         path: out.to_path_buf(),
-        source,
+        error,
     })?;
     let recipe_json = serde_json::to_string(r).expect("the recipe serialises");
     let (mut net, mut avg) = build(r, device)?;

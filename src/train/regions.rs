@@ -119,9 +119,9 @@ impl std::fmt::Debug for RegionCache {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
+    move |error| TrainError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
