@@ -288,6 +288,16 @@ pub fn curve_chart(
     } else {
         1.0
     };
+    // The legend goes where the curves end low, so that it hides none of them.
+    let ends_high = series
+        .iter()
+        .filter_map(|(_, s)| s.last())
+        .any(|p| p.1 > 0.5 * y_max);
+    let legend = if ends_high {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
     let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     draw_png(path, (720, 480), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -301,6 +311,7 @@ pub fn curve_chart(
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(|e| e.to_string())?;
         for (i, (name, points)) in series.iter().enumerate() {
@@ -323,7 +334,7 @@ pub fn curve_chart(
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend)
             .draw()
             .map_err(|e| e.to_string())?;
         Ok(())
