@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use plotters::coord::ranged1d::Ranged;
 use plotters::prelude::*;
 use rayon::prelude::*;
 
@@ -217,7 +218,50 @@ pub fn write_plots(dir: &Path, e: &Evaluation, classes: &ClassList) -> Result<us
     Ok(shown.len() + 1)
 }
 
-/// A line chart of named series (x, y), y in 0..1, x on a log scale when `log_x`.
+/// The largest x of any series (at least 1).
+fn x_max(series: &[(String, Vec<(f64, f64)>)]) -> f64 {
+    series
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.0))
+        .fold(1.0, f64::max)
+}
+
+/// Draws each named series as a line in its own colour, with a legend at `legend`.
+fn draw_lines<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    series: &[(String, Vec<(f64, f64)>)],
+    legend: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    const COLOURS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A line chart of named series (x, y), y in 0..1, x on a log scale.
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -226,11 +270,7 @@ pub fn line_chart(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<(), EvalError> {
     ensure_font()?;
-    let x_max = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.0))
-        .fold(1.0, f64::max);
-    let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    let x_max = x_max(series);
     draw_png(path, (720, 480), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
@@ -245,27 +285,7 @@ pub fn line_chart(
             .y_desc(y_desc)
             .draw()
             .map_err(|e| e.to_string())?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let colour = colours[i % colours.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    colour.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        Ok(())
+        draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -279,10 +299,7 @@ pub fn curve_chart(
     y_max: f64,
 ) -> Result<(), EvalError> {
     ensure_font()?;
-    let x_max = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.0))
-        .fold(1.0, f64::max);
+    let x_max = x_max(series);
     let y_max = if y_max.is_finite() && y_max > 0.0 {
         y_max
     } else {
@@ -298,7 +315,18 @@ pub fn curve_chart(
     } else {
         SeriesLabelPosition::UpperRight
     };
-    let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    // Non-finite points are left out and the rest clipped to the axis.
+    let shown: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, points)| {
+            let points = points
+                .iter()
+                .filter(|p| p.1.is_finite())
+                .map(|&(x, y)| (x, y.min(y_max)))
+                .collect();
+            (name.clone(), points)
+        })
+        .collect();
     draw_png(path, (720, 480), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
@@ -314,29 +342,6 @@ pub fn curve_chart(
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let colour = colours[i % colours.len()];
-            let shown: Vec<(f64, f64)> = points
-                .iter()
-                .copied()
-                .filter(|p| p.1.is_finite())
-                .map(|(x, y)| (x, y.min(y_max)))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(shown, colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(legend)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        Ok(())
+        draw_lines(&mut chart, &shown, legend)
     })
 }
