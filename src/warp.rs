@@ -134,37 +134,19 @@ impl WarpSource {
         Ok(Some((pl, resized)))
     }
 
-    /// Writes the warped, normalised crop of `b` into `out` (`3 * size * size`, CHW). A box
-    /// whose window misses the image gives the mean everywhere (zeros).
-    pub fn warp_into(&self, b: &BBox, p: &WarpParams, out: &mut [f32]) -> opencv::Result<()> {
+    /// Writes the crop of `b` into `out` (`3 * size * size`, CHW): `fill[c]` where the context
+    /// window leaves the image (everywhere when it misses it), `value(byte, c)` of each resized
+    /// pixel elsewhere.
+    fn warp_with<T: Copy>(
+        &self,
+        b: &BBox,
+        p: &WarpParams,
+        out: &mut [T],
+        fill: [T; 3],
+        value: impl Fn(u8, usize) -> T,
+    ) -> opencv::Result<()> {
         let s = p.size as usize;
         assert_eq!(out.len(), 3 * s * s, "one CHW crop");
-        out.fill(0.0);
-        let Some((pl, resized)) = self.resized(b, p)? else {
-            return Ok(());
-        };
-        let bytes = resized.data_bytes()?;
-        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * p.std[c]));
-        let shift: [f32; 3] = std::array::from_fn(|c| p.mean[c] / p.std[c]);
-        for y in 0..pl.height as usize {
-            let oy = y + pl.pad_y as usize;
-            for x in 0..pl.width as usize {
-                let ox = x + pl.pad_x as usize;
-                let src = (y * pl.width as usize + x) * 3;
-                for c in 0..3 {
-                    out[c * s * s + oy * s + ox] = bytes[src + c] as f32 * scale[c] - shift[c];
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The same crop as [`WarpSource::warp_into`] before normalisation, as CHW bytes, with the
-    /// mean colour rounded to bytes as the fill (a quarter of the memory, for training caches).
-    pub fn warp_u8_into(&self, b: &BBox, p: &WarpParams, out: &mut [u8]) -> opencv::Result<()> {
-        let s = p.size as usize;
-        assert_eq!(out.len(), 3 * s * s, "one CHW crop");
-        let fill = mean_bytes(p.mean);
         for c in 0..3 {
             out[c * s * s..(c + 1) * s * s].fill(fill[c]);
         }
@@ -178,11 +160,25 @@ impl WarpSource {
                 let ox = x + pl.pad_x as usize;
                 let src = (y * pl.width as usize + x) * 3;
                 for c in 0..3 {
-                    out[c * s * s + oy * s + ox] = bytes[src + c];
+                    out[c * s * s + oy * s + ox] = value(bytes[src + c], c);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Writes the warped, normalised crop of `b` into `out` (`3 * size * size`, CHW). A box
+    /// whose window misses the image gives the mean everywhere (zeros).
+    pub fn warp_into(&self, b: &BBox, p: &WarpParams, out: &mut [f32]) -> opencv::Result<()> {
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * p.std[c]));
+        let shift: [f32; 3] = std::array::from_fn(|c| p.mean[c] / p.std[c]);
+        self.warp_with(b, p, out, [0.0; 3], |v, c| v as f32 * scale[c] - shift[c])
+    }
+
+    /// The same crop as [`WarpSource::warp_into`] before normalisation, as CHW bytes, with the
+    /// mean colour rounded to bytes as the fill (a quarter of the memory, for training caches).
+    pub fn warp_u8_into(&self, b: &BBox, p: &WarpParams, out: &mut [u8]) -> opencv::Result<()> {
+        self.warp_with(b, p, out, mean_bytes(p.mean), |v, _| v)
     }
 }
 
