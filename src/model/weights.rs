@@ -59,11 +59,9 @@ impl Model {
 
     /// Reads one of our model files onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
-        let bytes = read_bytes(path)?;
-        let metadata = read_metadata(path, &bytes)?;
+        let (tensors, metadata) = read_tensors(path)?;
         let (config, classes) = config_from_metadata(path, &metadata)?;
         let mut model = Model::new(&config, classes, device)?;
-        let tensors = safetensors_tensors(path, &bytes)?;
         load_state_dict(&mut model.vs, &tensors, path)?;
         Ok(model)
     }

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tch::{nn, Tensor};
+use tch::Tensor;
 
 use super::sgd::Sgd;
 use super::TrainError;
-use crate::model::weights::{metadata_of, read_tensors, write_tensors};
+use crate::model::weights::{load_state_dict, metadata_of, read_tensors, write_tensors};
 use crate::model::Model;
 
 const NET: &str = "net/";
@@ -53,15 +53,6 @@ fn take(prefix: &str, all: &HashMap<String, Tensor>) -> HashMap<String, Tensor> 
         .collect()
 }
 
-fn copy_into(
-    vs: &mut nn::VarStore,
-    tensors: &HashMap<String, Tensor>,
-    path: &Path,
-) -> Result<(), TrainError> {
-    crate::model::weights::load_state_dict(vs, tensors, path)?;
-    Ok(())
-}
-
 /// Restores a checkpoint into the run's networks and optimiser and returns its step. The
 /// checkpoint must come from the same recipe; the error says what differs.
 pub fn load(
@@ -104,8 +95,8 @@ pub fn load(
         .get("step")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("no step in the metadata".into()))?;
-    copy_into(&mut net.vs, &take(NET, &tensors), path)?;
-    copy_into(&mut avg.vs, &take(AVG, &tensors), path)?;
+    load_state_dict(&mut net.vs, &take(NET, &tensors), path)?;
+    load_state_dict(&mut avg.vs, &take(AVG, &tensors), path)?;
     sgd.load_buffers(&take(MOMENTUM, &tensors)).map_err(bad)?;
     Ok(step)
 }

@@ -7,7 +7,7 @@ use eval::formats::Format;
 use eval::{BBox, ClassList};
 use serde::{Deserialize, Serialize};
 
-use super::TrainError;
+use super::{io_err, TrainError};
 use crate::decode::collect_images;
 use crate::propose::image_key;
 
@@ -32,10 +32,7 @@ pub struct TrainImage {
 /// the raccoon set's train.txt); anything after the first blank is ignored, as are empty lines
 /// and `#` comments.
 pub fn read_split(path: &Path) -> Result<Vec<String>, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|error| TrainError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     let mut keys = Vec::new();
     for line in text.lines() {
         let line = line.trim();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::TrainError;
+use super::{io_err, TrainError};
 
 /// One line of the log: means over the steps since the line before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,13 +25,6 @@ pub struct TrainLog {
     path: PathBuf,
     writer: csv::Writer<std::fs::File>,
     pub rows: Vec<LogRow>,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |error| TrainError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
 }
 
 impl TrainLog {

@@ -50,6 +50,14 @@ pub enum TrainError {
     Model(#[from] ModelError),
 }
 
+/// `map_err` for I/O on `path`.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |error| TrainError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
 /// Where the first weights come from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Init {
@@ -292,10 +300,7 @@ pub fn train(
     mut on_event: impl FnMut(Event),
 ) -> Result<Model, TrainError> {
     let r = &params.recipe;
-    std::fs::create_dir_all(out).map_err(|error| TrainError::Io {
-        path: out.to_path_buf(),
-        error,
-    })?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
     let recipe_json = serde_json::to_string(r).expect("the recipe serialises");
     let (mut net, mut avg) = build(r, device)?;
     let mut sgd = Sgd::new(&net.vs, r.momentum, r.weight_decay);

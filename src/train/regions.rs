@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::data::{Object, TrainImage};
-use super::TrainError;
+use super::{io_err, TrainError};
 use crate::decode::decode;
 use crate::warp::{WarpParams, WarpSource};
 
@@ -115,13 +115,6 @@ impl std::fmt::Debug for RegionCache {
             .field("regions", &self.regions.len())
             .field("positives", &self.positives.len())
             .finish()
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |error| TrainError::Io {
-        path: path.to_path_buf(),
-        error,
     }
 }
 
