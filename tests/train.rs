@@ -21,6 +21,11 @@ const IMAGES: [&str; 6] = [
     "raccoon-39",
 ];
 
+/// libtorch threads per test: the harness runs these tests side by side, and more threads than
+/// cores make libtorch's spinning OpenMP workers slow each other several-fold (32 to 190 s for
+/// this file on two cores, against 18 s one test at a time).
+const TORCH_THREADS: i32 = 1;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -33,7 +38,7 @@ fn write_split(dir: &Path) -> PathBuf {
 
 #[test]
 fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
-    tch::set_num_threads(2);
+    tch::set_num_threads(TORCH_THREADS);
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<String> = IMAGES.iter().map(|s| s.to_string()).collect();
     let data = root().join("data/raccoon");
@@ -179,35 +184,41 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
 fn train_command(split: &Path, out: &Path, resume: bool) -> Command {
     let data = root().join("data/raccoon");
     let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
-    c.args(["--threads", "2", "train", "--device", "cpu"])
-        .arg("--images")
-        .arg(data.join("images"))
-        .arg("--annotations")
-        .arg(data.join("annotations"))
-        .arg("--split")
-        .arg(split)
-        .args([
-            "--width",
-            "0.125",
-            "--input-size",
-            "80",
-            "--max-proposals",
-            "200",
-            "--max-background",
-            "32",
-            "--batch-positives",
-            "8",
-            "--batch-background",
-            "24",
-            "--lr-every-epochs",
-            "0.5",
-            "--log-every",
-            "5",
-        ])
-        .arg("--out")
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "--threads",
+        &TORCH_THREADS.to_string(),
+        "train",
+        "--device",
+        "cpu",
+    ])
+    .arg("--images")
+    .arg(data.join("images"))
+    .arg("--annotations")
+    .arg(data.join("annotations"))
+    .arg("--split")
+    .arg(split)
+    .args([
+        "--width",
+        "0.125",
+        "--input-size",
+        "80",
+        "--max-proposals",
+        "200",
+        "--max-background",
+        "32",
+        "--batch-positives",
+        "8",
+        "--batch-background",
+        "24",
+        "--lr-every-epochs",
+        "0.5",
+        "--log-every",
+        "5",
+    ])
+    .arg("--out")
+    .arg(out)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     if resume {
         c.arg("--resume");
     }
@@ -335,7 +346,7 @@ fn an_ensemble_trains_members_with_their_own_seeds_and_detect_averages_them() {
     assert!(!out.join("member-1/cache").exists());
     let det = dir.path().join("det");
     let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
-        .arg("detect")
+        .args(["--threads", &TORCH_THREADS.to_string(), "detect"])
         .arg(root().join("data/raccoon/images/raccoon-155.jpg"))
         .args([
             "--max-proposals",
