@@ -163,27 +163,34 @@ pub fn load_gt(
     Ok((gt, classes, issues))
 }
 
-/// A subset file's names, each also without its extension.
-fn read_subset(path: &Path) -> Result<HashSet<String>, EvalError> {
+/// Image names listed one a line, as VOC's ImageSets and the raccoon set's train.txt: the first
+/// word of each line; blank lines and `#` comments skipped. `what` names the list in the error
+/// when it names no images.
+pub fn read_image_names(path: &Path, what: &str) -> Result<Vec<String>, EvalError> {
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
-    let mut names = HashSet::new();
-    for line in text.lines().map(str::trim) {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        if name.starts_with('#') {
-            continue;
-        }
-        names.insert(name.to_string());
-        if let Some(stem) = Path::new(name).file_stem() {
-            names.insert(stem.to_string_lossy().into_owned());
-        }
-    }
+    let names: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| !name.starts_with('#'))
+        .map(str::to_string)
+        .collect();
     if names.is_empty() {
         return Err(EvalError::Usage(format!(
-            "{}: the subset file names no images",
+            "{}: the {what} file names no images",
             path.display()
         )));
+    }
+    Ok(names)
+}
+
+/// A subset file's names, each also without its extension.
+fn read_subset(path: &Path) -> Result<HashSet<String>, EvalError> {
+    let mut names = HashSet::new();
+    for name in read_image_names(path, "subset")? {
+        if let Some(stem) = Path::new(&name).file_stem() {
+            names.insert(stem.to_string_lossy().into_owned());
+        }
+        names.insert(name);
     }
     Ok(names)
 }

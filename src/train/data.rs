@@ -7,7 +7,7 @@ use eval::formats::Format;
 use eval::{BBox, ClassList};
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, TrainError};
+use super::TrainError;
 use crate::decode::collect_images;
 use crate::propose::image_key;
 
@@ -32,23 +32,8 @@ pub struct TrainImage {
 /// the raccoon set's train.txt); anything after the first blank is ignored, as are empty lines
 /// and `#` comments.
 pub fn read_split(path: &Path) -> Result<Vec<String>, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    let mut keys = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name = line.split_whitespace().next().expect("non-empty line");
-        keys.push(image_key(Path::new(name)));
-    }
-    if keys.is_empty() {
-        return Err(TrainError::Data(format!(
-            "{}: the split file names no images",
-            path.display()
-        )));
-    }
-    Ok(keys)
+    let names = eval::load::read_image_names(path, "split")?;
+    Ok(names.iter().map(|n| image_key(Path::new(n))).collect())
 }
 
 /// What [`load_images`] found.
