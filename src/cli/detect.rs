@@ -14,7 +14,6 @@ use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
 use inception_rcnn::propose::{image_key, read_proposals};
 use inception_rcnn::visualize::{draw, save_jpeg, write_index, Mark};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::DeviceArgs;
 
@@ -177,11 +176,9 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let bar = ProgressBar::new(images.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("detect [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = super::progress_bar(
+        images.len() as u64,
+        "detect [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
     );
     let mut image_names = eval::Images::default();
     for path in &images {

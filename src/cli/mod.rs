@@ -105,6 +105,17 @@ impl NetworkArgs {
     }
 }
 
+/// A progress bar of `len` steps drawn with `template`, in the style every command shares.
+fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// 6624904 -> "6,624,904".
 fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();

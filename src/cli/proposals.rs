@@ -8,7 +8,7 @@ use inception_rcnn::decode::{collect_images, decode};
 use inception_rcnn::propose::{
     image_key, objects_per_run, propose, quality, write_proposals, Backend, ImageRun, TOPS,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use proposals::{Mode, QualityPoint, SearchParams};
 
 #[derive(Args, Debug)]
@@ -72,13 +72,11 @@ pub fn run_all(
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(images.len() as u64)
+        super::progress_bar(
+            images.len() as u64,
+            "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
     };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
     bar.set_prefix(format!("{} {mode}", backend.name()));
     let mut runs = Vec::with_capacity(images.len());
     let mut skipped = 0;

@@ -9,9 +9,8 @@ use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::train::data::{load_images, read_split};
 use inception_rcnn::train::regions::{cache_dir, CacheSpec, RegionCache};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams, Validation};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::DeviceArgs;
+use super::{progress_bar, DeviceArgs};
 
 #[derive(Args, Debug)]
 #[command(
@@ -117,16 +116,6 @@ pub struct TrainArgs {
     device: DeviceArgs,
 }
 
-fn bar(len: u64, template: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     anyhow::ensure!(args.ensemble >= 1, "--ensemble must be at least 1");
     anyhow::ensure!(
@@ -176,7 +165,7 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
         seed: args.seed,
         images: train_set.images.clone(),
     };
-    let progress = bar(
+    let progress = progress_bar(
         spec.images.len() as u64,
         "regions [{bar:30}] {pos}/{len} images, {per_sec} ETA {eta}",
     );
@@ -258,7 +247,7 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
             log_every: args.log_every,
             resume: args.resume,
         };
-        let progress = bar(
+        let progress = progress_bar(
             steps as u64,
             "train [{bar:30}] {pos}/{len} steps {msg} ETA {eta}",
         );
