@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use inception_rcnn::model::config::{IMAGENET_MEAN, IMAGENET_STD};
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::train::data::load_images;
 use inception_rcnn::train::regions::{CacheSpec, RegionCache};
@@ -56,16 +57,9 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
         .iter()
         .all(|i| i.objects.len() == 1 && i.objects[0].label == 1));
     let spec = CacheSpec {
-        input_size: 80,
-        padding: 16,
-        mean: [0.485, 0.456, 0.406],
-        search_mode: "fast".into(),
-        search_scale: 2.0,
         max_proposals: 300,
         max_background: 48,
-        fg_iou: 0.5,
-        seed: 3,
-        images: loaded.images.clone(),
+        ..CacheSpec::new(loaded.images.clone(), 80, IMAGENET_MEAN, 3)
     };
     let cache =
         RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {}).unwrap();
@@ -136,7 +130,7 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     assert!(!saved.config().aux_logits);
     assert_eq!(saved.classes, ["__background__", "raccoon"]);
     let picks: Vec<(usize, bool)> = (0..16).map(|i| (i * 7 % cache.len(), false)).collect();
-    let (x, _) = cache.batch(&picks, spec.mean, [0.229, 0.224, 0.225], Device::Cpu);
+    let (x, _) = cache.batch(&picks, spec.mean, IMAGENET_STD, Device::Cpu);
     let a = tch::no_grad(|| trained.net.forward_t(&x, false).main);
     let b = tch::no_grad(|| saved.net.forward_t(&x, false).main);
     let diff = (&a - &b).abs().max().double_value(&[]);
@@ -157,7 +151,7 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
         .map(|i| (i, false))
         .collect();
     let p_raccoon = |picks: &[(usize, bool)]| {
-        let (x, _) = cache.batch(picks, spec.mean, [0.229, 0.224, 0.225], Device::Cpu);
+        let (x, _) = cache.batch(picks, spec.mean, IMAGENET_STD, Device::Cpu);
         tch::no_grad(|| {
             saved
                 .net
@@ -410,16 +404,9 @@ fn corrupt_images_and_missing_files_are_skipped_and_named() {
     assert!(warnings.contains("absent: no image file"), "{warnings}");
     assert!(warnings.contains("bad.xml"), "{warnings}");
     let spec = CacheSpec {
-        input_size: 80,
-        padding: 16,
-        mean: [0.485, 0.456, 0.406],
-        search_mode: "fast".into(),
-        search_scale: 2.0,
         max_proposals: 100,
         max_background: 10,
-        fg_iou: 0.5,
-        seed: 1,
-        images: loaded.images,
+        ..CacheSpec::new(loaded.images, 80, IMAGENET_MEAN, 1)
     };
     let cache =
         RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {}).unwrap();

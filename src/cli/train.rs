@@ -154,16 +154,14 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let device = device::select(args.device.device, threads)?;
 
     let spec = CacheSpec {
-        input_size: config.input_size as i32,
-        padding: 16,
-        mean: config.mean,
-        search_mode: "fast".into(),
-        search_scale: 2.0,
         max_proposals: args.max_proposals,
         max_background: args.max_background,
-        fg_iou: 0.5,
-        seed: args.seed,
-        images: train_set.images.clone(),
+        ..CacheSpec::new(
+            train_set.images.clone(),
+            config.input_size as i32,
+            config.mean,
+            args.seed,
+        )
     };
     let progress = progress_bar(
         spec.images.len() as u64,

@@ -69,6 +69,24 @@ pub struct CacheSpec {
 }
 
 impl CacheSpec {
+    /// R-CNN's setting for `images` at `input_size`: 16 px of context, fast selective search
+    /// at GoogLeNet's doubled scale, the best 2000 proposals, IoU 0.5 for a positive, 256
+    /// background regions per image.
+    pub fn new(images: Vec<TrainImage>, input_size: i32, mean: [f32; 3], seed: u64) -> Self {
+        CacheSpec {
+            input_size,
+            padding: 16,
+            mean,
+            search_mode: "fast".into(),
+            search_scale: 2.0,
+            max_proposals: 2000,
+            max_background: 256,
+            fg_iou: 0.5,
+            seed,
+            images,
+        }
+    }
+
     pub fn search_params(&self) -> SearchParams {
         let mode = if self.search_mode == "quality" {
             Mode::Quality
