@@ -75,17 +75,27 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
+/// A chart's frame as every line chart here has it: caption, margin, room for axis labels.
+fn framed<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50);
+    builder
+}
+
 fn pr_curve(path: &Path, name: &str, c: &ClassResult) -> Result<(), EvalError> {
     draw_png(path, (640, 480), |root| {
         let caption = format!(
             "{name}: AP {:.4} ({} objects, {} detections)",
             c.ap, c.n_gt, c.n_dets
         );
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+        let mut chart = framed(root, &caption)
             .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
             .map_err(|e| e.to_string())?;
         chart
@@ -272,11 +282,7 @@ pub fn line_chart(
     ensure_font()?;
     let x_max = x_max(series);
     draw_png(path, (720, 480), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+        let mut chart = framed(root, title)
             .build_cartesian_2d((1f64..x_max * 1.2).log_scale(), 0f64..1.02f64)
             .map_err(|e| e.to_string())?;
         chart
@@ -328,11 +334,7 @@ pub fn curve_chart(
         })
         .collect();
     draw_png(path, (720, 480), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+        let mut chart = framed(root, title)
             .build_cartesian_2d(0f64..x_max, 0f64..y_max)
             .map_err(|e| e.to_string())?;
         chart
