@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use eval::{BBox, Detection, Detections, EvalParams, GroundTruth, GtBox, Images, Metric};
+use eval::{BBox, Detection, Detections, EvalParams, GroundTruth, GtBox, Metric};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -138,10 +138,7 @@ impl Validation {
         search: &proposals::SearchParams,
         max_proposals: usize,
     ) -> Validation {
-        let mut gt = GroundTruth {
-            images: Images::default(),
-            boxes: Vec::new(),
-        };
+        let mut gt = GroundTruth::default();
         let mut precomputed: HashMap<String, Vec<BBox>> = HashMap::new();
         let found: Vec<(usize, Vec<BBox>)> = {
             use rayon::prelude::*;
