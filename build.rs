@@ -1,9 +1,12 @@
 // torch-sys links libtorch but its rpath does not reach our binaries; without this,
 // `rcnn` and the test executables fail with "libtorch_cpu.so: cannot open shared object".
 fn main() {
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").unwrap_or_default();
+    if !lib.is_empty() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     }
+    // Where `rcnn env` looks for libtorch_cuda.so when LD_LIBRARY_PATH does not say.
+    println!("cargo:rustc-env=RCNN_LIBTORCH_LIB={lib}");
     // The libtorch version built against, for `rcnn env` (the file tch's check reads).
     let version = std::env::var("LIBTORCH")
         .ok()

@@ -43,6 +43,29 @@ if [ ! -f "$LIBTORCH_DIR/torch/build-version" ]; then
   mv "$LIBTORCH_DIR.partial" "$LIBTORCH_DIR"
 fi
 
+# 2b. On a machine with an NVIDIA GPU, also the CUDA libraries libtorch_cuda.so loads: the
+#     wheel's own pinned requirements (cuda-toolkit[...] and nvidia-*, read from its METADATA),
+#     about 3 GB, into the same folder, where libtorch_cuda's RPATH ($ORIGIN/../../nvidia/...)
+#     finds them. RCNN_CUDA=1 forces this step, RCNN_CUDA=0 skips it.
+gpu=${RCNN_CUDA:-}
+if [ -z "$gpu" ]; then
+  gpu=0
+  { [ -e /dev/nvidia0 ] || command -v nvidia-smi >/dev/null; } && gpu=1
+fi
+if [ "$gpu" = 1 ] && [ ! -f "$LIBTORCH_DIR/cuda-libraries" ]; then
+  requirements=$(sed -n 's/^Requires-Dist: \(\(cuda-toolkit\|nvidia-\)[^;]*\);.*platform_system == "Linux".*/\1/p' \
+    "$LIBTORCH_DIR"/torch-"$TORCH_VERSION".dist-info/METADATA | tr -d ' ')
+  step "CUDA libraries for libtorch_cuda.so into $LIBTORCH_DIR:" $requirements
+  rm -rf "$LIBTORCH_DIR.cuda.partial"
+  # shellcheck disable=SC2086 # one argument per requirement
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-compile --disable-pip-version-check \
+    --root-user-action=ignore --target "$LIBTORCH_DIR.cuda.partial" $requirements
+  # pip --target will not merge into the existing nvidia/ namespace folder: copy it over.
+  cp -a "$LIBTORCH_DIR.cuda.partial/nvidia/." "$LIBTORCH_DIR/nvidia/"
+  rm -rf "$LIBTORCH_DIR.cuda.partial"
+  echo "$requirements" >"$LIBTORCH_DIR/cuda-libraries"
+fi
+
 # 3. The release binary (.cargo/config.toml points LIBTORCH at the folder above).
 step "cargo build --release"
 cargo build --release --locked --quiet

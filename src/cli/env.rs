@@ -29,5 +29,16 @@ pub fn run(threads: Option<usize>) -> anyhow::Result<()> {
         ),
         Some(reason) => println!("CUDA            unavailable: {reason}"),
     }
+    println!(
+        "GPU (kernel)    {}",
+        device::gpu_visible().unwrap_or_else(|| "none visible".into())
+    );
+    println!("CUDA libraries  (libtorch_cuda.so and what it loads)");
+    for lib in device::cuda_libraries() {
+        match &lib.path {
+            Some(p) => println!("  found    {:<28} {}", lib.name, p.display()),
+            None => println!("  missing  {}", lib.name),
+        }
+    }
     Ok(())
 }
