@@ -3,19 +3,32 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::model::googlenet::to_channels_last;
 use crate::model::{Model, ModelError};
 
-/// The networks of an ensemble, on one device, in one precision.
+/// The networks of an ensemble, on one device, in one precision, prepared for inference
+/// (batch norm folded, weights cast; see [`crate::model::GoogLeNet::prepare_inference`]).
 pub struct Ensemble {
     pub models: Vec<Model>,
     pub device: Device,
     pub kind: Kind,
+    /// Inputs and weights in channels-last memory order.
+    pub channels_last: bool,
 }
 
 impl Ensemble {
     /// Members must agree on input size, classes and normalisation, or their scores could not
     /// be averaged; the error says which member differs and how.
     pub fn new(models: Vec<Model>, kind: Kind) -> Result<Self, ModelError> {
+        Self::with_layout(models, kind, false)
+    }
+
+    /// As [`Ensemble::new`], with weights and inputs channels-last when `channels_last`.
+    pub fn with_layout(
+        models: Vec<Model>,
+        kind: Kind,
+        channels_last: bool,
+    ) -> Result<Self, ModelError> {
         let first = models
             .first()
             .ok_or_else(|| ModelError::Config("an ensemble needs at least one model".into()))?;
@@ -45,12 +58,13 @@ impl Ensemble {
         }
         let mut models = models;
         for m in &mut models {
-            m.vs.set_kind(kind);
+            m.net.prepare_inference(kind, channels_last);
         }
         Ok(Ensemble {
             models,
             device,
             kind,
+            channels_last,
         })
     }
 
@@ -63,6 +77,27 @@ impl Ensemble {
         &self.models[0].classes
     }
 
+    /// Mean softmax over the members for a batch `[n, 3, s, s]` on the ensemble's device (any
+    /// float kind; cast to the ensemble's). The result, `[n, classes]` f32, stays on the
+    /// device: the caller decides when to copy it back (once per image in `detect`).
+    pub fn scores_tensor(&self, input: &Tensor) -> Tensor {
+        let input = input.to_kind(self.kind);
+        let input = if self.channels_last {
+            to_channels_last(&input)
+        } else {
+            input
+        };
+        tch::no_grad(|| {
+            let sum = self
+                .models
+                .iter()
+                .map(|m| m.net.forward_t(&input, false).main.softmax(-1, Kind::Float))
+                .reduce(|a, b| a + b)
+                .expect("at least one model");
+            sum / self.models.len() as f64
+        })
+    }
+
     /// Mean softmax over the members for `n` crops given as CHW f32 in one slice; returns
     /// `[n, classes]` scores on the CPU, row by row.
     pub fn scores(&self, crops: &[f32], n: usize) -> Vec<Vec<f32>> {
@@ -73,27 +108,20 @@ impl Ensemble {
         }
         let input = Tensor::from_slice(crops)
             .view([n as i64, 3, s, s])
-            .to_device(self.device)
-            .to_kind(self.kind);
-        let mean = tch::no_grad(|| {
-            let sum = self
-                .models
-                .iter()
-                .map(|m| {
-                    m.net
-                        .forward_t(&input, false)
-                        .main
-                        .to_kind(Kind::Float)
-                        .softmax(-1, Kind::Float)
-                })
-                .reduce(|a, b| a + b)
-                .expect("at least one model");
-            (sum / self.models.len() as f64).to_device(Device::Cpu)
-        });
-        let classes = mean.size()[1] as usize;
-        let flat: Vec<f32> = Vec::<f32>::try_from(mean.flatten(0, -1)).expect("f32 scores");
-        flat.chunks(classes).map(<[f32]>::to_vec).collect()
+            .to_device(self.device);
+        rows(&self.scores_tensor(&input))
     }
+}
+
+/// A `[n, classes]` tensor as rows on the host (one copy back).
+pub fn rows(scores: &Tensor) -> Vec<Vec<f32>> {
+    let scores = scores
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let classes = scores.size()[1] as usize;
+    let flat: Vec<f32> = Vec::<f32>::try_from(scores.flatten(0, -1)).expect("f32 scores");
+    flat.chunks(classes).map(<[f32]>::to_vec).collect()
 }
 
 #[cfg(test)]

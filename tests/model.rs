@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use inception_rcnn::model::googlenet::local_response_norm;
+use inception_rcnn::model::googlenet::{local_response_norm, to_channels_last};
 use inception_rcnn::model::summary::summarize;
 use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model, ModelError};
@@ -327,4 +327,109 @@ fn the_paper_auxiliary_heads_need_79_pixels_and_run_from_there() {
     config.aux_logits = false;
     config.input_size = 64;
     assert!(Model::new(&config, Vec::new(), Device::Cpu).is_ok());
+}
+
+/// A small network of `layout` whose batch norms (torchvision layout) hold statistics and
+/// affine weights far from their initial values, so that folding them is not the identity.
+fn seeded_with_batch_norm_statistics(layout: Layout, seed: i64, device: Device) -> Model {
+    tch::manual_seed(seed);
+    let model = Model::new(&small(layout), Vec::new(), device).unwrap();
+    // In name order: the VarStore's map iterates in a different order in every instance.
+    let mut variables: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        for (name, mut t) in variables {
+            let shape = t.size();
+            let opts = (Kind::Float, device);
+            if name.ends_with("running_mean") || name.ends_with("bn.bias") {
+                t.copy_(&(Tensor::randn(&shape, opts) * 0.3));
+            } else if name.ends_with("running_var") || name.ends_with("bn.weight") {
+                t.copy_(&(Tensor::rand(&shape, opts) + 0.5));
+            }
+        }
+    });
+    model
+}
+
+/// The same network with the same weights (tests run in parallel and share libtorch's random
+/// generator, so seeding twice would not give twice the same weights).
+fn copy_of(model: &Model) -> Model {
+    let mut copy = Model::new(model.config(), model.classes.clone(), model.vs.device()).unwrap();
+    copy.vs.copy(&model.vs).unwrap();
+    copy
+}
+
+#[test]
+fn inference_weights_keep_the_logits_folded_and_channels_last() {
+    // Folding batch norm into the convolutions and running channels-last change only the
+    // order of floating-point operations: fp32 logits agree to 1e-5 at every batch size.
+    let device = inception_rcnn::device::test_device();
+    for layout in [Layout::Torchvision, Layout::Paper] {
+        let reference = seeded_with_batch_norm_statistics(layout, 11, device);
+        let mut folded = copy_of(&reference);
+        folded.net.prepare_inference(Kind::Float, false);
+        let mut last = copy_of(&reference);
+        last.net.prepare_inference(Kind::Float, true);
+        for batch in [7, 32, 256] {
+            tch::manual_seed(batch);
+            let x = Tensor::randn([batch, 3, 96, 96], (Kind::Float, device));
+            let (want, a, b) = tch::no_grad(|| {
+                (
+                    reference.net.forward_t(&x, false).main,
+                    folded.net.forward_t(&x, false).main,
+                    last.net.forward_t(&to_channels_last(&x), false).main,
+                )
+            });
+            let (ea, eb) = (relative_error(&a, &want), relative_error(&b, &want));
+            eprintln!("{layout} batch {batch}: folded {ea:.1e}, channels-last {eb:.1e}");
+            assert!(
+                ea < 1e-5,
+                "{layout} batch {batch}: folded, relative error {ea}"
+            );
+            assert!(
+                eb < 1e-5,
+                "{layout} batch {batch}: channels-last, relative error {eb}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reduced_precision_stays_finite_and_close_on_large_inputs() {
+    // Inputs x300 make activations of a few hundred and more: in fp16, LRN's window sums of
+    // squares would overflow (zeroing channels) and unfolded batch norm would round its
+    // statistics. Both layouts, fp16 and bf16, stay finite and near fp32.
+    let device = inception_rcnn::device::test_device();
+    for layout in [Layout::Paper, Layout::Torchvision] {
+        let original = seeded_with_batch_norm_statistics(layout, 5, device);
+        let mut fp32 = copy_of(&original);
+        fp32.net.prepare_inference(Kind::Float, false);
+        tch::manual_seed(3);
+        let x = Tensor::randn([8, 3, 96, 96], (Kind::Float, device)) * 300.0;
+        let want = tch::no_grad(|| fp32.net.forward_t(&x, false).main);
+        for kind in [Kind::Half, Kind::BFloat16] {
+            let mut m = copy_of(&original);
+            m.net.prepare_inference(kind, false);
+            let got =
+                tch::no_grad(|| m.net.forward_t(&x.to_kind(kind), false).main).to_kind(Kind::Float);
+            let finite = got.isfinite().all().int64_value(&[]) == 1;
+            let err = relative_error(&got, &want);
+            eprintln!("{layout} {kind:?} x300: relative error {err:.2e}");
+            assert!(finite, "{layout} {kind:?}: non-finite logits");
+            assert!(err < 0.05, "{layout} {kind:?}: relative error {err}");
+        }
+    }
+}
+
+#[test]
+fn lrn_in_half_precision_does_not_overflow() {
+    // 300^2 = 90,000 is past fp16's largest value (65,504): squared in fp16, the window sum is
+    // infinite and LRN returns zeros. Computed in f32 it returns what f32 does.
+    let x = Tensor::full([1, 8, 2, 2], 300.0, (Kind::Float, Device::Cpu));
+    let want = local_response_norm(&x);
+    let got = local_response_norm(&x.to_kind(Kind::Half));
+    assert_eq!(got.kind(), Kind::Half);
+    let err = relative_error(&got.to_kind(Kind::Float), &want);
+    assert!(err < 1e-3, "relative error {err}");
+    assert!(want.abs().min().double_value(&[]) > 10.0);
 }

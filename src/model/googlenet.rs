@@ -4,7 +4,7 @@
 //! torchvision state dict loads with no renaming table.
 
 use tch::nn;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use super::config::{GoogLeNetConfig, Layout, INCEPTION_WIDTHS};
 use super::ModelError;
@@ -14,6 +14,8 @@ use super::ModelError;
 struct BasicConv {
     conv: nn::Conv2D,
     bn: Option<nn::BatchNorm>,
+    stride: i64,
+    padding: i64,
 }
 
 fn basic_conv(
@@ -48,12 +50,79 @@ fn basic_conv(
         };
         nn::batch_norm2d(&p / "bn", c_out, bn_config)
     });
-    BasicConv { conv, bn }
+    BasicConv {
+        conv,
+        bn,
+        stride,
+        padding: k / 2,
+    }
 }
 
+/// `w` in the kind of the activations it meets. Mixed-precision training keeps f32 master
+/// weights and feeds reduced-precision inputs: the cast is part of the graph, so gradients
+/// reach the f32 weights in f32. (Inference weights are already in the input's kind.)
+fn in_kind_of(w: &Tensor, xs: &Tensor) -> Tensor {
+    if w.kind() == xs.kind() {
+        w.shallow_clone()
+    } else {
+        w.to_kind(xs.kind())
+    }
+}
+
+/// A linear layer in the input's precision (see [`in_kind_of`]).
+fn linear_t(layer: &nn::Linear, xs: &Tensor) -> Tensor {
+    let bias = layer.bs.as_ref().map(|b| in_kind_of(b, xs));
+    xs.linear(&in_kind_of(&layer.ws, xs), bias.as_ref())
+}
+
+/// Batch norm's epsilon in the torchvision layout.
+const BN_EPS: f64 = 1e-3;
+
 impl BasicConv {
+    /// Inference weights: batch norm folded into the convolution (computed in f32 from the
+    /// f32 weights, so reduced precision never sees the running statistics), then cast to
+    /// `kind`, channels-last when asked. The VarStore keeps the original variables.
+    fn prepare_inference(&mut self, kind: Kind, channels_last: bool) {
+        tch::no_grad(|| {
+            let w = self.conv.ws.to_kind(Kind::Float);
+            let (w, b) = match self.bn.take() {
+                Some(bn) => {
+                    let gamma = bn
+                        .ws
+                        .as_ref()
+                        .expect("affine batch norm")
+                        .to_kind(Kind::Float);
+                    let beta = bn
+                        .bs
+                        .as_ref()
+                        .expect("affine batch norm")
+                        .to_kind(Kind::Float);
+                    let scale = gamma / (bn.running_var.to_kind(Kind::Float) + BN_EPS).sqrt();
+                    let bias = beta - bn.running_mean.to_kind(Kind::Float) * &scale;
+                    (w * scale.view([-1, 1, 1, 1]), Some(bias))
+                }
+                None => (w, self.conv.bs.as_ref().map(|b| b.to_kind(Kind::Float))),
+            };
+            let w = w.to_kind(kind);
+            self.conv.ws = if channels_last {
+                to_channels_last(&w)
+            } else {
+                w
+            };
+            self.conv.bs = b.map(|b| b.to_kind(kind));
+        });
+    }
+
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = xs.apply(&self.conv);
+        let bias = self.conv.bs.as_ref().map(|b| in_kind_of(b, xs));
+        let ys = xs.conv2d(
+            &in_kind_of(&self.conv.ws, xs),
+            bias.as_ref(),
+            [self.stride; 2],
+            [self.padding; 2],
+            [1, 1],
+            1,
+        );
         // ReLU in place, as torchvision: one activation-sized allocation less per layer, which
         // at batch 128 is hundreds of megabytes of fresh pages. Autograd allows it (neither
         // convolution nor batch norm needs its output for the backward pass).
@@ -109,6 +178,13 @@ fn inception(p: nn::Path, config: &GoogLeNetConfig, c_in: i64, widths: [i64; 6])
 }
 
 impl Inception {
+    fn convs_mut(&mut self) -> impl Iterator<Item = &mut BasicConv> {
+        std::iter::once(&mut self.branch1)
+            .chain(self.branch2.iter_mut())
+            .chain(self.branch3.iter_mut())
+            .chain(std::iter::once(&mut self.branch4))
+    }
+
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let b1 = self.branch1.forward_t(xs, train);
         let b2 = self.branch2[1].forward_t(&self.branch2[0].forward_t(xs, train), train);
@@ -163,9 +239,9 @@ impl Aux {
         visit(&format!("{name}.pool"), &pooled);
         let ys = self.conv.forward_t(&pooled, train);
         visit(&format!("{name}.conv"), &ys);
-        let ys = ys.flatten(1, -1).apply(&self.fc1).relu_();
+        let ys = linear_t(&self.fc1, &ys.flatten(1, -1)).relu_();
         visit(&format!("{name}.fc1"), &ys);
-        let ys = ys.dropout(0.7, train).apply(&self.fc2);
+        let ys = linear_t(&self.fc2, &ys.dropout(0.7, train));
         visit(&format!("{name}.fc2"), &ys);
         ys
     }
@@ -179,6 +255,10 @@ pub fn local_response_norm(xs: &Tensor) -> Tensor {
     const BETA: f64 = 0.75;
     const K: f64 = 1.0;
     let channels = xs.size()[1];
+    // In f32 whatever the model's precision: in fp16 the squares of activations of a few
+    // hundred overflow the window sum and zero whole channels.
+    let kind = xs.kind();
+    let xs = &xs.to_kind(Kind::Float);
     // The window sums as five shifted slices of the zero-padded squares, added in place: twice
     // as fast on the CPU as PyTorch's avg_pool3d formulation, equal to it within 3e-7.
     let padded = xs
@@ -190,7 +270,19 @@ pub fn local_response_norm(xs: &Tensor) -> Tensor {
     }
     let _ = sum.g_mul_scalar_(ALPHA / SIZE as f64);
     let _ = sum.g_add_scalar_(K);
-    xs * sum.pow_tensor_scalar(-BETA)
+    (xs * sum.pow_tensor_scalar(-BETA)).to_kind(kind)
+}
+
+/// The same values with channels-last strides (NHWC in memory), the layout in which cuDNN's
+/// reduced-precision convolutions are fastest; libtorch's operators keep it from layer to
+/// layer.
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    let s = t.size();
+    assert_eq!(s.len(), 4, "NCHW tensor");
+    let strides = [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]];
+    let mut out = Tensor::empty_strided(&s, strides, (t.kind(), t.device()));
+    tch::no_grad(|| out.copy_(t));
+    out
 }
 
 /// Side after a ceil-mode max pool, as PyTorch computes it (no window may start in the padding).
@@ -229,6 +321,9 @@ pub struct GoogLeNet {
     aux1: Option<Aux>,
     aux2: Option<Aux>,
     fc: nn::Linear,
+    /// Set by [`GoogLeNet::prepare_inference`]: transform_input's constants, on the device.
+    transform: Option<(Tensor, Tensor)>,
+    prepared: bool,
 }
 
 impl GoogLeNet {
@@ -264,7 +359,36 @@ impl GoogLeNet {
             aux1,
             aux2,
             fc,
+            transform: None,
+            prepared: false,
         })
+    }
+
+    /// Makes the network an inference network in `kind`: batch norm folded into the
+    /// convolutions, weights cast (the auxiliary heads dropped), optionally channels-last,
+    /// transform_input's constants kept on the device. Afterwards the network can no longer
+    /// train; the VarStore, which model files and checkpoints are written from, is untouched.
+    pub fn prepare_inference(&mut self, kind: Kind, channels_last: bool) {
+        if self.prepared {
+            return;
+        }
+        let convs = [&mut self.conv1, &mut self.conv2, &mut self.conv3]
+            .into_iter()
+            .chain(self.inceptions.iter_mut().flat_map(Inception::convs_mut));
+        for conv in convs {
+            conv.prepare_inference(kind, channels_last);
+        }
+        tch::no_grad(|| {
+            self.fc.ws = self.fc.ws.to_kind(kind);
+            self.fc.bs = self.fc.bs.as_ref().map(|b| b.to_kind(kind));
+        });
+        (self.aux1, self.aux2) = (None, None);
+        let device = self.fc.ws.device();
+        self.transform = self
+            .config
+            .transform_input
+            .then(|| transform_constants(kind, device));
+        self.prepared = true;
     }
 
     pub fn config(&self) -> &GoogLeNetConfig {
@@ -273,6 +397,10 @@ impl GoogLeNet {
 
     /// Logits for a batch `[N, 3, H, W]`. The auxiliary heads run only when `train` is true.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Logits {
+        assert!(
+            !(train && self.prepared),
+            "a network prepared for inference cannot train"
+        );
         self.run(xs, train, train, &mut |_, _| {})
     }
 
@@ -290,8 +418,11 @@ impl GoogLeNet {
         visit: &mut dyn FnMut(&str, &Tensor),
     ) -> Logits {
         let paper = self.config.layout == Layout::Paper;
-        let mut x = if self.config.transform_input {
-            transform_input(xs)
+        let mut x = if let Some((scale, shift)) = &self.transform {
+            xs * scale + shift
+        } else if self.config.transform_input {
+            let (scale, shift) = transform_constants(xs.kind(), xs.device());
+            xs * scale + shift
         } else {
             xs.shallow_clone()
         };
@@ -352,7 +483,7 @@ impl GoogLeNet {
             visit,
         );
         let p_drop = if paper { 0.4 } else { 0.2 };
-        let main = stage("fc", x.dropout(p_drop, train).apply(&self.fc), visit);
+        let main = stage("fc", linear_t(&self.fc, &x.dropout(p_drop, train)), visit);
         Logits { main, aux1, aux2 }
     }
 }
@@ -363,21 +494,19 @@ fn stage(name: &str, t: Tensor, visit: &mut dyn FnMut(&str, &Tensor)) -> Tensor 
     t
 }
 
-/// torchvision's `transform_input`: from ImageNet mean/std normalisation to (x - 0.5) / 0.5.
-fn transform_input(xs: &Tensor) -> Tensor {
+/// torchvision's `transform_input` as `x * scale + shift` per channel: from ImageNet mean/std
+/// normalisation to (x - 0.5) / 0.5.
+fn transform_constants(kind: Kind, device: Device) -> (Tensor, Tensor) {
     // In f64 first, as torchvision's Python scalars, so the f32 constants match its own.
     const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
     const STD: [f64; 3] = [0.229, 0.224, 0.225];
     let scale = STD.map(|s| (s / 0.5) as f32);
     let shift = MEAN.map(|m| ((m - 0.5) / 0.5) as f32);
-    let opts = (xs.kind(), xs.device());
-    let scale = Tensor::from_slice(&scale)
-        .to_kind(opts.0)
-        .to_device(opts.1)
-        .view([1, 3, 1, 1]);
-    let shift = Tensor::from_slice(&shift)
-        .to_kind(opts.0)
-        .to_device(opts.1)
-        .view([1, 3, 1, 1]);
-    xs * scale + shift
+    let on_device = |v: &[f32]| {
+        Tensor::from_slice(v)
+            .to_kind(kind)
+            .to_device(device)
+            .view([1, 3, 1, 1])
+    };
+    (on_device(&scale), on_device(&shift))
 }
