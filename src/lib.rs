@@ -12,6 +12,7 @@ pub mod classifier;
 pub mod decode;
 pub mod detect;
 pub mod device;
+pub mod device_stage;
 pub mod journal;
 pub mod model;
 pub mod nms;

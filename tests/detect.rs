@@ -32,6 +32,14 @@ fn tiny_model(dir: &Path, name: &str, seed: i64) -> std::path::PathBuf {
     path
 }
 
+/// `--device` for the binary: `RCNN_TEST_DEVICE`, else the CPU (scripts/gpu-check.sh sets it).
+fn test_device() -> String {
+    std::env::var("RCNN_TEST_DEVICE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "cpu".into())
+}
+
 /// A detection's identity: image, class, score bits, x1 bits.
 type Key = (String, usize, u64, u64);
 
@@ -58,7 +66,7 @@ fn detect_writes_every_format_and_they_agree() {
             "--out",
             out.to_str().unwrap(),
             "--device",
-            "cpu",
+            &test_device(),
         ])
         .args([
             "--format",
@@ -204,7 +212,7 @@ fn detect_writes_every_format_and_they_agree() {
             "--out",
             d.join("out2").to_str().unwrap(),
             "--device",
-            "cpu",
+            &test_device(),
         ])
         .args([
             "--proposals",
@@ -264,7 +272,7 @@ fn two_shards_merged_equal_one_run() {
                 "--out",
                 d.join(out).to_str().unwrap(),
                 "--device",
-                "cpu",
+                &test_device(),
             ])
             .args([
                 "--max-proposals",
@@ -351,7 +359,7 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_outputs() {
         ])
         .args([
             "--device",
-            "cpu",
+            &test_device(),
             "--max-proposals",
             "30",
             "--score-threshold",
@@ -454,4 +462,98 @@ fn visualize_marks_hits_false_positives_and_misses() {
     assert!(std::fs::read_to_string(out.join("index.html"))
         .unwrap()
         .contains("raccoon-10.jpg"));
+}
+
+/// `rcnn detect` of the demo model over six raccoon test photos into `out`, with `extra` flags.
+fn demo_detect(out: &Path, extra: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let images: Vec<String> = ["105", "106", "110", "113", "121", "128"]
+        .iter()
+        .map(|n| {
+            root.join(format!("data/raccoon/images/raccoon-{n}.jpg"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .arg("detect")
+        .args(&images)
+        .args([
+            "--model",
+            root.join("data/models/raccoon-googlenet-paper-w025-s96.safetensors")
+                .to_str()
+                .unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            &test_device(),
+            "--format",
+            "ilsvrc,csv,coco,txt",
+            "--max-proposals",
+            "200",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// (image, box) -> score, from a detections.csv.
+fn csv_scores(path: &Path) -> std::collections::HashMap<(String, [String; 4]), f64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("image,"))
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (
+                (c[0].to_string(), [c[3], c[4], c[5], c[6]].map(String::from)),
+                c[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn any_number_of_workers_gives_the_same_bytes_and_both_warps_the_same_detections() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_detect(&d.join("w1"), &["--workers", "1"]);
+    demo_detect(&d.join("w4"), &["--workers", "4"]);
+    for f in [
+        "detections.csv",
+        "detections.txt",
+        "detections.json",
+        "image_list.txt",
+        "txt/raccoon-121.txt",
+    ] {
+        let (a, b) = (
+            std::fs::read(d.join("w1").join(f)).unwrap(),
+            std::fs::read(d.join("w4").join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} differs between 1 and 4 workers");
+    }
+    // OpenCV's warp rounds crops to bytes, the device warp does not: the same boxes come out
+    // with scores a hair apart. Every confident detection of one is in the other.
+    demo_detect(&d.join("cpu"), &["--warp", "cpu"]);
+    let (device, cpu) = (
+        csv_scores(&d.join("w1/detections.csv")),
+        csv_scores(&d.join("cpu/detections.csv")),
+    );
+    let mut worst = 0f64;
+    for (a, b) in [(&device, &cpu), (&cpu, &device)] {
+        for (key, score) in a.iter().filter(|(_, s)| **s >= 0.1) {
+            let other = b
+                .get(key)
+                .unwrap_or_else(|| panic!("{key:?} ({score}) is found by one warp only"));
+            worst = worst.max((score - other).abs());
+        }
+    }
+    eprintln!(
+        "{} and {} detections; largest score difference of those >= 0.1: {worst:.2e}",
+        device.len(),
+        cpu.len()
+    );
+    assert!(device.values().filter(|s| **s >= 0.1).count() >= 6);
+    assert!(worst < 0.02, "scores {worst} apart");
 }

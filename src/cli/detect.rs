@@ -7,8 +7,9 @@ use clap::Args;
 use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::classifier::Ensemble;
 use inception_rcnn::decode::{collect_images, decode};
-use inception_rcnn::detect::{detect, DetectParams, Outcome};
+use inception_rcnn::detect::{default_workers, detect, DetectParams, Outcome};
 use inception_rcnn::device;
+use inception_rcnn::device_stage::{default_batch, WarpMode};
 use inception_rcnn::journal::{Entry, Journal};
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
@@ -36,9 +37,21 @@ pub struct DetectArgs {
     device: DeviceArgs,
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
-    /// Crops per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
+    /// Crops per forward pass (default: 256 on CUDA, in fixed-size padded batches; 32 on the CPU).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Images decoded and proposed in parallel, each on its own thread (default: one per core
+    /// but one). Outputs are the same for any number.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Where crops are warped: on the network's device from the image uploaded once (grid
+    /// sampling), or by OpenCV on the CPU.
+    #[arg(long, value_enum, default_value_t = WarpMode::Device)]
+    warp: WarpMode,
+    /// Weights and activations in channels-last memory order (default: on for fp16/bf16 on
+    /// CUDA, where cuDNN's tensor-core kernels want it; off on the CPU).
+    #[arg(long, value_name = "BOOL")]
+    channels_last: Option<bool>,
     /// Proposals kept per image (R-CNN: 2000).
     #[arg(long, default_value_t = 2000)]
     max_proposals: usize,
@@ -148,7 +161,10 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         .iter()
         .map(|m| Model::load(m, device))
         .collect::<Result<Vec<_>, _>>()?;
-    let ensemble = Ensemble::new(models, args.precision.kind())?;
+    let channels_last = args
+        .channels_last
+        .unwrap_or(device.is_cuda() && args.precision != Precision::Fp32);
+    let ensemble = Ensemble::with_layout(models, args.precision.kind(), channels_last)?;
     let classes = ensemble.classes().to_vec();
     let background = classes
         .first()
@@ -170,9 +186,11 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             top_per_image: args.top_per_image,
             background,
         },
-        batch: args.batch,
-        queue: 2,
+        batch: args.batch.unwrap_or_else(|| default_batch(device)),
+        workers: args.workers.unwrap_or_else(default_workers),
+        warp: args.warp,
         precomputed: args.proposals.as_deref().map(read_proposals).transpose()?,
+        min_proposals: 0,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -322,13 +340,16 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         args.out.display()
     );
     if args.profile {
-        println!("stage seconds (decode, proposals and warp run on their own thread, beside the device stage):");
+        println!("stage seconds (decode and proposals summed over the workers, which overlap the device stage):");
         for (name, s) in [
             ("decode", times.decode),
             ("proposals", times.proposals),
+            ("upload", times.upload),
             ("warp", times.warp),
             ("classify", times.classify),
+            ("readback", times.readback),
             ("postprocess", times.postprocess),
+            ("starved", times.starved),
             ("wall", times.wall),
         ] {
             println!("  {name:<12} {s:>9.3}");
