@@ -5,12 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::model::config::{IMAGENET_MEAN, IMAGENET_STD};
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::train::data::load_images;
 use inception_rcnn::train::regions::{CacheSpec, RegionCache};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams};
 use tch::{Device, Kind, Tensor};
+
+/// Where the library-level tests train: `RCNN_TEST_DEVICE` (scripts/gpu-check.sh), else the CPU.
+fn device() -> Device {
+    inception_rcnn::device::test_device()
+}
 
 /// Six of the smallest raccoon photos of the train split, one raccoon each.
 const IMAGES: [&str; 6] = [
@@ -108,10 +114,11 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
         checkpoint_every: 30,
         log_every: 10,
         resume: false,
+        precision: Precision::Fp32,
     };
     let out = dir.path().join("run");
     let mut losses = Vec::new();
-    let trained = train(&cache, None, &params, &out, Device::Cpu, |e| {
+    let trained = train(&cache, None, &params, &out, device(), |e| {
         if let Event::Step { loss, .. } = e {
             losses.push(loss);
         }
@@ -126,18 +133,18 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     );
 
     // The saved model: the averaged weights, without the auxiliary heads, same outputs.
-    let saved = Model::load(&out.join("model.safetensors"), Device::Cpu).unwrap();
+    let saved = Model::load(&out.join("model.safetensors"), device()).unwrap();
     assert!(!saved.config().aux_logits);
     assert_eq!(saved.classes, ["__background__", "raccoon"]);
     let picks: Vec<(usize, bool)> = (0..16).map(|i| (i * 7 % cache.len(), false)).collect();
-    let (x, _) = cache.batch(&picks, spec.mean, IMAGENET_STD, Device::Cpu);
+    let (x, _) = cache.batch(&picks, spec.mean, IMAGENET_STD, device());
     let a = tch::no_grad(|| trained.net.forward_t(&x, false).main);
     let b = tch::no_grad(|| saved.net.forward_t(&x, false).main);
     let diff = (&a - &b).abs().max().double_value(&[]);
     assert_eq!(diff, 0.0, "the reloaded model's logits differ by {diff}");
     // And they are not the untrained network's: the average moved.
     tch::manual_seed(7);
-    let fresh = Model::new(saved.config(), saved.classes.clone(), Device::Cpu).unwrap();
+    let fresh = Model::new(saved.config(), saved.classes.clone(), device()).unwrap();
     let c = tch::no_grad(|| fresh.net.forward_t(&x, false).main);
     assert!((&a - &c).abs().max().double_value(&[]) > 1e-3);
     // The trained network tells raccoons from background on its own training regions better
@@ -151,7 +158,7 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
         .map(|i| (i, false))
         .collect();
     let p_raccoon = |picks: &[(usize, bool)]| {
-        let (x, _) = cache.batch(picks, spec.mean, IMAGENET_STD, Device::Cpu);
+        let (x, _) = cache.batch(picks, spec.mean, IMAGENET_STD, device());
         tch::no_grad(|| {
             saved
                 .net
@@ -172,6 +179,42 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
     assert_eq!(log.lines().count(), 7, "{log}");
     assert!(out.join("loss.png").is_file() && out.join("accuracy.png").is_file());
+
+    // Mixed precision: bf16 and fp16 activations with f32 master weights (fp16 with its loss
+    // scale) learn about as well as f32 over the same steps, and what they save is f32.
+    let fp32_last = last;
+    for precision in [Precision::Bf16, Precision::Fp16] {
+        let out = dir.path().join(precision.name());
+        let mut losses = Vec::new();
+        let p = TrainParams {
+            precision,
+            ..params.clone()
+        };
+        let model = train(&cache, None, &p, &out, device(), |e| {
+            if let Event::Step { loss, .. } = e {
+                losses.push(loss);
+            }
+        })
+        .unwrap();
+        let (first, last) = (mean(&losses[..10]), mean(&losses[50..]));
+        eprintln!(
+            "{}: loss {first:.4} -> {last:.4} (fp32: {fp32_last:.4})",
+            precision.name()
+        );
+        assert!(
+            last < 0.9 * first && last < 1.15 * fp32_last,
+            "{}: loss {first:.4} -> {last:.4}, fp32 reached {fp32_last:.4}",
+            precision.name()
+        );
+        assert!(model
+            .vs
+            .variables()
+            .values()
+            .all(|t| t.kind() == Kind::Float));
+        let saved = Model::load(&out.join("model.safetensors"), device()).unwrap();
+        let logits = tch::no_grad(|| saved.net.forward_t(&x, false).main);
+        assert_eq!(logits.isfinite().all().int64_value(&[]), 1);
+    }
 }
 
 /// `rcnn train` with a tiny network on the images of `split`; callers add the run's length.
@@ -229,7 +272,7 @@ fn log_without_times(path: &Path) -> Vec<String> {
 }
 
 fn weights(path: &Path) -> Vec<(String, Tensor)> {
-    let m = Model::load(path, Device::Cpu).unwrap();
+    let m = Model::load(path, device()).unwrap();
     let mut v: Vec<(String, Tensor)> = m.vs.variables().into_iter().collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::device;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::train::data::{load_images, read_split};
@@ -114,6 +115,10 @@ pub struct TrainArgs {
     val_proposals: usize,
     #[command(flatten)]
     device: DeviceArgs,
+    /// Precision of activations: fp32, or bf16/fp16 with f32 master weights (fp16 with a
+    /// dynamic loss scale). Checkpoints and model files are f32 either way.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
 }
 
 pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
@@ -244,6 +249,7 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
             checkpoint_every: args.checkpoint_every,
             log_every: args.log_every,
             resume: args.resume,
+            precision: args.precision,
         };
         let progress = progress_bar(
             steps as u64,

@@ -28,7 +28,10 @@ use crate::propose::image_key;
 use data::TrainImage;
 use log::{LogRow, TrainLog};
 use regions::RegionCache;
-use sgd::{polyak_update, Schedule, Sgd};
+use sgd::{Polyak, Schedule, Sgd};
+
+use crate::bench::classifier::Precision;
+use crate::device_stage::Normaliser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -101,6 +104,8 @@ pub struct TrainParams {
     pub checkpoint_every: usize,
     pub log_every: usize,
     pub resume: bool,
+    /// Precision of activations (weights stay f32 masters; fp16 scales the loss).
+    pub precision: Precision,
 }
 
 /// What the caller hears of a run.
@@ -184,8 +189,10 @@ impl Validation {
                 max_proposals,
                 post: PostParams::default(),
                 batch: 128,
-                queue: 4,
+                workers: crate::detect::default_workers(),
+                warp: crate::device_stage::WarpMode::Device,
                 precomputed: Some(precomputed),
+                min_proposals: 0,
             },
         }
     }
@@ -245,9 +252,49 @@ pub fn inference_model(avg: &Model) -> Result<Model, TrainError> {
     Ok(m)
 }
 
+/// fp16's dynamic loss scale, as PyTorch's GradScaler: start at 2^16, halve when the
+/// gradients overflow (the step is skipped), double after 2,000 steps without overflow.
+#[derive(Debug, Clone)]
+pub struct LossScaler {
+    pub scale: f64,
+    good_steps: usize,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        LossScaler {
+            scale: 65536.0,
+            good_steps: 0,
+        }
+    }
+}
+
+impl LossScaler {
+    /// Whether the unscaled gradient `g` is finite (the step may go ahead); adjusts the scale.
+    pub fn update(&mut self, g: &Tensor) -> bool {
+        let finite = g.isfinite().all().int64_value(&[]) == 1;
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps == 2000 {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale /= 2.0;
+            self.good_steps = 0;
+            tracing::debug!(
+                "fp16 gradients overflowed: step skipped, loss scale {}",
+                self.scale
+            );
+        }
+        finite
+    }
+}
+
 /// Softmax cross-entropy of the main head plus `aux_weight` times each auxiliary head's.
 fn loss_of(logits: &crate::model::Logits, labels: &Tensor, aux_weight: f64) -> Tensor {
-    let ce = |t: &Tensor| t.cross_entropy_for_logits(labels);
+    // In f32 whatever the activations' precision.
+    let ce = |t: &Tensor| t.to_kind(Kind::Float).cross_entropy_for_logits(labels);
     let mut loss = ce(&logits.main);
     for aux in [&logits.aux1, &logits.aux2].into_iter().flatten() {
         loss += ce(aux) * aux_weight;
@@ -300,7 +347,9 @@ pub fn train(
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let recipe_json = serde_json::to_string(r).expect("the recipe serialises");
     let (mut net, mut avg) = build(r, device)?;
+    // Both flatten their variables: an update is a few kernels, not one per tensor.
     let mut sgd = Sgd::new(&net.vs, r.momentum, r.weight_decay);
+    let mut polyak = Polyak::new(&avg.vs, &net.vs);
     let ckpt_path = out.join("checkpoint.safetensors");
     let mut start = 0;
     if params.resume && ckpt_path.is_file() {
@@ -323,75 +372,106 @@ pub fn train(
     let clock = Instant::now();
     let seconds_before = log.seconds();
     let (mut sum_loss, mut sum_acc, mut n) = (0.0, 0.0, 0usize);
-    for step in start..params.steps {
-        let lr = schedule.lr(step);
-        let picks = cache.sample(r.seed, step as u64, r.positives, r.background, r.flip);
-        let (x, labels) = cache.batch(&picks, r.config.mean, r.config.std, device);
-        // Dropout's masks from (seed, step), so a resumed run draws the same ones.
-        tch::manual_seed((r.seed.wrapping_mul(1_000_003)).wrapping_add(step as u64) as i64);
-        let logits = net.net.forward_t(&x, true);
-        let loss = loss_of(&logits, &labels, r.aux_weight);
-        let loss_value = loss.double_value(&[]);
-        if !loss_value.is_finite() {
-            return Err(TrainError::Diverged {
-                step,
-                loss: loss_value,
+    let norm = Normaliser::new(r.config.mean, r.config.std, device);
+    let kind = params.precision.kind();
+    let mut scaler = (params.precision == Precision::Fp16).then(LossScaler::default);
+    std::thread::scope(|scope| -> Result<(), TrainError> {
+        // Mini-batches are assembled from the memory-mapped cache on their own thread, into
+        // pinned memory on a GPU, two steps ahead of the device.
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || {
+            for step in start..params.steps {
+                let picks = cache.sample(r.seed, step as u64, r.positives, r.background, r.flip);
+                if tx.send(cache.host_batch(&picks, device)).is_err() {
+                    break;
+                }
+            }
+        });
+        for step in start..params.steps {
+            let lr = schedule.lr(step);
+            let host = rx
+                .recv()
+                .expect("the batch thread runs until the last step");
+            let (x, labels) = host.upload(&norm, device);
+            // Dropout's masks from (seed, step), so a resumed run draws the same ones.
+            tch::manual_seed((r.seed.wrapping_mul(1_000_003)).wrapping_add(step as u64) as i64);
+            let logits = net.net.forward_t(&x.to_kind(kind), true);
+            let loss = loss_of(&logits, &labels, r.aux_weight);
+            let loss_value = loss.double_value(&[]);
+            if !loss_value.is_finite() {
+                return Err(TrainError::Diverged {
+                    step,
+                    loss: loss_value,
+                });
+            }
+            sgd.zero_grad();
+            match &mut scaler {
+                None => {
+                    loss.backward();
+                    sgd.step(lr);
+                }
+                Some(s) => {
+                    (&loss * s.scale).backward();
+                    let g = sgd.grad() * (1.0 / s.scale);
+                    // A step whose scaled gradients overflowed is skipped, the scale halved.
+                    if s.update(&g) {
+                        sgd.step_with(&g, lr);
+                    }
+                }
+            }
+            polyak.update(sgd.weights(), r.polyak, step);
+            let accuracy = tch::no_grad(|| {
+                logits
+                    .main
+                    .argmax(1, false)
+                    .eq_tensor(&labels)
+                    .to_kind(Kind::Float)
+                    .mean(Kind::Float)
+                    .double_value(&[])
             });
-        }
-        sgd.zero_grad();
-        loss.backward();
-        sgd.step(lr);
-        polyak_update(&avg.vs, &net.vs, r.polyak, step);
-        let accuracy = tch::no_grad(|| {
-            logits
-                .main
-                .argmax(1, false)
-                .eq_tensor(&labels)
-                .to_kind(Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[])
-        });
-        sum_loss += loss_value;
-        sum_acc += accuracy;
-        n += 1;
-        let done = step + 1;
-        on_event(Event::Step {
-            step: done,
-            loss: loss_value,
-            accuracy,
-            lr,
-        });
-        let at_checkpoint = done % params.checkpoint_every.max(1) == 0 || done == params.steps;
-        if done % params.log_every.max(1) == 0 || at_checkpoint {
-            let mut row = LogRow {
+            sum_loss += loss_value;
+            sum_acc += accuracy;
+            n += 1;
+            let done = step + 1;
+            on_event(Event::Step {
                 step: done,
-                epoch: schedule.epoch(done),
+                loss: loss_value,
+                accuracy,
                 lr,
-                loss: sum_loss / n as f64,
-                accuracy: sum_acc / n as f64,
-                val_ap: None,
-                seconds: seconds_before + clock.elapsed().as_secs_f64(),
-            };
-            (sum_loss, sum_acc, n) = (0.0, 0.0, 0);
-            if at_checkpoint {
-                let model = inference_model(&avg)?;
-                model.save(&out.join("model.safetensors"))?;
-                if let Some(v) = validation.filter(|v| !v.is_empty()) {
-                    row.val_ap = Some(v.ap(model)?);
+            });
+            let at_checkpoint = done % params.checkpoint_every.max(1) == 0 || done == params.steps;
+            if done % params.log_every.max(1) == 0 || at_checkpoint {
+                let mut row = LogRow {
+                    step: done,
+                    epoch: schedule.epoch(done),
+                    lr,
+                    loss: sum_loss / n as f64,
+                    accuracy: sum_acc / n as f64,
+                    val_ap: None,
+                    seconds: seconds_before + clock.elapsed().as_secs_f64(),
+                };
+                (sum_loss, sum_acc, n) = (0.0, 0.0, 0);
+                if at_checkpoint {
+                    let model = inference_model(&avg)?;
+                    model.save(&out.join("model.safetensors"))?;
+                    if let Some(v) = validation.filter(|v| !v.is_empty()) {
+                        row.val_ap = Some(v.ap(model)?);
+                    }
                 }
-            }
-            let val_ap = row.val_ap;
-            // The log line before the checkpoint: a run killed between the two resumes from the
-            // checkpoint before and cuts the log back to it.
-            log.append(row)?;
-            if at_checkpoint {
-                checkpoint::save(&ckpt_path, done, &net, &avg, &sgd, &recipe_json)?;
-                if let Err(e) = log.plot(out) {
-                    tracing::warn!("training curves not drawn: {e}");
+                let val_ap = row.val_ap;
+                // The log line before the checkpoint: a run killed between the two resumes from
+                // the checkpoint before and cuts the log back to it.
+                log.append(row)?;
+                if at_checkpoint {
+                    checkpoint::save(&ckpt_path, done, &net, &avg, &sgd, &recipe_json)?;
+                    if let Err(e) = log.plot(out) {
+                        tracing::warn!("training curves not drawn: {e}");
+                    }
+                    on_event(Event::Checkpoint { step: done, val_ap });
                 }
-                on_event(Event::Checkpoint { step: done, val_ap });
             }
         }
-    }
+        Ok(())
+    })?;
     inference_model(&avg)
 }

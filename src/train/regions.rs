@@ -17,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 use super::data::{Object, TrainImage};
 use super::{io_err, TrainError};
 use crate::decode::decode;
+use crate::device_stage::Normaliser;
 use crate::warp::{WarpParams, WarpSource};
 
 /// One warped region and what it is.
@@ -345,14 +346,10 @@ impl RegionCache {
             .collect()
     }
 
-    /// A batch as the network takes it: normalised `[n, 3, s, s]` f32 and `[n]` i64 labels.
-    pub fn batch(
-        &self,
-        picks: &[(usize, bool)],
-        mean: [f32; 3],
-        std: [f32; 3],
-        device: Device,
-    ) -> (Tensor, Tensor) {
+    /// The crops (flipped where picked so) and labels of a batch, on the host: `[n, 3, s, s]`
+    /// bytes and `[n]` i64, in pinned memory when `device` is a GPU so that their upload does
+    /// not wait. Made on the prefetch thread while the device runs the step before.
+    pub fn host_batch(&self, picks: &[(usize, bool)], device: Device) -> HostBatch {
         let s = self.spec.input_size as usize;
         let mut bytes = Vec::with_capacity(picks.len() * crop_len(self.spec.input_size));
         for &(i, flip) in picks {
@@ -367,24 +364,48 @@ impl RegionCache {
         }
         let n = picks.len() as i64;
         let s = s as i64;
-        let x = Tensor::from_slice(&bytes)
-            .view([n, 3, s, s])
-            .to_device(device)
-            .to_kind(Kind::Float);
-        let scale: Vec<f32> = std.iter().map(|sd| 1.0 / (255.0 * sd)).collect();
-        let shift: Vec<f32> = mean.iter().zip(&std).map(|(m, sd)| m / sd).collect();
-        let scale = Tensor::from_slice(&scale)
-            .view([1, 3, 1, 1])
-            .to_device(device);
-        let shift = Tensor::from_slice(&shift)
-            .view([1, 3, 1, 1])
-            .to_device(device);
-        let x = x * scale - shift;
         let labels: Vec<i64> = picks
             .iter()
             .map(|&(i, _)| self.regions[i].label as i64)
             .collect();
-        (x, Tensor::from_slice(&labels).to_device(device))
+        let (crops, labels) = (
+            Tensor::from_slice(&bytes).view([n, 3, s, s]),
+            Tensor::from_slice(&labels),
+        );
+        match device {
+            Device::Cuda(_) => HostBatch {
+                crops: crops.pin_memory(device),
+                labels: labels.pin_memory(device),
+            },
+            _ => HostBatch { crops, labels },
+        }
+    }
+
+    /// A batch as the network takes it: normalised `[n, 3, s, s]` f32 and `[n]` i64 labels.
+    pub fn batch(
+        &self,
+        picks: &[(usize, bool)],
+        mean: [f32; 3],
+        std: [f32; 3],
+        device: Device,
+    ) -> (Tensor, Tensor) {
+        self.host_batch(picks, device)
+            .upload(&Normaliser::new(mean, std, device), device)
+    }
+}
+
+/// A mini-batch on the host (see [`RegionCache::host_batch`]).
+pub struct HostBatch {
+    pub crops: Tensor,
+    pub labels: Tensor,
+}
+
+impl HostBatch {
+    /// To `device` (asynchronously from pinned memory), normalised there.
+    pub fn upload(&self, norm: &Normaliser, device: Device) -> (Tensor, Tensor) {
+        let crops = self.crops.to_device_(device, Kind::Uint8, true, false);
+        let labels = self.labels.to_device_(device, Kind::Int64, true, false);
+        (norm.apply(&crops), labels)
     }
 }
 
