@@ -206,6 +206,10 @@ fn bench_classifier_prints_a_row_per_batch_size() {
         "64",
         "--min-seconds",
         "0",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
         "--reference",
         "none",
     ]);
@@ -219,8 +223,9 @@ fn bench_classifier_prints_a_row_per_batch_size() {
     for (row, batch) in rows.iter().zip([1, 2]) {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols[1], "fp32");
-        assert_eq!(cols[2].parse::<i64>().unwrap(), batch);
-        assert!(cols[3].parse::<f64>().unwrap() > 0.0);
+        assert_eq!(cols[2], "NCHW", "the CPU's default memory order");
+        assert_eq!(cols[3].parse::<i64>().unwrap(), batch);
+        assert!(cols[4].parse::<f64>().unwrap() > 0.0);
     }
 }
 

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor};
 
+use super::gpu::synchronize;
+use crate::model::googlenet::to_channels_last;
 use crate::model::summary::summarize;
 use crate::model::{GoogLeNetConfig, Layout, Model, ModelError};
 
@@ -39,10 +41,16 @@ pub struct ClassifierBench {
     pub layouts: Vec<Layout>,
     pub precisions: Vec<Precision>,
     pub batch_sizes: Vec<i64>,
+    /// Memory orders to measure: false = NCHW, true = channels-last.
+    pub channels_last: Vec<bool>,
     pub input_size: i64,
     pub width: f64,
     pub num_classes: i64,
-    /// Each measurement repeats forward passes until this much time has passed (at least one).
+    /// Untimed passes before the clock starts (allocator, cuDNN's algorithm search, caches).
+    pub warmup: usize,
+    /// Timed repeats; the row reports their median.
+    pub repeats: usize,
+    /// Each repeat runs forward passes until this much time has passed (at least one).
     pub min_time: Duration,
     pub device: Device,
 }
@@ -51,20 +59,49 @@ pub struct ClassifierBench {
 pub struct ClassifierRow {
     pub layout: Layout,
     pub precision: Precision,
+    pub channels_last: bool,
     pub batch: i64,
+    /// Median over the repeats.
     pub crops_per_s: f64,
     /// Multiply-adds per second actually achieved (multiply-adds per crop x crops/s).
     pub macs_per_s: f64,
     pub passes: usize,
 }
 
-fn synchronize(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
+/// Median crops/s of `forward` over `repeats` timed runs of at least `min_time` each, after
+/// `warmup` untimed passes; the device is synchronised before every clock reading.
+pub fn median_rate(
+    device: Device,
+    batch: i64,
+    warmup: usize,
+    repeats: usize,
+    min_time: Duration,
+    mut forward: impl FnMut(),
+) -> (f64, usize) {
+    for _ in 0..warmup.max(1) {
+        forward();
     }
+    synchronize(device);
+    let mut rates = Vec::new();
+    let mut total = 0;
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let mut passes = 0;
+        while passes == 0 || start.elapsed() < min_time {
+            forward();
+            passes += 1;
+            // Without this, a GPU's queue would hide the work from the clock.
+            synchronize(device);
+        }
+        rates.push((passes as i64 * batch) as f64 / start.elapsed().as_secs_f64());
+        total += passes;
+    }
+    rates.sort_by(f64::total_cmp);
+    (rates[rates.len() / 2], total)
 }
 
-/// Times inference (no gradients, eval mode) and calls `on_row` as each row is measured.
+/// Times inference (no gradients, inference weights as `rcnn detect` runs them) and calls
+/// `on_row` as each row is measured; `after_group` after each (layout, precision, order).
 pub fn run(
     bench: &ClassifierBench,
     mut on_row: impl FnMut(&ClassifierRow),
@@ -75,39 +112,45 @@ pub fn run(
         config.input_size = bench.input_size;
         config.width = bench.width;
         config.num_classes = bench.num_classes;
-        tch::manual_seed(0);
-        let mut model = Model::new(&config, Vec::new(), bench.device)?;
-        let macs_per_crop = summarize(&model).macs() as f64;
         for &precision in &bench.precisions {
-            model.vs.set_kind(precision.kind());
-            for &batch in &bench.batch_sizes {
-                let size = [batch, 3, bench.input_size, bench.input_size];
-                let input =
-                    Tensor::randn(size, (Kind::Float, bench.device)).to_kind(precision.kind());
-                let row = tch::no_grad(|| {
-                    // One untimed pass: allocator, kernel selection and caches warm up.
-                    let _ = model.net.forward_t(&input, false);
-                    synchronize(bench.device);
-                    let start = Instant::now();
-                    let mut passes = 0;
-                    while passes == 0 || start.elapsed() < bench.min_time {
-                        let _ = model.net.forward_t(&input, false);
-                        synchronize(bench.device);
-                        passes += 1;
-                    }
-                    let crops_per_s =
-                        (passes as i64 * batch) as f64 / start.elapsed().as_secs_f64();
-                    ClassifierRow {
+            for &channels_last in &bench.channels_last {
+                tch::manual_seed(0);
+                let mut model = Model::new(&config, Vec::new(), bench.device)?;
+                let macs_per_crop = summarize(&model).macs() as f64;
+                model.net.prepare_inference(precision.kind(), channels_last);
+                for &batch in &bench.batch_sizes {
+                    let size = [batch, 3, bench.input_size, bench.input_size];
+                    let input =
+                        Tensor::randn(size, (Kind::Float, bench.device)).to_kind(precision.kind());
+                    let input = if channels_last {
+                        to_channels_last(&input)
+                    } else {
+                        input
+                    };
+                    let (crops_per_s, passes) = tch::no_grad(|| {
+                        median_rate(
+                            bench.device,
+                            batch,
+                            bench.warmup,
+                            bench.repeats,
+                            bench.min_time,
+                            || {
+                                let _ = model.net.forward_t(&input, false);
+                            },
+                        )
+                    });
+                    let row = ClassifierRow {
                         layout,
                         precision,
+                        channels_last,
                         batch,
                         crops_per_s,
                         macs_per_s: crops_per_s * macs_per_crop,
                         passes,
-                    }
-                });
-                on_row(&row);
-                rows.push(row);
+                    };
+                    on_row(&row);
+                    rows.push(row);
+                }
             }
         }
     }

@@ -3,4 +3,5 @@
 
 pub mod classifier;
 pub mod eval;
+pub mod gpu;
 pub mod reference;

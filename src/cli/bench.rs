@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use inception_rcnn::bench::classifier::{self, ClassifierBench, Precision};
+use inception_rcnn::bench::classifier::{self, ClassifierBench, ClassifierRow, Precision};
+use inception_rcnn::bench::gpu::GpuInfo;
 use inception_rcnn::bench::reference;
 use inception_rcnn::device;
 use inception_rcnn::model::Layout;
@@ -63,22 +64,40 @@ fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
 struct DetectBenchArgs {
     #[command(flatten)]
     device: DeviceArgs,
-    /// Images (the first --images of them, sorted).
+    /// Images (cycled through when --images asks for more than there are).
     #[arg(long, default_value = "data/raccoon/images")]
     from: PathBuf,
-    #[arg(long, default_value_t = 2)]
-    images: usize,
-    /// Proposals per image; R-CNN uses 2000, which on a 2-core CPU takes about 100 s per image
-    /// and network, hence the smaller default here.
-    #[arg(long, default_value_t = 200)]
-    max_proposals: usize,
+    /// Timed images (default: 50 on CUDA, 2 on the CPU).
+    #[arg(long)]
+    images: Option<usize>,
+    /// Untimed images first, so the timed ones see the steady state (default: 3 on CUDA, 0 on the CPU).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Proposals per image, selective search's topped up with random boxes (default: R-CNN's
+    /// 2000 on CUDA; 100 on the CPU, where 2000 take about 100 s per image and network).
+    #[arg(long)]
+    max_proposals: Option<usize>,
     /// Ensemble sizes to time.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 6])]
     networks: Vec<usize>,
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
+    /// Crops per forward pass (default: 256 on CUDA, 32 on the CPU).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Decode + proposal workers (default: one per core but one).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long, value_enum, default_value_t = inception_rcnn::device_stage::WarpMode::Device)]
+    warp: inception_rcnn::device_stage::WarpMode,
+    /// Channels-last weights and inputs (default: on for fp16/bf16 on CUDA).
+    #[arg(long, value_name = "BOOL")]
+    channels_last: Option<bool>,
+    #[arg(long, default_value_t = 224)]
+    input_size: i64,
+    /// Also time the CPU stages alone with each of these worker counts (e.g. 1,2).
+    #[arg(long, value_delimiter = ',')]
+    worker_sweep: Vec<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -129,9 +148,21 @@ struct ClassifierArgs {
     width: f64,
     #[arg(long, default_value_t = 201)]
     num_classes: i64,
-    /// Repeat each measurement for at least this many seconds.
+    /// Memory orders: false (NCHW), true (channels-last); default NCHW on the CPU, both on CUDA.
+    #[arg(long, value_delimiter = ',', value_name = "BOOL")]
+    channels_last: Vec<bool>,
+    /// Untimed passes before each row's clock starts.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// Timed repeats per row; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Each repeat lasts at least this many seconds.
     #[arg(long, default_value_t = 1.0)]
     min_seconds: f64,
+    /// Also time torch.compile'd torchvision GoogLeNet in the reference column (slow to start).
+    #[arg(long)]
+    compile: bool,
     /// Python with torch + torchvision for the reference column (default: $RCNN_REFERENCE_PYTHON
     /// or .venv-ref/bin/python, made by scripts/setup-reference.sh); `none` skips it.
     #[arg(long, value_name = "PYTHON")]
@@ -151,84 +182,113 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
 fn bench_classifier(args: ClassifierArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let threads = threads.unwrap_or_else(device::default_threads);
     let device = device::select(args.device.device, Some(threads))?;
-    let precisions = if !args.precisions.is_empty() {
-        args.precisions.clone()
-    } else if device == Device::Cpu {
-        vec![Precision::Fp32]
-    } else {
-        vec![Precision::Fp32, Precision::Fp16, Precision::Bf16]
+    let cuda = device.is_cuda();
+    let precisions = match (&args.precisions[..], cuda) {
+        ([], false) => vec![Precision::Fp32],
+        ([], true) => vec![Precision::Fp32, Precision::Fp16, Precision::Bf16],
+        (p, _) => p.to_vec(),
+    };
+    let channels_last = match (&args.channels_last[..], cuda) {
+        ([], false) => vec![false],
+        ([], true) => vec![false, true],
+        (c, _) => c.to_vec(),
     };
     let bench = ClassifierBench {
         layouts: args.layouts.clone(),
         precisions,
         batch_sizes: args.batch_sizes.clone(),
+        channels_last,
         input_size: args.input_size,
         width: args.width,
         num_classes: args.num_classes,
+        warmup: args.warmup,
+        repeats: args.repeats,
         min_time: Duration::from_secs_f64(args.min_seconds),
         device,
     };
     println!(
-        "classifier inference on {}, {} CPU threads, input {}x{}, width {}, {} classes",
+        "classifier inference on {}, {} CPU threads, input {}x{}, width {}, {} classes; {} warm-up passes, median of {} repeats of >= {} s",
         device::describe(device),
         threads,
         args.input_size,
         args.input_size,
         args.width,
-        args.num_classes
+        args.num_classes,
+        args.warmup,
+        args.repeats,
+        args.min_seconds
     );
-    // The reference, torchvision's GoogLeNet in PyTorch (fp32, CPU), runs right after each of
-    // our torchvision fp32 rows, with the same batch size, so both see the same machine load.
-    let comparable = device == Device::Cpu && args.width == 1.0;
-    let python = match args.reference.as_deref() {
-        Some("none") => None,
-        Some(p) => Some(PathBuf::from(p)),
-        None => reference::find_python(),
+    if let Some(info) = cuda.then(GpuInfo::read).flatten() {
+        println!("GPU: {}", info.line());
     }
-    .filter(|_| comparable);
+    // The reference, torchvision's GoogLeNet in PyTorch, runs right after each group of our
+    // torchvision rows (same precision, memory order and batch sizes), so both see the same
+    // machine and card.
+    let python = reference_python(args.reference.as_deref()).filter(|_| args.width == 1.0);
     match &python {
         Some(p) => println!(
-            "reference: torchvision's GoogLeNet in PyTorch ({}), same threads",
-            p.display()
+            "reference: torchvision's GoogLeNet in PyTorch ({}), eager{}, same device, dtype, memory order and threads",
+            p.display(),
+            if args.compile { " and torch.compile" } else { "" }
         ),
-        None if comparable => {
+        None if args.width == 1.0 => {
             println!("(no reference: run scripts/setup-reference.sh or pass --reference PYTHON)")
         }
-        None => println!("(no reference: it exists for width 1 on the CPU)"),
+        None => println!("(no reference: it exists for width 1)"),
     }
     println!(
-        "{:<12} {:>5} {:>6} {:>10} {:>9} {:>7} {:>12} {:>6}",
-        "layout", "prec", "batch", "crops/s", "GMAC/s", "passes", "PyTorch c/s", "ratio"
+        "{:<12} {:>5} {:>6} {:>6} {:>10} {:>9} {:>7} {:>12} {:>6} {:>12}",
+        "layout",
+        "prec",
+        "order",
+        "batch",
+        "crops/s",
+        "GMAC/s",
+        "passes",
+        "PyTorch c/s",
+        "ratio",
+        "compile c/s"
     );
+    let mut pending: Vec<ClassifierRow> = Vec::new();
     let mut failure = None;
-    classifier::run(&bench, |r| {
-        let theirs = match &python {
-            Some(py)
-                if r.layout == Layout::Torchvision
-                    && r.precision == Precision::Fp32
-                    && failure.is_none() =>
-            {
-                reference_crops_per_s(py, &args, threads, r.batch)
-                    .map_err(|e| failure = Some(e))
-                    .ok()
-            }
-            _ => None,
-        };
-        let (theirs, ratio) = match theirs {
-            Some(v) => (format!("{v:.2}"), format!("{:.2}", r.crops_per_s / v)),
-            None => (String::new(), String::new()),
-        };
+    let print = |r: &ClassifierRow, theirs: Option<&(Option<f64>, Option<f64>)>| {
+        let (eager, compiled) = theirs.cloned().unwrap_or((None, None));
         println!(
-            "{:<12} {:>5} {:>6} {:>10.2} {:>9.2} {:>7} {:>12} {:>6}",
+            "{:<12} {:>5} {:>6} {:>6} {:>10.2} {:>9.2} {:>7} {:>12} {:>6} {:>12}",
             r.layout.to_string(),
             r.precision.name(),
+            if r.channels_last { "NHWC" } else { "NCHW" },
             r.batch,
             r.crops_per_s,
             r.macs_per_s / 1e9,
             r.passes,
-            theirs,
-            ratio
+            eager.map_or(String::new(), |v| format!("{v:.2}")),
+            eager.map_or(String::new(), |v| format!("{:.2}", r.crops_per_s / v)),
+            compiled.map_or(String::new(), |v| format!("{v:.2}")),
         );
+    };
+    let n_batches = bench.batch_sizes.len();
+    classifier::run(&bench, |r| {
+        if r.layout != Layout::Torchvision || python.is_none() {
+            print(r, None);
+            return;
+        }
+        // A group is complete with its last batch size: run the reference for all of them.
+        pending.push(r.clone());
+        if pending.len() < n_batches {
+            return;
+        }
+        let theirs = match (&python, failure.is_none()) {
+            (Some(py), true) => {
+                reference_rates(py, &args, threads, device, r.precision, r.channels_last)
+                    .map_err(|e| failure = Some(e))
+                    .unwrap_or_default()
+            }
+            _ => Default::default(),
+        };
+        for row in pending.drain(..) {
+            print(&row, theirs.get(&row.batch));
+        }
     })?;
     match failure {
         Some(e) => Err(e.context("running the PyTorch reference")),
@@ -337,71 +397,176 @@ fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
 }
 
 fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    use inception_rcnn::bench::gpu::{peak_host_memory, Sampler};
     use inception_rcnn::classifier::Ensemble;
-    use inception_rcnn::detect::{detect, DetectParams, Outcome};
+    use inception_rcnn::detect::{default_workers, detect, DetectParams, Outcome};
+    use inception_rcnn::device_stage::default_batch;
     use inception_rcnn::model::{GoogLeNetConfig, Model};
 
     let device = device::select(args.device.device, threads)?;
-    let mut images = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
-    images.truncate(args.images);
-    anyhow::ensure!(!images.is_empty(), "no images in {}", args.from.display());
+    let cuda = device.is_cuda();
+    // R-CNN's load on a GPU; a CPU would take minutes per image at that size.
+    let n_images = args.images.unwrap_or(if cuda { 50 } else { 2 });
+    let max_proposals = args.max_proposals.unwrap_or(if cuda { 2000 } else { 100 });
+    let warmup = args.warmup.unwrap_or(if cuda { 3 } else { 0 });
+    let workers = args.workers.unwrap_or_else(default_workers);
+    let batch = args.batch.unwrap_or_else(|| default_batch(device));
+    let channels_last = args
+        .channels_last
+        .unwrap_or(cuda && args.precision != Precision::Fp32);
+    let mut all = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
+    anyhow::ensure!(!all.is_empty(), "no images in {}", args.from.display());
+    // Cycle through the folder when asked for more images than it has.
+    let images: Vec<PathBuf> = all
+        .iter()
+        .cycle()
+        .take(n_images + warmup)
+        .cloned()
+        .collect();
+    all.clear();
+    let (warm, timed) = images.split_at(warmup);
     println!(
-        "rcnn detect on {} images of {}, up to {} proposals each, paper GoogLeNet 224x224 x 201 classes, {} on {}",
-        images.len(),
+        "rcnn detect, steady state: {} images of {} after {} untimed, {} proposals each (selective search, topped up with random boxes), paper GoogLeNet {}x{} x 201 classes, {}, {}, batch {}, {} workers, warp {:?} on {}",
+        timed.len(),
         args.from.display(),
-        args.max_proposals,
+        warm.len(),
+        max_proposals,
+        args.input_size,
+        args.input_size,
         args.precision.name(),
+        if channels_last { "channels-last" } else { "NCHW" },
+        batch,
+        workers,
+        args.warp,
         device::describe(device)
     );
+    if let Some(info) = cuda.then(GpuInfo::read).flatten() {
+        println!("GPU: {}", info.line());
+    }
     println!(
-        "{:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9}",
-        "networks",
+        "{:>4} {:>7} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>6} {:>9} {:>9}",
+        "nets",
         "crops",
         "decode",
         "proposals",
+        "upload",
         "warp",
         "classify",
+        "readback",
         "post",
+        "starved",
         "wall/img",
-        "images/s"
+        "images/s",
+        "busy",
+        "host GB",
+        "dev GB"
     );
     for &n in &args.networks {
         let models = (0..n)
             .map(|i| {
                 tch::manual_seed(i as i64);
-                Model::new(&GoogLeNetConfig::new(Layout::Paper), Vec::new(), device)
+                let config = GoogLeNetConfig {
+                    input_size: args.input_size,
+                    ..GoogLeNetConfig::new(Layout::Paper)
+                };
+                Model::new(&config, Vec::new(), device)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ensemble = Ensemble::new(models, args.precision.kind())?;
+        let ensemble = Ensemble::with_layout(models, args.precision.kind(), channels_last)?;
         let params = DetectParams {
             search: proposals::SearchParams::new(proposals::Mode::Fast),
-            max_proposals: args.max_proposals,
+            max_proposals,
             post: inception_rcnn::postprocess::PostParams::default(),
-            batch: args.batch,
-            queue: 2,
+            batch,
+            workers,
+            warp: args.warp,
             precomputed: None,
+            min_proposals: max_proposals,
         };
+        detect(warm, &ensemble, &params, |_| {});
+        inception_rcnn::bench::gpu::synchronize(device);
+        let sampler = Sampler::start(Duration::from_millis(50));
         let mut crops = 0;
-        let t = detect(&images, &ensemble, &params, |o| {
+        let t = detect(timed, &ensemble, &params, |o| {
             if let Outcome::Done { proposals, .. } = o {
                 crops += proposals;
             }
         });
-        let per = |s: f64| s / images.len() as f64;
+        let busy = sampler.map(Sampler::finish);
+        let per = |s: f64| s / timed.len() as f64;
         println!(
-            "{:>8} {:>8} {:>8.3} {:>9.3} {:>8.3} {:>9.3} {:>8.3} {:>9.3} {:>9.3}",
+            "{:>4} {:>7} {:>8.3} {:>9.3} {:>8.3} {:>8.3} {:>9.3} {:>9.3} {:>8.3} {:>8.3} {:>9.3} {:>9.3} {:>6} {:>9.2} {:>9}",
             n,
             crops,
             per(t.decode),
             per(t.proposals),
+            per(t.upload),
             per(t.warp),
             per(t.classify),
+            per(t.readback),
             per(t.postprocess),
+            per(t.starved),
             per(t.wall),
-            images.len() as f64 / t.wall
+            timed.len() as f64 / t.wall,
+            busy.map_or("-".into(), |b| format!("{:.0}%", b.busy * 100.0)),
+            peak_host_memory() as f64 / 1e9,
+            busy.map_or("-".into(), |b| format!("{:.2}", b.peak_memory as f64 / 1e9)),
         );
     }
-    println!("(seconds per image; decode, proposals and warp run on their own thread, overlapping classify)");
+    println!("(seconds per image; decode and proposals are summed over the workers, which overlap the device stage; starved: the device stage waiting for them; busy: NVML's share of time a kernel ran; memory: peaks, the device's sampled)");
+    if !args.worker_sweep.is_empty() {
+        bench_cpu_stages(&images, &args, device, max_proposals)?;
+    }
+    Ok(())
+}
+
+/// The CPU side alone (decode, proposals, and the device warp of every box) with 1..N workers:
+/// whether the CPU keeps a device fed.
+fn bench_cpu_stages(
+    images: &[PathBuf],
+    args: &DetectBenchArgs,
+    device: Device,
+    max_proposals: usize,
+) -> anyhow::Result<()> {
+    use inception_rcnn::detect::{for_each_prepared, DetectParams};
+    use inception_rcnn::device_stage::{upload, warp_boxes, Normaliser};
+    use inception_rcnn::model::config::{IMAGENET_MEAN, IMAGENET_STD};
+    use inception_rcnn::warp::WarpParams;
+    use std::time::Instant;
+
+    let warp = WarpParams::new(args.input_size as i32, IMAGENET_MEAN, IMAGENET_STD);
+    let norm = Normaliser::new(warp.mean, warp.std, device);
+    let params = DetectParams {
+        search: proposals::SearchParams::new(proposals::Mode::Fast),
+        max_proposals,
+        post: inception_rcnn::postprocess::PostParams::default(),
+        batch: 1,
+        workers: 1,
+        warp: args.warp,
+        precomputed: None,
+        min_proposals: max_proposals,
+    };
+    println!(
+        "CPU stages alone: decode + proposals on N workers, the device warp of every box on this thread ({} images)",
+        images.len()
+    );
+    println!("{:>8} {:>10} {:>8}", "workers", "images/s", "speed-up");
+    let mut first = None;
+    for &w in &args.worker_sweep {
+        let start = Instant::now();
+        for_each_prepared(images, &params, w, |r| {
+            if let Ok((_, rgb, boxes)) = r {
+                let image = upload(&rgb, device);
+                for chunk in boxes.chunks(256) {
+                    let _ = warp_boxes(&image, chunk, &warp, &norm);
+                }
+            }
+        });
+        inception_rcnn::bench::gpu::synchronize(device);
+        let rate = images.len() as f64 / start.elapsed().as_secs_f64();
+        let base = *first.get_or_insert(rate);
+        println!("{w:>8} {rate:>10.3} {:>7.2}x", rate / base);
+    }
     Ok(())
 }
 
@@ -622,16 +787,23 @@ fn bench_eval(args: EvalBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Crops/s of torchvision's GoogLeNet in PyTorch for one batch size.
-fn reference_crops_per_s(
+/// Crops/s by batch size: PyTorch eager, torch.compile.
+type ReferenceRates = std::collections::HashMap<i64, (Option<f64>, Option<f64>)>;
+
+/// Crops/s of torchvision's GoogLeNet in PyTorch, eager and (with `--compile`) compiled, for
+/// every batch size of `args`, on the same device, in the same precision and memory order.
+fn reference_rates(
     python: &Path,
     args: &ClassifierArgs,
     threads: usize,
-    batch: i64,
-) -> anyhow::Result<f64> {
-    let script_args = [
+    device: Device,
+    precision: Precision,
+    channels_last: bool,
+) -> anyhow::Result<ReferenceRates> {
+    let batches: Vec<String> = args.batch_sizes.iter().map(i64::to_string).collect();
+    let mut script_args = vec![
         "--batch-sizes".to_string(),
-        batch.to_string(),
+        batches.join(","),
         "--threads".into(),
         threads.to_string(),
         "--input-size".into(),
@@ -640,13 +812,40 @@ fn reference_crops_per_s(
         args.num_classes.to_string(),
         "--min-seconds".into(),
         args.min_seconds.to_string(),
+        "--warmup".into(),
+        args.warmup.to_string(),
+        "--repeats".into(),
+        args.repeats.to_string(),
+        "--device".into(),
+        match device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".into(),
+        },
+        "--dtype".into(),
+        precision.name().into(),
     ];
-    let script = Path::new("scripts/bench_classifier_reference.py");
+    if channels_last {
+        script_args.push("--channels-last".into());
+    }
+    if args.compile {
+        script_args.push("--compile".into());
+    }
+    let script = reference::script("bench_classifier_reference.py");
     let lines =
-        reference::run_json_lines(python, script, &script_args).map_err(anyhow::Error::msg)?;
-    lines
-        .iter()
-        .find(|v| v["batch"].as_i64() == Some(batch))
-        .and_then(|v| v["crops_per_s"].as_f64())
-        .ok_or_else(|| anyhow::anyhow!("{} printed no result for batch {batch}", script.display()))
+        reference::run_json_lines(python, &script, &script_args).map_err(anyhow::Error::msg)?;
+    let mut out = ReferenceRates::default();
+    for v in &lines {
+        if let Some(b) = v["batch"].as_i64() {
+            let rate = v["crops_per_s"].as_f64();
+            let entry = out.entry(b).or_default();
+            match v["mode"].as_str() {
+                Some("compile") => entry.1 = rate,
+                _ => entry.0 = rate,
+            }
+        } else if v.get("torch").is_some() {
+            println!("reference: {v}");
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "{} printed no result", script.display());
+    Ok(out)
 }
