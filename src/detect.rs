@@ -252,19 +252,22 @@ pub fn detect(
                     Ok(Err((image, reason))) => on_image(Outcome::Failed { image, reason }),
                     Err(_) => open = false,
                 }
-                // Images with no proposals finish at once, in order.
-                while let Some(done) = stage.pop_finished() {
+                // Images whose scores are complete (or that had no proposals) close in order.
+                while let Some(done) = stage.pop_finished(!open) {
                     finish(done, &mut t, &mut on_image);
                 }
             }
             if stage.waiting() == 0 {
+                while let Some(done) = stage.pop_finished(true) {
+                    finish(done, &mut t, &mut on_image);
+                }
                 break;
             }
             if let Err(reason) = stage.run_batch() {
                 // OpenCV failed on an image (CPU warp): nothing of this run is trustworthy.
                 panic!("the device stage failed: {reason}");
             }
-            while let Some(done) = stage.pop_finished() {
+            while let Some(done) = stage.pop_finished(false) {
                 finish(done, &mut t, &mut on_image);
             }
         }

@@ -163,6 +163,8 @@ struct Pending<T> {
     sent: usize,
     /// Score tensors of the sent crops, on the device, in order.
     scores: Vec<Tensor>,
+    /// Batches launched when its last crop was sent.
+    finished_after: usize,
 }
 
 /// Seconds spent in the device stage's parts.
@@ -187,6 +189,8 @@ pub struct DeviceStage<'e, T> {
     /// Pad every batch to `batch` crops so cuDNN sees one shape (on CUDA).
     pad: bool,
     pending: VecDeque<Pending<T>>,
+    /// Batches launched so far.
+    launched: usize,
     pub times: DeviceTimes,
 }
 
@@ -202,6 +206,7 @@ impl<'e, T> DeviceStage<'e, T> {
             batch: batch.max(1),
             pad: matches!(ensemble.device, Device::Cuda(_)),
             pending: VecDeque::new(),
+            launched: 0,
             times: DeviceTimes::default(),
         }
     }
@@ -220,6 +225,7 @@ impl<'e, T> DeviceStage<'e, T> {
             source,
             sent: 0,
             scores: Vec::new(),
+            finished_after: self.launched,
         });
         Ok(())
     }
@@ -261,6 +267,7 @@ impl<'e, T> DeviceStage<'e, T> {
             });
             self.times.warp += start.elapsed().as_secs_f64();
             item.sent += take;
+            item.finished_after = self.launched + 1;
             owners.push((i, take));
             taken += take;
             if taken == self.batch {
@@ -279,6 +286,7 @@ impl<'e, T> DeviceStage<'e, T> {
         }
         let input = Tensor::cat(&parts, 0);
         let scores = self.ensemble.scores_tensor(&input);
+        self.launched += 1;
         let mut offset = 0;
         for (i, take) in owners {
             self.pending[i]
@@ -291,10 +299,12 @@ impl<'e, T> DeviceStage<'e, T> {
     }
 
     /// The first queued image, once all its crops are scored: its tag, boxes and `[boxes,
-    /// classes]` scores, copied back in one piece.
-    pub fn pop_finished(&mut self) -> Option<(T, Vec<BBox>, Vec<Vec<f32>>)> {
+    /// classes]` scores, copied back in one piece. Unless `drain`, only once a later batch has
+    /// been launched: the copy waits for the image's work, and a GPU with the next batch queued
+    /// keeps busy meanwhile.
+    pub fn pop_finished(&mut self, drain: bool) -> Option<(T, Vec<BBox>, Vec<Vec<f32>>)> {
         let front = self.pending.front()?;
-        if front.sent < front.boxes.len() {
+        if front.sent < front.boxes.len() || !(drain || front.finished_after < self.launched) {
             return None;
         }
         let item = self.pending.pop_front().expect("checked");

@@ -5,3 +5,4 @@ pub mod classifier;
 pub mod eval;
 pub mod gpu;
 pub mod reference;
+pub mod train;

@@ -32,6 +32,9 @@ enum BenchCommand {
     Detect(DetectBenchArgs),
     /// Per-class NMS against torchvision's batched_nms on the same boxes.
     Nms(NmsBenchArgs),
+    /// Training steps (upload, forward with auxiliary heads, backward, SGD, Polyak): regions/s
+    /// per precision.
+    Train(TrainBenchArgs),
     /// The evaluator (ilsvrc, voc, coco) on generated data of ILSVRC DET val's size, beside
     /// pycocotools on the same data.
     Eval(EvalBenchArgs),
@@ -77,7 +80,7 @@ struct DetectBenchArgs {
     /// 2000 on CUDA; 100 on the CPU, where 2000 take about 100 s per image and network).
     #[arg(long)]
     max_proposals: Option<usize>,
-    /// Ensemble sizes to time.
+    /// Ensemble sizes to time (0: none, e.g. with --worker-sweep alone).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 6])]
     networks: Vec<usize>,
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
@@ -98,6 +101,34 @@ struct DetectBenchArgs {
     /// Also time the CPU stages alone with each of these worker counts (e.g. 1,2).
     #[arg(long, value_delimiter = ',')]
     worker_sweep: Vec<usize>,
+}
+
+#[derive(Args, Debug)]
+struct TrainBenchArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[arg(long, value_enum, default_value_t = Layout::Paper)]
+    layout: Layout,
+    /// Precisions (default: fp32 and bf16; fp32 only on the CPU).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    precisions: Vec<Precision>,
+    /// Regions per step (default: R-CNN's 128 on CUDA, 16 on the CPU).
+    #[arg(long)]
+    batch: Option<i64>,
+    /// Width multiplier (1 = the paper's network).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    #[arg(long, default_value_t = 224)]
+    input_size: i64,
+    #[arg(long, default_value_t = 201)]
+    num_classes: i64,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long, default_value_t = 2.0)]
+    min_seconds: f64,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +207,7 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
         BenchCommand::Proposals(a) => bench_proposals(a),
         BenchCommand::Nms(a) => bench_nms(a, threads),
         BenchCommand::Detect(a) => bench_detect(a, threads),
+        BenchCommand::Train(a) => bench_train(a, threads),
     }
 }
 
@@ -294,6 +326,64 @@ fn bench_classifier(args: ClassifierArgs, threads: Option<usize>) -> anyhow::Res
         Some(e) => Err(e.context("running the PyTorch reference")),
         None => Ok(()),
     }
+}
+
+fn bench_train(args: TrainBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    use inception_rcnn::bench::train::{run, TrainBench};
+    let device = device::select(args.device.device, threads)?;
+    let cuda = device.is_cuda();
+    let precisions = match (&args.precisions[..], cuda) {
+        ([], false) => vec![Precision::Fp32],
+        ([], true) => vec![Precision::Fp32, Precision::Bf16],
+        (p, _) => p.to_vec(),
+    };
+    let bench = TrainBench {
+        layout: args.layout,
+        width: args.width,
+        input_size: args.input_size,
+        num_classes: args.num_classes,
+        batch: args.batch.unwrap_or(if cuda { 128 } else { 16 }),
+        precisions,
+        warmup: args.warmup,
+        repeats: args.repeats,
+        min_time: Duration::from_secs_f64(args.min_seconds),
+        device,
+    };
+    println!(
+        "training steps on {}: {} GoogLeNet x{} at {}x{} with auxiliary heads, {} classes, {} regions a step; {} warm-up steps, median of {} repeats of >= {} s",
+        device::describe(device),
+        args.layout,
+        args.width,
+        args.input_size,
+        args.input_size,
+        args.num_classes,
+        bench.batch,
+        args.warmup,
+        args.repeats,
+        args.min_seconds
+    );
+    if let Some(info) = cuda.then(GpuInfo::read).flatten() {
+        println!("GPU: {}", info.line());
+    }
+    println!(
+        "{:<6} {:>12} {:>7} {:>8}",
+        "prec", "regions/s", "steps", "vs fp32"
+    );
+    let mut fp32 = None;
+    run(&bench, |r| {
+        if r.precision == Precision::Fp32 {
+            fp32 = Some(r.regions_per_s);
+        }
+        println!(
+            "{:<6} {:>12.1} {:>7} {:>8}",
+            r.precision.name(),
+            r.regions_per_s,
+            r.steps,
+            fp32.map_or(String::new(), |f| format!("{:.2}x", r.regions_per_s / f))
+        );
+    })?;
+    println!("(forward and backward with the auxiliary heads, loss read back each step, SGD and Polyak over flattened f32 master weights)");
+    Ok(())
 }
 
 fn reference_python(arg: Option<&str>) -> Option<PathBuf> {
@@ -461,7 +551,7 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
         "host GB",
         "dev GB"
     );
-    for &n in &args.networks {
+    for &n in args.networks.iter().filter(|&&n| n > 0) {
         let models = (0..n)
             .map(|i| {
                 tch::manual_seed(i as i64);

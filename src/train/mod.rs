@@ -292,7 +292,7 @@ impl LossScaler {
 }
 
 /// Softmax cross-entropy of the main head plus `aux_weight` times each auxiliary head's.
-fn loss_of(logits: &crate::model::Logits, labels: &Tensor, aux_weight: f64) -> Tensor {
+pub fn loss_of(logits: &crate::model::Logits, labels: &Tensor, aux_weight: f64) -> Tensor {
     // In f32 whatever the activations' precision.
     let ce = |t: &Tensor| t.to_kind(Kind::Float).cross_entropy_for_logits(labels);
     let mut loss = ce(&logits.main);
