@@ -137,7 +137,7 @@ mod tests {
             num_classes: 5,
             ..GoogLeNetConfig::new(Layout::Torchvision)
         };
-        Model::new(&config, Vec::new(), Device::Cpu).unwrap()
+        Model::new(&config, Vec::new(), crate::device::test_device()).unwrap()
     }
 
     #[test]
@@ -148,9 +148,12 @@ mod tests {
         let (a, b) = (small(1), small(2));
         // Each member's softmax, computed here from its own logits.
         let softmax = |m: &Model| -> Vec<f32> {
-            let x = Tensor::from_slice(&crops).view([2, 3, 64, 64]);
+            let x = Tensor::from_slice(&crops)
+                .view([2, 3, 64, 64])
+                .to_device(m.vs.device());
             let logits = tch::no_grad(|| m.net.forward_t(&x, false).main);
-            let rows: Vec<f32> = Vec::try_from(logits.flatten(0, -1)).unwrap();
+            let rows: Vec<f32> =
+                Vec::try_from(logits.flatten(0, -1).to_device(Device::Cpu)).unwrap();
             rows.chunks(5)
                 .flat_map(|r| {
                     let max = r.iter().cloned().fold(f32::MIN, f32::max);
@@ -192,7 +195,7 @@ mod tests {
     fn members_that_do_not_match_are_refused() {
         let mut config = small(1).config().clone();
         config.num_classes = 7;
-        let other = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+        let other = Model::new(&config, Vec::new(), crate::device::test_device()).unwrap();
         let err = Ensemble::new(vec![small(1), other], Kind::Float)
             .err()
             .unwrap()

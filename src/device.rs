@@ -176,9 +176,77 @@ pub fn select(choice: DeviceChoice, threads: Option<usize>) -> Result<Device, De
     if let Device::Cuda(_) = device {
         // Fixed-size batches of one shape: let cuDNN pick its fastest algorithms once.
         tch::Cuda::cudnn_set_benchmark(true);
+        // PyTorch's defaults, set rather than assumed, so that benchmarks can say what ran.
+        set_tf32(Tf32::PYTORCH_DEFAULTS);
     }
     tracing::info!("device {} ({} CPU threads)", describe(device), threads);
     Ok(device)
+}
+
+/// Whether fp32 convolutions (cuDNN) and matrix products (cuBLAS) may use TF32 on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tf32 {
+    pub convolutions: bool,
+    pub matmul: bool,
+}
+
+impl Tf32 {
+    /// torch.backends.cudnn.allow_tf32 = True, torch.backends.cuda.matmul.allow_tf32 = False.
+    pub const PYTORCH_DEFAULTS: Tf32 = Tf32 {
+        convolutions: true,
+        matmul: false,
+    };
+    /// True fp32 everywhere (the tests compare fp32 results to 1e-5).
+    pub const OFF: Tf32 = Tf32 {
+        convolutions: false,
+        matmul: false,
+    };
+}
+
+static TF32: OnceLock<std::sync::Mutex<Option<Tf32>>> = OnceLock::new();
+
+/// Sets libtorch's TF32 switches (tch has no binding: `at::globalContext()` and its two
+/// setters, looked up in libtorch_cpu by their C++ names, stable within libtorch 2.11).
+/// Returns false, changing nothing, where the symbols are missing.
+pub fn set_tf32(tf32: Tf32) -> bool {
+    use std::ffi::c_void;
+    // SAFETY: the signatures are those of at::globalContext() -> Context&, and
+    // Context::setAllowTF32CuDNN(bool) / setAllowTF32CuBLAS(bool) with `this` first (Itanium ABI).
+    let done = unsafe {
+        let this = libloading::os::unix::Library::this();
+        let context = this.get::<unsafe extern "C" fn() -> *mut c_void>(b"_ZN2at13globalContextEv");
+        let cudnn = this
+            .get::<unsafe extern "C" fn(*mut c_void, bool)>(b"_ZN2at7Context17setAllowTF32CuDNNEb");
+        let cublas = this.get::<unsafe extern "C" fn(*mut c_void, bool)>(
+            b"_ZN2at7Context18setAllowTF32CuBLASEb",
+        );
+        match (context, cudnn, cublas) {
+            (Ok(context), Ok(cudnn), Ok(cublas)) => {
+                let c = context();
+                cudnn(c, tf32.convolutions);
+                cublas(c, tf32.matmul);
+                true
+            }
+            _ => false,
+        }
+    };
+    if done {
+        *TF32
+            .get_or_init(Default::default)
+            .lock()
+            .expect("not poisoned") = Some(tf32);
+    } else {
+        tracing::warn!("libtorch's TF32 switches were not found; its defaults stay");
+    }
+    done
+}
+
+/// The TF32 switches as last set by [`set_tf32`] (`None`: libtorch's own defaults, untouched).
+pub fn tf32() -> Option<Tf32> {
+    *TF32
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned")
 }
 
 /// One shared library that CUDA in libtorch needs, and where the loader would find it.
@@ -308,7 +376,10 @@ pub fn test_device() -> Device {
                 .expect("RCNN_TEST_DEVICE: auto, cpu, cuda or cuda:N")
         })
         .unwrap_or(DeviceChoice::Cpu);
-    select(choice, None).expect("RCNN_TEST_DEVICE names a usable device")
+    let device = select(choice, None).expect("RCNN_TEST_DEVICE names a usable device");
+    // fp32 means fp32 in the tests: their tolerances (1e-5) are for IEEE arithmetic.
+    set_tf32(Tf32::OFF);
+    device
 }
 
 /// All cores this process may use.

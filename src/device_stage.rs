@@ -329,11 +329,13 @@ mod tests {
     fn compare(img: &RgbImage, boxes: &[BBox], p: &WarpParams) -> Vec<f32> {
         let s = p.size as usize;
         let source = WarpSource::new(img).unwrap();
-        let norm = Normaliser::new(p.mean, p.std, Device::Cpu);
-        let image = upload(img, Device::Cpu);
+        // On RCNN_TEST_DEVICE: the same code runs on CPU and CUDA tensors.
+        let device = crate::device::test_device();
+        let norm = Normaliser::new(p.mean, p.std, device);
+        let image = upload(img, device);
         let ours = warp_boxes(&image, boxes, p, &norm);
         assert_eq!(ours.size(), [boxes.len() as i64, 3, s as i64, s as i64]);
-        let ours: Vec<f32> = Vec::try_from(ours.flatten(0, -1)).unwrap();
+        let ours: Vec<f32> = Vec::try_from(ours.flatten(0, -1).to_device(Device::Cpu)).unwrap();
         let (h, w, _) = img.dim();
         boxes
             .iter()

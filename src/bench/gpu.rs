@@ -123,8 +123,16 @@ impl GpuInfo {
 
     /// A one-line description for benchmark headers.
     pub fn line(&self) -> String {
+        let tf32 = match crate::device::tf32() {
+            Some(t) => format!(
+                "TF32 in fp32 convolutions {}, in fp32 matmuls {}",
+                if t.convolutions { "on" } else { "off" },
+                if t.matmul { "on" } else { "off" }
+            ),
+            None => "TF32: libtorch's defaults".into(),
+        };
         format!(
-            "{}, driver {}, CUDA runtime {}, cuDNN {}; TF32: libtorch's defaults (cuDNN convolutions may use it in fp32, matmuls do not)",
+            "{}, driver {}, CUDA runtime {}, cuDNN {}; {tf32}",
             self.name, self.driver, self.cuda_runtime, self.cudnn
         )
     }
