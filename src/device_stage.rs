@@ -12,7 +12,7 @@ use proposals::RgbImage;
 use tch::{Device, Kind, Tensor};
 
 use crate::classifier::{rows, Ensemble};
-use crate::warp::{placement, WarpParams, WarpSource};
+use crate::warp::{normalisation, placement, WarpParams, WarpSource};
 
 /// Where the R-CNN warp runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -33,19 +33,22 @@ pub fn default_batch(device: Device) -> usize {
     }
 }
 
+/// `t` in pinned (page-locked) host memory when `device` is a GPU, so that its upload with
+/// `non_blocking` is asynchronous and the host goes on working; as it is otherwise.
+pub fn pinned(t: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cuda(_) => t.pin_memory(device),
+        _ => t,
+    }
+}
+
 /// An image on the device: `[1, 3, H, W]` f32 (0..255), uploaded once as bytes.
 pub fn upload(img: &RgbImage, device: Device) -> Tensor {
     let (h, w, _) = img.dim();
     let host =
         Tensor::from_slice(img.as_slice().expect("standard layout")).view([h as i64, w as i64, 3]);
-    let on_device = match device {
-        // Pinned memory makes the copy asynchronous: the host goes on preparing the next batch.
-        Device::Cuda(_) => host
-            .pin_memory(device)
-            .to_device_(device, Kind::Uint8, true, false),
-        _ => host,
-    };
-    on_device
+    pinned(host, device)
+        .to_device_(device, Kind::Uint8, true, false)
         .permute([2, 0, 1])
         .unsqueeze(0)
         .to_kind(Kind::Float)
@@ -61,8 +64,7 @@ pub struct Normaliser {
 impl Normaliser {
     /// For RGB `mean` and `std` on the 0..1 scale.
     pub fn new(mean: [f32; 3], std: [f32; 3], device: Device) -> Self {
-        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * std[c]));
-        let shift: [f32; 3] = std::array::from_fn(|c| mean[c] / std[c]);
+        let (scale, shift) = normalisation(mean, std);
         let put = |v: &[f32]| Tensor::from_slice(v).view([1, 3, 1, 1]).to_device(device);
         Normaliser {
             scale: put(&scale),

@@ -170,8 +170,7 @@ impl WarpSource {
     /// Writes the warped, normalised crop of `b` into `out` (`3 * size * size`, CHW). A box
     /// whose window misses the image gives the mean everywhere (zeros).
     pub fn warp_into(&self, b: &BBox, p: &WarpParams, out: &mut [f32]) -> opencv::Result<()> {
-        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * p.std[c]));
-        let shift: [f32; 3] = std::array::from_fn(|c| p.mean[c] / p.std[c]);
+        let (scale, shift) = normalisation(p.mean, p.std);
         self.warp_with(b, p, out, [0.0; 3], |v, c| v as f32 * scale[c] - shift[c])
     }
 
@@ -180,6 +179,14 @@ impl WarpSource {
     pub fn warp_u8_into(&self, b: &BBox, p: &WarpParams, out: &mut [u8]) -> opencv::Result<()> {
         self.warp_with(b, p, out, mean_bytes(p.mean), |v, _| v)
     }
+}
+
+/// `(scale, shift)` per channel such that `byte * scale - shift` is `(byte / 255 - mean) / std`.
+pub fn normalisation(mean: [f32; 3], std: [f32; 3]) -> ([f32; 3], [f32; 3]) {
+    (
+        std::array::from_fn(|c| 1.0 / (255.0 * std[c])),
+        std::array::from_fn(|c| mean[c] / std[c]),
+    )
 }
 
 /// The mean colour (0..1 scale) as bytes.

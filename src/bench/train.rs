@@ -6,7 +6,7 @@ use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 use super::classifier::{median_rate, Precision};
-use crate::device_stage::Normaliser;
+use crate::device_stage::{pinned, Normaliser};
 use crate::model::config::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::model::{GoogLeNetConfig, Layout, Model, ModelError};
 use crate::train::regions::HostBatch;
@@ -53,12 +53,9 @@ pub fn run(
         tch::manual_seed(0);
         let crops = Tensor::randint(256, [bench.batch, 3, s, s], (Kind::Uint8, Device::Cpu));
         let labels = Tensor::randint(bench.num_classes, [bench.batch], (Kind::Int64, Device::Cpu));
-        match bench.device {
-            Device::Cuda(_) => HostBatch {
-                crops: crops.pin_memory(bench.device),
-                labels: labels.pin_memory(bench.device),
-            },
-            _ => HostBatch { crops, labels },
+        HostBatch {
+            crops: pinned(crops, bench.device),
+            labels: pinned(labels, bench.device),
         }
     };
     let norm = Normaliser::new(IMAGENET_MEAN, IMAGENET_STD, bench.device);

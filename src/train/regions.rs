@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use super::data::{Object, TrainImage};
 use super::{io_err, TrainError};
 use crate::decode::decode;
-use crate::device_stage::Normaliser;
+use crate::device_stage::{pinned, Normaliser};
 use crate::warp::{WarpParams, WarpSource};
 
 /// One warped region and what it is.
@@ -368,16 +368,9 @@ impl RegionCache {
             .iter()
             .map(|&(i, _)| self.regions[i].label as i64)
             .collect();
-        let (crops, labels) = (
-            Tensor::from_slice(&bytes).view([n, 3, s, s]),
-            Tensor::from_slice(&labels),
-        );
-        match device {
-            Device::Cuda(_) => HostBatch {
-                crops: crops.pin_memory(device),
-                labels: labels.pin_memory(device),
-            },
-            _ => HostBatch { crops, labels },
+        HostBatch {
+            crops: pinned(Tensor::from_slice(&bytes).view([n, 3, s, s]), device),
+            labels: pinned(Tensor::from_slice(&labels), device),
         }
     }
 
