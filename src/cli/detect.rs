@@ -35,6 +35,8 @@ pub struct DetectArgs {
     format: Vec<String>,
     #[command(flatten)]
     device: DeviceArgs,
+    /// Precision of weights and activations: fp32, or bf16/fp16 (batch norm is folded into the
+    /// convolutions in f32 first; LRN and the softmax run in f32).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
     /// Crops per forward pass (default: 256 on CUDA, in fixed-size padded batches; 32 on the CPU).
