@@ -352,10 +352,12 @@ fn seeded_with_batch_norm_statistics(layout: Layout, seed: i64, device: Device) 
 }
 
 /// The same network with the same weights (tests run in parallel and share libtorch's random
-/// generator, so seeding twice would not give twice the same weights).
-fn copy_of(model: &Model) -> Model {
+/// generator, so seeding twice would not give twice the same weights), prepared for inference
+/// in `kind`, channels-last or not.
+fn prepared_copy(model: &Model, kind: Kind, channels_last: bool) -> Model {
     let mut copy = Model::new(model.config(), model.classes.clone(), model.vs.device()).unwrap();
     copy.vs.copy(&model.vs).unwrap();
+    copy.net.prepare_inference(kind, channels_last);
     copy
 }
 
@@ -366,10 +368,8 @@ fn inference_weights_keep_the_logits_folded_and_channels_last() {
     let device = inception_rcnn::device::test_device();
     for layout in [Layout::Torchvision, Layout::Paper] {
         let reference = seeded_with_batch_norm_statistics(layout, 11, device);
-        let mut folded = copy_of(&reference);
-        folded.net.prepare_inference(Kind::Float, false);
-        let mut last = copy_of(&reference);
-        last.net.prepare_inference(Kind::Float, true);
+        let folded = prepared_copy(&reference, Kind::Float, false);
+        let last = prepared_copy(&reference, Kind::Float, true);
         for batch in [7, 32, 256] {
             tch::manual_seed(batch);
             let x = Tensor::randn([batch, 3, 96, 96], (Kind::Float, device));
@@ -402,14 +402,12 @@ fn reduced_precision_stays_finite_and_close_on_large_inputs() {
     let device = inception_rcnn::device::test_device();
     for layout in [Layout::Paper, Layout::Torchvision] {
         let original = seeded_with_batch_norm_statistics(layout, 5, device);
-        let mut fp32 = copy_of(&original);
-        fp32.net.prepare_inference(Kind::Float, false);
+        let fp32 = prepared_copy(&original, Kind::Float, false);
         tch::manual_seed(3);
         let x = Tensor::randn([8, 3, 96, 96], (Kind::Float, device)) * 300.0;
         let want = tch::no_grad(|| fp32.net.forward_t(&x, false).main);
         for kind in [Kind::Half, Kind::BFloat16] {
-            let mut m = copy_of(&original);
-            m.net.prepare_inference(kind, false);
+            let m = prepared_copy(&original, kind, false);
             let got =
                 tch::no_grad(|| m.net.forward_t(&x.to_kind(kind), false).main).to_kind(Kind::Float);
             let finite = got.isfinite().all().int64_value(&[]) == 1;
