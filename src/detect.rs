@@ -14,7 +14,7 @@ use proposals::{RgbImage, SearchParams};
 
 use crate::classifier::Ensemble;
 use crate::decode::decode;
-use crate::device_stage::{DeviceStage, WarpMode};
+use crate::device_stage::{DeviceStage, Finished, WarpMode};
 use crate::postprocess::{postprocess, Detected, PostParams};
 use crate::propose::image_key;
 
@@ -220,18 +220,21 @@ pub fn detect(
         });
         let mut open = true;
         // Post-processing closes an image whose scores are all back.
-        let finish = |(image, boxes, scores): (PathBuf, Vec<BBox>, Vec<Vec<f32>>),
-                      t: &mut StageTimes,
-                      on_image: &mut dyn FnMut(Outcome)| {
-            let start = Instant::now();
-            let detections = postprocess(&boxes, &scores, &p.post);
-            t.postprocess += start.elapsed().as_secs_f64();
-            on_image(Outcome::Done {
-                image,
-                detections,
-                proposals: boxes.len(),
-            });
-        };
+        let finish =
+            |done: Finished<PathBuf>, t: &mut StageTimes, on_image: &mut dyn FnMut(Outcome)| {
+                let (image, boxes, scores) = match done {
+                    Ok(scored) => scored,
+                    Err((image, reason)) => return on_image(Outcome::Failed { image, reason }),
+                };
+                let start = Instant::now();
+                let detections = postprocess(&boxes, &scores, &p.post);
+                t.postprocess += start.elapsed().as_secs_f64();
+                on_image(Outcome::Done {
+                    image,
+                    detections,
+                    proposals: boxes.len(),
+                });
+            };
         loop {
             // Take images until a full batch waits (or the workers are done).
             while open && stage.waiting() < stage.batch() {
@@ -263,10 +266,7 @@ pub fn detect(
                 }
                 break;
             }
-            if let Err(reason) = stage.run_batch() {
-                // OpenCV failed on an image (CPU warp): nothing of this run is trustworthy.
-                panic!("the device stage failed: {reason}");
-            }
+            stage.run_batch();
             while let Some(done) = stage.pop_finished(false) {
                 finish(done, &mut t, &mut on_image);
             }

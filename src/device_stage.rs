@@ -167,7 +167,13 @@ struct Pending<T> {
     scores: Vec<Tensor>,
     /// Batches launched when its last crop was sent.
     finished_after: usize,
+    /// Why its crops could not be made (OpenCV failed on it): it is reported, not scored.
+    failure: Option<String>,
 }
+
+/// An image through the device stage: its tag, boxes and `[boxes, classes]` scores, or its tag
+/// and why it failed.
+pub type Finished<T> = Result<(T, Vec<BBox>, Vec<Vec<f32>>), (T, String)>;
 
 /// Seconds spent in the device stage's parts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -228,6 +234,7 @@ impl<'e, T> DeviceStage<'e, T> {
             sent: 0,
             scores: Vec::new(),
             finished_after: self.launched,
+            failure: None,
         });
         Ok(())
     }
@@ -242,7 +249,8 @@ impl<'e, T> DeviceStage<'e, T> {
     }
 
     /// One forward pass over up to `batch` waiting crops, taken from as many images as needed.
-    pub fn run_batch(&mut self) -> Result<(), String> {
+    /// An image whose crops cannot be made is set aside as failed; the others go on.
+    pub fn run_batch(&mut self) {
         let s = self.params.size as i64;
         let mut parts: Vec<Tensor> = Vec::new();
         let mut owners: Vec<(usize, usize)> = Vec::new();
@@ -254,20 +262,32 @@ impl<'e, T> DeviceStage<'e, T> {
             }
             let boxes = &item.boxes[item.sent..item.sent + take];
             let start = Instant::now();
-            parts.push(match &item.source {
-                Source::Device(image) => warp_boxes(image, boxes, &self.params, &self.norm),
+            let crops = match &item.source {
+                Source::Device(image) => Ok(warp_boxes(image, boxes, &self.params, &self.norm)),
                 Source::Cpu(src) => {
                     let mut crops = vec![0f32; take * 3 * (s * s) as usize];
-                    for (b, out) in boxes.iter().zip(crops.chunks_mut(3 * (s * s) as usize)) {
-                        src.warp_into(b, &self.params, out)
-                            .map_err(|e| format!("OpenCV: {e}"))?;
-                    }
-                    Tensor::from_slice(&crops)
-                        .view([take as i64, 3, s, s])
-                        .to_device(self.ensemble.device)
+                    boxes
+                        .iter()
+                        .zip(crops.chunks_mut(3 * (s * s) as usize))
+                        .try_for_each(|(b, out)| src.warp_into(b, &self.params, out))
+                        .map(|()| {
+                            Tensor::from_slice(&crops)
+                                .view([take as i64, 3, s, s])
+                                .to_device(self.ensemble.device)
+                        })
+                        .map_err(|e| format!("OpenCV: {e}"))
                 }
-            });
+            };
             self.times.warp += start.elapsed().as_secs_f64();
+            match crops {
+                Ok(crops) => parts.push(crops),
+                Err(reason) => {
+                    item.failure = Some(reason);
+                    item.sent = item.boxes.len();
+                    item.finished_after = self.launched;
+                    continue;
+                }
+            }
             item.sent += take;
             item.finished_after = self.launched + 1;
             owners.push((i, take));
@@ -277,7 +297,7 @@ impl<'e, T> DeviceStage<'e, T> {
             }
         }
         if taken == 0 {
-            return Ok(());
+            return;
         }
         let start = Instant::now();
         if self.pad && taken < self.batch {
@@ -297,19 +317,21 @@ impl<'e, T> DeviceStage<'e, T> {
             offset += take as i64;
         }
         self.times.classify += start.elapsed().as_secs_f64();
-        Ok(())
     }
 
     /// The first queued image, once all its crops are scored: its tag, boxes and `[boxes,
     /// classes]` scores, copied back in one piece. Unless `drain`, only once a later batch has
     /// been launched: the copy waits for the image's work, and a GPU with the next batch queued
     /// keeps busy meanwhile.
-    pub fn pop_finished(&mut self, drain: bool) -> Option<(T, Vec<BBox>, Vec<Vec<f32>>)> {
+    pub fn pop_finished(&mut self, drain: bool) -> Option<Finished<T>> {
         let front = self.pending.front()?;
         if front.sent < front.boxes.len() || !(drain || front.finished_after < self.launched) {
             return None;
         }
         let item = self.pending.pop_front().expect("checked");
+        if let Some(reason) = item.failure {
+            return Some(Err((item.tag, reason)));
+        }
         let start = Instant::now();
         let scores = if item.scores.is_empty() {
             Vec::new()
@@ -317,7 +339,7 @@ impl<'e, T> DeviceStage<'e, T> {
             rows(&Tensor::cat(&item.scores, 0))
         };
         self.times.readback += start.elapsed().as_secs_f64();
-        Some((item.tag, item.boxes, scores))
+        Some(Ok((item.tag, item.boxes, scores)))
     }
 }
 
