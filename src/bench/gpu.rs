@@ -136,25 +136,6 @@ impl GpuInfo {
             self.name, self.driver, self.cuda_runtime, self.cudnn
         )
     }
-
-    /// The card's name as a file-name part: "NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3".
-    pub fn slug(&self) -> String {
-        let mut s: String = self
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        while s.contains("--") {
-            s = s.replace("--", "-");
-        }
-        s.trim_matches('-').to_string()
-    }
 }
 
 /// cuDNN's version as libtorch reports it (91900 -> "9.19.0").
@@ -252,12 +233,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slugs_are_file_names() {
+    fn the_header_line_names_what_the_numbers_depend_on() {
         let info = GpuInfo {
             name: "NVIDIA H100 80GB HBM3".into(),
-            ..Default::default()
+            driver: "580.159.04".into(),
+            cuda_runtime: "13.0".into(),
+            cudnn: "9.19.0".into(),
         };
-        assert_eq!(info.slug(), "nvidia-h100-80gb-hbm3");
+        let line = info.line();
+        for part in [
+            "NVIDIA H100 80GB HBM3",
+            "driver 580.159.04",
+            "CUDA runtime 13.0",
+            "cuDNN 9.19.0",
+            "TF32",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
         assert!(peak_host_memory() > 1 << 20);
     }
 }

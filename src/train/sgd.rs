@@ -98,10 +98,6 @@ impl Flat {
             .collect();
         Tensor::cat(&grads, 0)
     }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(n, _, _)| n.as_str())
-    }
 }
 
 /// SGD with momentum and weight decay, PyTorch's form: `v = m v + (g + wd w)`, `w -= lr v`.
@@ -249,7 +245,6 @@ impl Polyak {
             let _ = self.weights.data.lerp_(live_weights, 1.0 - decay);
             self.others.data.copy_(&self.live_others.data);
         });
-        debug_assert!(self.weights.names().count() > 0 || live_weights.numel() == 0);
     }
 }
 
