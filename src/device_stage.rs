@@ -78,20 +78,21 @@ impl Normaliser {
     }
 }
 
-/// Per-crop sampling parameters along one axis: output pixel `o` inside `[start, end)` reads the
-/// source at `clamp(a * o + b, lo, hi)`; outside it, the crop takes the mean.
-fn axis_params(start: i32, len: i32, src_lo: i32, src_hi: i32) -> [f32; 5] {
+/// Per-crop sampling parameters along one axis: output pixel `o` inside `[start, start + len)`
+/// reads the source at `clamp(a * o + b, lo, hi)`; outside it, the crop takes the mean.
+/// `[a, b, lo, hi, start, start + len]`.
+fn axis_params(start: i32, len: i32, src_lo: i32, src_hi: i32) -> [f32; 6] {
     // OpenCV's INTER_LINEAR on the window: source = lo + (j + 0.5) * ratio - 0.5 for output
     // pixel j of the resized window, clamped to the window (it replicates the window's edge).
     let ratio = (src_hi - src_lo + 1) as f64 / len as f64;
-    let a = ratio;
     let b = src_lo as f64 + (0.5 - start as f64) * ratio - 0.5;
     [
-        a as f32,
+        ratio as f32,
         b as f32,
         src_lo as f32,
         src_hi as f32,
         start as f32,
+        (start + len) as f32,
     ]
 }
 
@@ -109,15 +110,11 @@ pub fn warp_boxes(image: &Tensor, boxes: &[BBox], p: &WarpParams, norm: &Normali
         match placement(b, w as i32, h as i32, p) {
             Some(pl) => {
                 let [x1, y1, x2, y2] = pl.source;
-                let x = axis_params(pl.pad_x, pl.width, x1, x2);
-                let y = axis_params(pl.pad_y, pl.height, y1, y2);
-                params.extend(x);
-                params.push((pl.pad_x + pl.width) as f32);
-                params.extend(y);
-                params.push((pl.pad_y + pl.height) as f32);
+                params.extend(axis_params(pl.pad_x, pl.width, x1, x2));
+                params.extend(axis_params(pl.pad_y, pl.height, y1, y2));
             }
             // The window misses the image: an empty mask, the mean everywhere.
-            None => params.extend([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+            None => params.extend([0.0; 12]),
         }
     }
     let params = Tensor::from_slice(&params).view([n, 12]).to_device(device);
