@@ -11,7 +11,7 @@ use crate::model::config::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::model::{GoogLeNetConfig, Layout, Model, ModelError};
 use crate::train::regions::HostBatch;
 use crate::train::sgd::{Polyak, Sgd};
-use crate::train::{loss_of, LossScaler};
+use crate::train::{backward_and_step, loss_of, LossScaler};
 
 #[derive(Debug, Clone)]
 pub struct TrainBench {
@@ -79,20 +79,7 @@ pub fn run(
                 let (x, labels) = host.upload(&norm, bench.device);
                 let logits = net.net.forward_t(&x.to_kind(precision.kind()), true);
                 let loss = loss_of(&logits, &labels, 0.3);
-                sgd.zero_grad();
-                match &mut scaler {
-                    None => {
-                        loss.backward();
-                        sgd.step(1e-3);
-                    }
-                    Some(sc) => {
-                        (&loss * sc.scale).backward();
-                        let g = sgd.grad() * (1.0 / sc.scale);
-                        if sc.update(&g) {
-                            sgd.step_with(&g, 1e-3);
-                        }
-                    }
-                }
+                backward_and_step(&loss, &mut sgd, scaler.as_mut(), 1e-3);
                 polyak.update(sgd.weights(), 0.999, step);
                 // The step reads its loss back, as `rcnn train` does (divergence check, log).
                 let _ = loss.double_value(&[]);

@@ -291,6 +291,25 @@ impl LossScaler {
     }
 }
 
+/// Gradients of `loss`, then one SGD update: directly, or with fp16's loss scale (a step whose
+/// scaled gradients overflowed is skipped and the scale halved).
+pub fn backward_and_step(loss: &Tensor, sgd: &mut Sgd, scaler: Option<&mut LossScaler>, lr: f64) {
+    sgd.zero_grad();
+    match scaler {
+        None => {
+            loss.backward();
+            sgd.step(lr);
+        }
+        Some(s) => {
+            (loss * s.scale).backward();
+            let g = sgd.grad() * (1.0 / s.scale);
+            if s.update(&g) {
+                sgd.step_with(&g, lr);
+            }
+        }
+    }
+}
+
 /// Softmax cross-entropy of the main head plus `aux_weight` times each auxiliary head's.
 pub fn loss_of(logits: &crate::model::Logits, labels: &Tensor, aux_weight: f64) -> Tensor {
     // In f32 whatever the activations' precision.
@@ -404,21 +423,7 @@ pub fn train(
                     loss: loss_value,
                 });
             }
-            sgd.zero_grad();
-            match &mut scaler {
-                None => {
-                    loss.backward();
-                    sgd.step(lr);
-                }
-                Some(s) => {
-                    (&loss * s.scale).backward();
-                    let g = sgd.grad() * (1.0 / s.scale);
-                    // A step whose scaled gradients overflowed is skipped, the scale halved.
-                    if s.update(&g) {
-                        sgd.step_with(&g, lr);
-                    }
-                }
-            }
+            backward_and_step(&loss, &mut sgd, scaler.as_mut(), lr);
             polyak.update(sgd.weights(), r.polyak, step);
             let accuracy = tch::no_grad(|| {
                 logits
