@@ -65,7 +65,13 @@ def main():
         weights=None, num_classes=NUM_CLASSES, aux_logits=False, init_weights=False
     )
     sd16 = seeded_state_dict(ref, gen)
-    torch.save(sd16, OUT / "googlenet_tv10_f16.pth")
+    # Saved exactly as torchvision's published files are: `torch.save(model.state_dict(), f)`,
+    # an OrderedDict with `_metadata`, here of a float16 copy of the model.
+    half = torchvision.models.googlenet(
+        weights=None, num_classes=NUM_CLASSES, aux_logits=False, init_weights=False
+    ).half()
+    half.load_state_dict(sd16)
+    torch.save(half.state_dict(), OUT / "googlenet_tv10_f16.pth")
 
     x = torch.rand(2, 3, 224, 224, generator=gen) * 2.0 - 1.0
     outputs = {"input": x.contiguous()}

@@ -131,7 +131,7 @@ fn import_errors_name_the_file_and_the_problem() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("junk.pth") && stderr(&o).contains("not a torch.save state dict"),
+        stderr(&o).contains("junk.pth") && stderr(&o).contains("not a torch.save file"),
         "{}",
         stderr(&o)
     );

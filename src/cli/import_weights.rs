@@ -20,9 +20,10 @@ pub struct ImportWeightsArgs {
     /// The model file to write (safetensors with metadata).
     #[arg(long, short, value_name = "FILE")]
     out: PathBuf,
-    /// Input size the model will be fed.
-    #[arg(long, default_value_t = 224)]
-    input_size: i64,
+    /// Input size the model will be fed [default: the input file's own, if it is one of our
+    /// model files; otherwise 224].
+    #[arg(long, value_parser = clap::value_parser!(i64).range(32..=1024))]
+    input_size: Option<i64>,
     /// torchvision's transform_input (default: on for the torchvision layout, as torchvision
     /// sets it for its ImageNet weights; off for the paper layout).
     #[arg(long, value_name = "BOOL")]
@@ -42,10 +43,22 @@ pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()
     let device = device::select(args.device.device, threads)?;
     let tensors = read_state_dict(&args.input)?;
     let mut config = infer_config(&tensors, &args.input)?;
-    config.input_size = args.input_size;
-    config.transform_input = args
-        .transform_input
-        .unwrap_or(config.layout == Layout::Torchvision);
+    // One of our own model files keeps what its metadata says unless a flag overrides it.
+    let own = Model::read_config(&args.input).ok();
+    if let Some((c, _)) = &own {
+        config.input_size = c.input_size;
+        config.transform_input = c.transform_input;
+        config.mean = c.mean;
+        config.std = c.std;
+    } else {
+        config.transform_input = config.layout == Layout::Torchvision;
+    }
+    if let Some(size) = args.input_size {
+        config.input_size = size;
+    }
+    if let Some(t) = args.transform_input {
+        config.transform_input = t;
+    }
     config.aux_logits &= !args.no_aux;
     let classes = match &args.classes {
         Some(path) => {
@@ -67,7 +80,10 @@ pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()
             }
             names
         }
-        None => Vec::new(),
+        None => match own {
+            Some((_, names)) if names.len() as i64 == config.num_classes => names,
+            _ => Vec::new(),
+        },
     };
     let mut model = Model::new(&config, classes, device)?;
     load_state_dict(&mut model.vs, &tensors, &args.input)?;

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod googlenet;
+pub mod pickle;
+pub mod pth;
 pub mod summary;
 pub mod weights;
 

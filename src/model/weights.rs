@@ -271,20 +271,10 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, ModelErro
     match ext.as_str() {
         "safetensors" => safetensors_tensors(path, &read_bytes(path)?),
         "pth" | "pt" | "bin" => {
-            if !path.is_file() {
-                return Err(ModelError::Io {
-                    path: path.to_path_buf(),
-                    error: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "no such file or directory",
-                    ),
-                });
-            }
-            let tensors = Tensor::loadz_multi(path).map_err(|e| ModelError::Format {
+            super::pth::read(&read_bytes(path)?).map_err(|e| ModelError::Format {
                 path: path.to_path_buf(),
-                message: format!("not a torch.save state dict: {e}"),
-            })?;
-            Ok(tensors.into_iter().collect())
+                message: e.to_string(),
+            })
         }
         _ => Err(ModelError::Format {
             path: path.to_path_buf(),

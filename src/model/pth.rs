@@ -1,0 +1,353 @@
+//! `torch.save` files without Python: the zip archive of PyTorch 1.6 and later
+//! (`<name>/data.pkl` plus one raw entry per storage) and the legacy stream of earlier
+//! versions (magic number, protocol, system info, the object, storage keys, raw storages).
+//!
+//! The object is read by our own pickle machine ([`super::pickle`]); tensors are rebuilt from
+//! `torch._utils._rebuild_tensor_v2` calls over typed storages, with every offset, size and
+//! stride checked against the storage before any memory is touched. Both a plain dict and the
+//! `OrderedDict` that `model.state_dict()` returns (torchvision's published files) are read, and
+//! so is a checkpoint that nests its state dict under `state_dict` or `model`.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use tch::{Kind, Tensor};
+
+use super::pickle::{self, Value};
+
+/// The first pickle of a legacy file.
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+/// Why a torch.save file could not be read (the caller adds the path).
+#[derive(Debug, thiserror::Error)]
+pub enum PthError {
+    #[error(transparent)]
+    Pickle(#[from] pickle::PickleError),
+    #[error("zip archive: {0}")]
+    Zip(String),
+    #[error("{0}")]
+    Format(String),
+}
+
+fn bad<T>(message: impl Into<String>) -> Result<T, PthError> {
+    Err(PthError::Format(message.into()))
+}
+
+/// A storage as a persistent id names it.
+struct StorageRef {
+    kind: Kind,
+    key: String,
+    numel: usize,
+}
+
+/// Reads the tensors of a state dict saved by `torch.save`, zip or legacy format.
+pub fn read(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        read_zip(bytes)
+    } else {
+        read_legacy(bytes)
+    }
+}
+
+fn read_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
+    let zip_err = |e: zip::result::ZipError| PthError::Zip(e.to_string());
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?;
+    let pkl_name = archive
+        .file_names()
+        .find(|n| *n == "data.pkl" || n.ends_with("/data.pkl"))
+        .map(String::from)
+        .ok_or_else(|| PthError::Zip("no data.pkl entry: not a torch.save archive".into()))?;
+    let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
+    let mut read_entry = |name: &str, limit: u64| -> Result<Vec<u8>, PthError> {
+        let mut file = archive.by_name(name).map_err(zip_err)?;
+        if file.size() > limit {
+            return bad(format!(
+                "entry {name} holds {} bytes, more than the {limit} expected",
+                file.size()
+            ));
+        }
+        let mut out = Vec::with_capacity(file.size() as usize);
+        file.read_to_end(&mut out)
+            .map_err(|e| PthError::Zip(format!("{name}: {e}")))?;
+        Ok(out)
+    };
+    if let Ok(order) = read_entry(&format!("{prefix}byteorder"), 16) {
+        if order != b"little" {
+            return bad("big-endian storages are not supported");
+        }
+    }
+    let pkl = read_entry(&pkl_name, bytes.len() as u64)?;
+    let (value, _) = pickle::load(&pkl)?;
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let state = state_dict(&value)?;
+    let mut out = HashMap::new();
+    for (name, v) in state {
+        let (storage, rebuild) = tensor_call(&name, v)?;
+        if !storages.contains_key(&storage.key) {
+            let want = storage
+                .numel
+                .checked_mul(storage.kind.elt_size_in_bytes())
+                .ok_or_else(|| PthError::Format(format!("tensor {name}: storage too large")))?;
+            let data = read_entry(&format!("{prefix}data/{}", storage.key), want as u64)?;
+            if data.len() != want {
+                return bad(format!(
+                    "storage {} holds {} bytes, its tensor needs {want}",
+                    storage.key,
+                    data.len()
+                ));
+            }
+            storages.insert(storage.key.clone(), data);
+        }
+        let t = rebuild.build(&name, &storage, &storages[&storage.key])?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+fn read_legacy(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
+    let mut pos = 0;
+    let mut next = |what: &str| -> Result<Value, PthError> {
+        let (v, used) = pickle::load(&bytes[pos..]).map_err(|e| {
+            PthError::Format(format!(
+                "not a torch.save file (neither a zip archive nor a legacy stream): {what}: {e}"
+            ))
+        })?;
+        pos += used;
+        Ok(v)
+    };
+    let magic = next("magic number")?;
+    if magic != Value::BigInt(LEGACY_MAGIC.to_vec()) {
+        return bad("not a torch.save file: neither a zip archive nor the legacy magic number");
+    }
+    match next("protocol version")? {
+        Value::Int(1001) => {}
+        v => return bad(format!("legacy protocol {v:?} is not supported")),
+    }
+    let info = next("system info")?;
+    if let Value::Dict(items) = &info {
+        for (k, v) in items {
+            if *k == Value::Str("little_endian".into()) && *v == Value::Bool(false) {
+                return bad("big-endian storages are not supported");
+            }
+        }
+    }
+    let value = next("object")?;
+    let keys = match next("storage keys")? {
+        Value::List(keys) => keys,
+        _ => return bad("storage keys are not a list"),
+    };
+    let state = state_dict(&value)?;
+    let mut wanted: HashMap<String, Kind> = HashMap::new();
+    let mut calls = Vec::new();
+    for (name, v) in state {
+        let (storage, rebuild) = tensor_call(&name, v)?;
+        wanted.insert(storage.key.clone(), storage.kind);
+        calls.push((name, storage, rebuild));
+    }
+    // After the keys, each storage in their order: its element count (i64), then its bytes.
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    for key in keys {
+        let Value::Str(key) = key else {
+            return bad("a storage key is not a string");
+        };
+        let Some(header) = bytes.get(pos..pos + 8) else {
+            return bad(format!("storage {key}: the file ends before its size"));
+        };
+        let numel = i64::from_le_bytes(header.try_into().unwrap());
+        pos += 8;
+        let Some(&kind) = wanted.get(&key) else {
+            return bad(format!(
+                "storage {key} is not used by any tensor; its type is unknown"
+            ));
+        };
+        let len = usize::try_from(numel)
+            .ok()
+            .and_then(|n| n.checked_mul(kind.elt_size_in_bytes()))
+            .filter(|&n| n <= bytes.len() - pos)
+            .ok_or_else(|| {
+                PthError::Format(format!(
+                    "storage {key} declares {numel} elements, more than the file holds"
+                ))
+            })?;
+        storages.insert(key, bytes[pos..pos + len].to_vec());
+        pos += len;
+    }
+    let mut out = HashMap::new();
+    for (name, storage, rebuild) in calls {
+        let Some(data) = storages.get(&storage.key) else {
+            return bad(format!("tensor {name}: storage {} is missing", storage.key));
+        };
+        if data.len() < storage.numel * storage.kind.elt_size_in_bytes() {
+            return bad(format!("tensor {name}: storage {} is short", storage.key));
+        }
+        let t = rebuild.build(&name, &storage, data)?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// The name -> tensor-call pairs of a state dict, or of a checkpoint dict that holds one.
+fn state_dict(value: &Value) -> Result<Vec<(String, &Value)>, PthError> {
+    let Value::Dict(items) = value else {
+        return bad("the saved object is not a dict of tensors (a state dict)");
+    };
+    let has_tensors = items.iter().any(|(_, v)| matches!(v, Value::Call { .. }));
+    if !has_tensors {
+        for key in ["state_dict", "model", "model_state_dict"] {
+            if let Some((_, inner)) = items
+                .iter()
+                .find(|(k, v)| *k == Value::Str(key.into()) && matches!(v, Value::Dict(_)))
+            {
+                return state_dict(inner);
+            }
+        }
+    }
+    items
+        .iter()
+        .map(|(k, v)| match k {
+            Value::Str(name) => Ok((name.clone(), v)),
+            _ => bad(format!("a state dict key is not a string: {k:?}")),
+        })
+        .collect()
+}
+
+/// How a tensor is laid out over its storage.
+struct Rebuild {
+    offset: usize,
+    size: Vec<i64>,
+    stride: Vec<i64>,
+}
+
+impl Rebuild {
+    fn build(&self, name: &str, storage: &StorageRef, data: &[u8]) -> Result<Tensor, PthError> {
+        // The last element any index reaches must lie inside the storage.
+        let mut last = self.offset as i128;
+        let mut empty = false;
+        for (&n, &s) in self.size.iter().zip(&self.stride) {
+            if n < 0 || s < 0 {
+                return bad(format!("tensor {name}: negative size or stride"));
+            }
+            if n == 0 {
+                empty = true;
+            }
+            last += (n as i128 - 1).max(0) * s as i128;
+        }
+        if !empty && last >= storage.numel as i128 {
+            return bad(format!(
+                "tensor {name}: its size {:?} and stride {:?} from offset {} reach past its \
+                 storage of {} elements",
+                self.size, self.stride, self.offset, storage.numel
+            ));
+        }
+        let bytes = &data[..storage.numel * storage.kind.elt_size_in_bytes()];
+        let flat = Tensor::from_data_size(bytes, &[storage.numel as i64], storage.kind);
+        Ok(flat
+            .as_strided(&self.size, &self.stride, Some(self.offset as i64))
+            .contiguous())
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn ints(v: &Value) -> Option<Vec<i64>> {
+    match v {
+        Value::Tuple(items) | Value::List(items) => items.iter().map(int).collect(),
+        _ => None,
+    }
+}
+
+/// Interprets `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` (or a
+/// parameter wrapping one).
+fn tensor_call(name: &str, v: &Value) -> Result<(StorageRef, Rebuild), PthError> {
+    let Value::Call { func, args, .. } = v else {
+        return bad(format!("entry {name} is not a tensor"));
+    };
+    if func.is_global("torch._utils", "_rebuild_parameter")
+        || func.is_global("torch._utils", "_rebuild_parameter_with_state")
+    {
+        return match args.first() {
+            Some(inner) => tensor_call(name, inner),
+            None => bad(format!("entry {name}: parameter without a tensor")),
+        };
+    }
+    if !func.is_global("torch._utils", "_rebuild_tensor_v2")
+        && !func.is_global("torch._utils", "_rebuild_tensor")
+    {
+        return bad(format!(
+            "entry {name} is rebuilt by {func:?}, which this reader does not know \
+             (quantized, sparse or subclassed tensors are not supported)"
+        ));
+    }
+    let (Some(pid), Some(offset), Some(size), Some(stride)) = (
+        args.first(),
+        args.get(1).and_then(int),
+        args.get(2).and_then(ints),
+        args.get(3).and_then(ints),
+    ) else {
+        return bad(format!("entry {name}: malformed tensor arguments"));
+    };
+    if size.len() != stride.len() {
+        return bad(format!("entry {name}: size and stride differ in length"));
+    }
+    let Value::Persistent(pid) = pid else {
+        return bad(format!("entry {name}: the tensor has no storage"));
+    };
+    let Value::Tuple(fields) = pid.as_ref() else {
+        return bad(format!("entry {name}: malformed storage id"));
+    };
+    // ('storage', type, key, location, numel[, view metadata])
+    let (
+        Some(Value::Global {
+            name: type_name, ..
+        }),
+        Some(key),
+        Some(numel),
+    ) = (fields.get(1), fields.get(2), fields.get(4).and_then(int))
+    else {
+        return bad(format!("entry {name}: malformed storage id"));
+    };
+    let key = match key {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => return bad(format!("entry {name}: malformed storage key")),
+    };
+    let kind = storage_kind(type_name)
+        .ok_or_else(|| PthError::Format(format!("entry {name}: unsupported {type_name}")))?;
+    let (Ok(numel), Ok(offset)) = (usize::try_from(numel), usize::try_from(offset)) else {
+        return bad(format!("entry {name}: negative storage size or offset"));
+    };
+    if matches!(fields.get(5), Some(Value::Tuple(_))) {
+        return bad(format!(
+            "entry {name}: storage views (files from PyTorch before 0.4) are not supported"
+        ));
+    }
+    Ok((
+        StorageRef { kind, key, numel },
+        Rebuild {
+            offset,
+            size,
+            stride,
+        },
+    ))
+}
+
+fn storage_kind(type_name: &str) -> Option<Kind> {
+    Some(match type_name {
+        "FloatStorage" => Kind::Float,
+        "HalfStorage" => Kind::Half,
+        "BFloat16Storage" => Kind::BFloat16,
+        "DoubleStorage" => Kind::Double,
+        "LongStorage" => Kind::Int64,
+        "IntStorage" => Kind::Int,
+        "ShortStorage" => Kind::Int16,
+        "CharStorage" => Kind::Int8,
+        "ByteStorage" => Kind::Uint8,
+        "BoolStorage" => Kind::Bool,
+        _ => return None,
+    })
+}
