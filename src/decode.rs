@@ -35,8 +35,7 @@ pub fn decode(path: &Path) -> Result<RgbImage, DecodeError> {
         .map_err(|e| fail(e.to_string()))
 }
 
-/// Extensions of the images we read, compared without case.
-pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+pub use eval::names::IMAGE_EXTENSIONS;
 
 fn is_image(path: &Path) -> bool {
     path.extension()
@@ -89,6 +88,62 @@ pub fn collect_images(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The name of each image of a run, unique within it: the file name without its extension
+/// where no other image shares it (how images meet their annotations), else as many trailing
+/// folders as make it unique (`a/x`, `b/x`), else the file name with its extension (`x.jpg`,
+/// `x.png`). Every output, the journal and the drawings use these names.
+pub fn image_names(images: &[PathBuf]) -> Vec<String> {
+    use std::collections::HashMap;
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    // `k` trailing components, the last without (or with) its extension.
+    let suffix = |p: &Path, k: usize, with_ext: bool| -> String {
+        let parts: Vec<String> = p
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let k = k.min(parts.len());
+        let mut tail: Vec<String> = parts[parts.len() - k..].to_vec();
+        if !with_ext {
+            if let Some(last) = tail.last_mut() {
+                *last = stem(p);
+            }
+        }
+        tail.join("/")
+    };
+    let mut names: Vec<String> = images.iter().map(|p| stem(p)).collect();
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        groups.entry(n.clone()).or_default().push(i);
+    }
+    for group in groups.values().filter(|g| g.len() > 1) {
+        let depth = group
+            .iter()
+            .map(|&i| images[i].components().count())
+            .max()
+            .unwrap_or(1);
+        'found: for with_ext in [false, true] {
+            for k in 1..=depth {
+                let candidate: Vec<String> = group
+                    .iter()
+                    .map(|&i| suffix(&images[i], k, with_ext))
+                    .collect();
+                let mut seen = std::collections::HashSet::new();
+                if candidate.iter().all(|c| seen.insert(c.clone())) {
+                    for (&i, c) in group.iter().zip(candidate) {
+                        names[i] = c;
+                    }
+                    break 'found;
+                }
+            }
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +182,22 @@ mod tests {
         // Found by extension in any case, sorted.
         let found = collect_images(&[tmp.path().to_path_buf()]).unwrap();
         assert_eq!(found, vec![rgba, grey]);
+    }
+
+    #[test]
+    fn images_sharing_a_stem_get_distinct_names() {
+        let p = |s: &str| PathBuf::from(s);
+        let images = [
+            p("set/a/x.jpg"),
+            p("set/b/x.jpg"),
+            p("set/c/y.jpg"),
+            p("set/c/y.png"),
+            p("set/IMG_1.rf.ab12.jpg"),
+            p("set/z.jpg"),
+        ];
+        assert_eq!(
+            image_names(&images),
+            ["a/x", "b/x", "y.jpg", "y.png", "IMG_1.rf.ab12", "z"]
+        );
     }
 }

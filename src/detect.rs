@@ -16,7 +16,6 @@ use crate::classifier::Ensemble;
 use crate::decode::decode;
 use crate::device_stage::{DeviceStage, Finished, WarpMode};
 use crate::postprocess::{postprocess, Detected, PostParams};
-use crate::propose::image_key;
 
 #[derive(Debug, Clone)]
 pub struct DetectParams {
@@ -31,7 +30,7 @@ pub struct DetectParams {
     /// Where crops are warped.
     pub warp: WarpMode,
     /// Precomputed proposals by image name (file stem), instead of selective search.
-    pub precomputed: Option<HashMap<String, Vec<BBox>>>,
+    pub precomputed: Option<HashMap<PathBuf, Vec<BBox>>>,
     /// Tops each image's proposals up to this many with seeded random boxes (benchmarks: R-CNN's
     /// 2000 regions per image where selective search finds fewer); 0 for none.
     pub min_proposals: usize,
@@ -90,7 +89,7 @@ fn prepare(path: &Path, p: &DetectParams) -> Result<Prepared, String> {
     let start = Instant::now();
     let mut boxes = match &p.precomputed {
         Some(map) => map
-            .get(&image_key(path))
+            .get(path)
             .cloned()
             .ok_or_else(|| "the proposals file has no boxes for this image".to_string())?,
         None => proposals::selective_search(&rgb, &p.search),

@@ -50,16 +50,85 @@ pub struct Journal {
     file: std::fs::File,
 }
 
+/// Why a journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "{}: --resume with other settings than the run it continues would mix two \
+         configurations in one output; differences (journal -> now):\n{}\nRerun with the \
+         journal's settings, or without --resume to start afresh",
+        path.display(),
+        differences.join("\n")
+    )]
+    Settings {
+        path: PathBuf,
+        differences: Vec<String>,
+    },
+}
+
+/// The first line of a journal: the settings that decide the outputs.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `key: old -> new` for every setting that differs.
+fn differences(
+    old: &serde_json::Map<String, serde_json::Value>,
+    new: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&serde_json::Value>| v.map_or("(none)".to_string(), |v| v.to_string());
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| format!("  {k}: {} -> {}", show(old.get(k)), show(new.get(k))))
+        .collect()
+}
+
 impl Journal {
-    /// Opens the journal in `dir`: with `resume`, keeps and returns what it holds (complete lines
-    /// only); without, starts it empty.
-    pub fn open(dir: &Path, resume: bool) -> std::io::Result<(Journal, HashMap<String, Entry>)> {
+    /// Opens the journal in `dir`: with `resume`, checks that it was written with the same
+    /// `settings` (refusing, with the differences listed, before anything is changed) and
+    /// returns the images it holds (complete lines only); without, starts it afresh.
+    pub fn open(
+        dir: &Path,
+        resume: bool,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(Journal, HashMap<String, Entry>), JournalError> {
         let path = dir.join(".rcnn-detect.journal");
+        let io = |error| JournalError::Io {
+            path: path.clone(),
+            error,
+        };
         let mut done = HashMap::new();
+        let mut fresh = !resume;
         if resume {
             if let Ok(text) = std::fs::read_to_string(&path) {
-                let mut valid = 0;
-                for line in text.split_inclusive('\n') {
+                let mut lines = text.split_inclusive('\n');
+                let header = lines
+                    .next()
+                    .and_then(|l| serde_json::from_str::<Header>(l.trim_end()).ok());
+                let Some(header) = header else {
+                    return Err(JournalError::Settings {
+                        path: path.clone(),
+                        differences: vec!["  the journal records no settings".into()],
+                    });
+                };
+                let diff = differences(&header.settings, settings);
+                if !diff.is_empty() {
+                    return Err(JournalError::Settings {
+                        path: path.clone(),
+                        differences: diff,
+                    });
+                }
+                let mut valid = text.split_inclusive('\n').next().map_or(0, str::len);
+                for line in lines {
                     // Only whole lines that parse: the last may have been cut by the kill.
                     match (
                         line.ends_with('\n'),
@@ -73,27 +142,41 @@ impl Journal {
                     }
                 }
                 // Drop the cut tail so new lines start clean.
-                let f = std::fs::OpenOptions::new().write(true).open(&path)?;
-                f.set_len(valid as u64)?;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io)?;
+                f.set_len(valid as u64).map_err(io)?;
+            } else {
+                fresh = true;
             }
         }
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .truncate(false)
-            .open(&path)?;
-        if !resume {
-            file.set_len(0)?;
+            .open(&path)
+            .map_err(io)?;
+        if fresh {
+            file.set_len(0).map_err(io)?;
+            let mut line = serde_json::to_vec(&Header {
+                settings: settings.clone(),
+            })
+            .expect("settings serialise");
+            line.push(b'\n');
+            file.write_all(&line).map_err(io)?;
+            file.sync_data().map_err(io)?;
         }
         Ok((Journal { path, file }, done))
     }
 
-    /// Appends one finished image and flushes it to the kernel.
+    /// Appends one finished image (call it once all of the image's own outputs are written)
+    /// and syncs it, so that a resumed run never trusts an image whose outputs were lost.
     pub fn append(&mut self, e: &Entry) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(e).expect("entries serialise");
         line.push(b'\n');
         self.file.write_all(&line)?;
-        self.file.flush()
+        self.file.sync_data()
     }
 
     /// Removes the journal once the outputs are written.
@@ -110,7 +193,11 @@ mod tests {
     #[test]
     fn a_cut_last_line_is_dropped_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, done) = Journal::open(dir.path(), false).unwrap();
+        let settings = serde_json::json!({"nms_iou": 0.3, "formats": ["csv"]})
+            .as_object()
+            .unwrap()
+            .clone();
+        let (mut j, done) = Journal::open(dir.path(), false, &settings).unwrap();
         assert!(done.is_empty());
         let d = [Detected {
             class: 2,
@@ -128,7 +215,7 @@ mod tests {
             .unwrap();
         f.write_all(b"{\"image\":\"c\",\"propos").unwrap();
         drop(f);
-        let (mut j, done) = Journal::open(dir.path(), true).unwrap();
+        let (mut j, done) = Journal::open(dir.path(), true, &settings).unwrap();
         assert_eq!(done.len(), 2);
         assert_eq!(
             done["a"].detected(),
@@ -137,9 +224,21 @@ mod tests {
         );
         j.append(&Entry::new("c".into(), 1, &[])).unwrap();
         drop(j);
-        let (_, done) = Journal::open(dir.path(), true).unwrap();
+        let (_, done) = Journal::open(dir.path(), true, &settings).unwrap();
         assert_eq!(done.len(), 3, "the new line follows the last whole one");
-        let (_, done) = Journal::open(dir.path(), false).unwrap();
+        // Other settings: refused, every difference named, the journal left as it was.
+        let mut other = settings.clone();
+        other.insert("nms_iou".into(), serde_json::json!(0.5));
+        other.insert("model".into(), serde_json::json!("b.safetensors"));
+        let err = Journal::open(dir.path(), true, &other)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("nms_iou: 0.3 -> 0.5"), "{err}");
+        assert!(err.contains("model: (none) -> \"b.safetensors\""), "{err}");
+        let (_, done) = Journal::open(dir.path(), true, &settings).unwrap();
+        assert_eq!(done.len(), 3);
+        let (_, done) = Journal::open(dir.path(), false, &other).unwrap();
         assert!(done.is_empty());
     }
 }

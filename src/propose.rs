@@ -30,6 +30,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct ImageRun {
     pub image: PathBuf,
+    /// The image's name in the run (unique; see [`crate::decode::image_names`]).
+    pub name: String,
     pub boxes: Vec<BBox>,
     pub seconds: f64,
 }
@@ -68,6 +70,15 @@ pub fn image_key(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// `name` as one CSV field (quoted where it holds a comma, quote or line break).
+fn csv_field(name: &str) -> String {
+    if name.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    } else {
+        name.to_string()
+    }
+}
+
 /// Objects `(class, box)` of each run's image (none where the ground truth lacks the image).
 pub fn objects_per_run(runs: &[ImageRun], gt: &GroundTruth) -> Vec<Vec<(usize, BBox)>> {
     let mut by_image: HashMap<usize, Vec<(usize, BBox)>> = HashMap::new();
@@ -77,7 +88,7 @@ pub fn objects_per_run(runs: &[ImageRun], gt: &GroundTruth) -> Vec<Vec<(usize, B
     runs.iter()
         .map(|r| {
             gt.images
-                .get(&image_key(&r.image))
+                .get(&r.name)
                 .and_then(|i| by_image.get(&i))
                 .cloned()
                 .unwrap_or_default()
@@ -132,14 +143,14 @@ pub fn write_proposals(path: &Path, runs: &[ImageRun]) -> Result<(), eval::EvalE
             .map(|r| {
                 let boxes: Vec<[f64; 4]> =
                     r.boxes.iter().map(|b| [b.x1, b.y1, b.x2, b.y2]).collect();
-                (image_key(&r.image), serde_json::json!(boxes))
+                (r.name.clone(), serde_json::json!(boxes))
             })
             .collect();
         serde_json::to_vec(&map).expect("JSON serialises")
     } else {
         let mut s = String::from("image,rank,xmin,ymin,xmax,ymax\n");
         for r in runs {
-            let key = image_key(&r.image);
+            let key = csv_field(&r.name);
             for (i, b) in r.boxes.iter().enumerate() {
                 s.push_str(&format!(
                     "{key},{},{},{},{},{}\n",

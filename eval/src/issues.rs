@@ -13,6 +13,12 @@ pub struct Issues {
     pub malformed: usize,
     /// Boxes with x2 < x1 or y2 < y1 (kept: a detection becomes a false positive).
     pub inverted_boxes: usize,
+    /// Boxes with a NaN, infinite or absurd (beyond 1e9 pixels) coordinate (dropped).
+    pub non_finite_boxes: usize,
+    /// COCO image-id problems, handled as pycocotools does: a duplicate id is one image, an
+    /// annotation on an id missing from `images` is not evaluated (dropped), a non-integer id
+    /// is kept as written.
+    pub image_id_issues: usize,
     /// Boxes with a negative coordinate (kept as they are).
     pub negative_coordinates: usize,
     /// Detections whose score is NaN or infinite (dropped: they cannot be ranked).
@@ -36,6 +42,8 @@ const MAX_EXAMPLES: usize = 20;
 pub enum Kind {
     Malformed,
     InvertedBox,
+    NonFiniteBox,
+    ImageId,
     NegativeCoordinate,
     NonFiniteScore,
     NegativeScore,
@@ -57,6 +65,8 @@ impl Issues {
         let counter = match kind {
             Kind::Malformed => &mut self.malformed,
             Kind::InvertedBox => &mut self.inverted_boxes,
+            Kind::NonFiniteBox => &mut self.non_finite_boxes,
+            Kind::ImageId => &mut self.image_id_issues,
             Kind::NegativeCoordinate => &mut self.negative_coordinates,
             Kind::NonFiniteScore => &mut self.non_finite_scores,
             Kind::NegativeScore => &mut self.negative_scores,
@@ -76,6 +86,8 @@ impl Issues {
     pub fn total(&self) -> usize {
         self.malformed
             + self.inverted_boxes
+            + self.non_finite_boxes
+            + self.image_id_issues
             + self.negative_coordinates
             + self.non_finite_scores
             + self.negative_scores
@@ -89,6 +101,14 @@ impl fmt::Display for Issues {
         let parts = [
             (self.malformed, "malformed lines or files skipped"),
             (self.inverted_boxes, "boxes with x2 < x1 or y2 < y1 (kept)"),
+            (
+                self.non_finite_boxes,
+                "boxes with NaN, infinite or absurd coordinates dropped",
+            ),
+            (
+                self.image_id_issues,
+                "COCO image-id problems (duplicates, unknown or non-integer ids; see examples)",
+            ),
             (
                 self.negative_coordinates,
                 "boxes with negative coordinates (kept)",

@@ -163,16 +163,13 @@ pub fn load_gt(
     Ok((gt, classes, issues))
 }
 
-/// Image names listed one a line, as VOC's ImageSets and the raccoon set's train.txt: the first
-/// word of each line; blank lines and `#` comments skipped. `what` names the list in the error
-/// when it names no images.
+/// Image names listed one a line, as VOC's ImageSets and the raccoon set's train.txt, read by
+/// [`crate::names`] (names may hold spaces and dots; a trailing integer field is dropped).
+/// `what` names the list in the error when it names no images.
 pub fn read_image_names(path: &Path, what: &str) -> Result<Vec<String>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
-    let names: Vec<String> = text
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| !name.starts_with('#'))
-        .map(str::to_string)
+    let names: Vec<String> = crate::names::read_listed(path)?
+        .into_iter()
+        .map(|l| l.name)
         .collect();
     if names.is_empty() {
         return Err(EvalError::Usage(format!(
@@ -183,23 +180,16 @@ pub fn read_image_names(path: &Path, what: &str) -> Result<Vec<String>, EvalErro
     Ok(names)
 }
 
-/// A subset file's names, each also without its extension.
+/// A subset file's names, as keys (see [`crate::names::name_key`]).
 fn read_subset(path: &Path) -> Result<HashSet<String>, EvalError> {
-    let mut names = HashSet::new();
-    for name in read_image_names(path, "subset")? {
-        if let Some(stem) = Path::new(&name).file_stem() {
-            names.insert(stem.to_string_lossy().into_owned());
-        }
-        names.insert(name);
-    }
-    Ok(names)
+    Ok(read_image_names(path, "subset")?
+        .iter()
+        .map(|n| crate::names::name_key(n))
+        .collect())
 }
 
 fn in_subset(subset: &HashSet<String>, image: &str) -> bool {
-    subset.contains(image)
-        || Path::new(image)
-            .file_stem()
-            .is_some_and(|s| subset.contains(s.to_string_lossy().as_ref()))
+    subset.contains(&crate::names::name_key(image))
 }
 
 /// Reads both inputs, picks the class list and resolves every record.
@@ -210,6 +200,19 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
         None => Format::guess(&inputs.gt)?,
     };
     let mut raw_gt = read_raw_gt(&inputs.gt, gt_format, inputs.box_format, &mut issues)?;
+    if raw_gt.images.is_empty() && raw_gt.boxes.is_empty() {
+        // Nothing to evaluate against is an error, not a table of zeros with exit code 0.
+        let why = issues.examples.first().cloned().unwrap_or_default();
+        return Err(EvalError::Usage(format!(
+            "{}: no ground-truth image could be read as {gt_format:?} ({issues}){}",
+            inputs.gt.display(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("; first: {why}")
+            }
+        )));
+    }
     let subset = inputs.subset.as_deref().map(read_subset).transpose()?;
     if let Some(subset) = &subset {
         raw_gt.images.retain(|n| in_subset(subset, n));

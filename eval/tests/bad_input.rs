@@ -331,3 +331,206 @@ fn a_subset_keeps_only_its_images_objects_and_detections() {
     assert_eq!((n_gt, n_dets), (2, 2));
     assert!((some - 0.5).abs() < 1e-12, "{some}");
 }
+
+#[test]
+fn non_finite_and_absurd_coordinates_are_dropped_with_their_place_in_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    // VOC XML ground truth: one good object, three bad ones.
+    let gts = dir.path().join("gts");
+    std::fs::create_dir(&gts).unwrap();
+    let obj = |x: &str| {
+        format!("<object><name>cat</name><bndbox><xmin>{x}</xmin><ymin>0</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>")
+    };
+    write(
+        &gts,
+        "a.xml",
+        &format!(
+            "<annotation>{}{}{}{}</annotation>",
+            obj("0"),
+            obj("NaN"),
+            obj("inf"),
+            obj("1e308")
+        ),
+    );
+    // Detections with the same problems.
+    let dets = write(
+        dir.path(),
+        "dets.csv",
+        "image,class,score,xmin,ymin,xmax,ymax\na,cat,0.9,0,0,9,9\na,cat,0.8,nan,0,9,9\na,cat,0.7,0,0,1e308,9\n",
+    );
+    let loaded = load(&Inputs {
+        gt: gts,
+        dets,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.issues.non_finite_boxes, 5);
+    assert_eq!(loaded.gt.boxes.len(), 1);
+    assert_eq!(loaded.dets.dets.len(), 1);
+    assert!(loaded
+        .issues
+        .examples
+        .iter()
+        .any(|e| e.contains("a.xml: object cat") && e.contains("NaN")));
+    assert!(loaded
+        .issues
+        .examples
+        .iter()
+        .any(|e| e.contains("dets.csv:4")));
+    for b in loaded
+        .gt
+        .boxes
+        .iter()
+        .map(|g| g.bbox)
+        .chain(loaded.dets.dets.iter().map(|d| d.bbox))
+    {
+        assert!([b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite()));
+    }
+    // --strict stops at the first.
+    let err = load(&Inputs {
+        gt: dir.path().join("gts"),
+        dets: dir.path().join("dets.csv"),
+        strict: true,
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("NaN") && err.contains("--strict"), "{err}");
+}
+
+#[test]
+fn coco_image_id_problems_are_reported_as_pycocotools_treats_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Image 1 twice, image "x" (a string id), an annotation on image 7 which `images` lacks,
+    // and one with an absurd width (JSON has no NaN or infinity).
+    let gt = write(
+        dir.path(),
+        "gt.json",
+        r#"{"images": [{"id": 1}, {"id": 1}, {"id": "x"}],
+            "categories": [{"id": 1, "name": "cat"}],
+            "annotations": [
+              {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+              {"id": 2, "image_id": 7, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+              {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1e308, 10], "area": 100, "iscrowd": 0}
+            ]}"#,
+    );
+    let dets = write(
+        dir.path(),
+        "dets.json",
+        r#"[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]"#,
+    );
+    let loaded = load(&Inputs {
+        gt,
+        dets,
+        ..Default::default()
+    })
+    .unwrap();
+    let i = &loaded.issues;
+    assert_eq!(
+        (i.image_id_issues, i.non_finite_boxes),
+        (3, 1),
+        "{:?}",
+        i.examples
+    );
+    // Two images (1 and "x"); image 7 is not invented; one object.
+    assert_eq!(loaded.gt.images.len(), 2);
+    assert!(loaded.gt.images.get("7").is_none());
+    assert_eq!(loaded.gt.boxes.len(), 1);
+    assert!(i
+        .examples
+        .iter()
+        .any(|e| e.contains("image_id 7 is not in `images`")));
+    assert!(i.examples.iter().any(|e| e.contains("repeats id 1")));
+    assert!(i
+        .examples
+        .iter()
+        .any(|e| e.contains("non-integer id \"x\"")));
+}
+
+#[test]
+fn empty_non_utf8_and_foreign_files_in_an_xml_folder_are_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let gts = dir.path().join("gts");
+    std::fs::create_dir(&gts).unwrap();
+    write(&gts, "a.xml", "<annotation><object><name>cat</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>");
+    write(&gts, "empty.xml", "");
+    std::fs::write(
+        gts.join("latin1.xml"),
+        b"<annotation><object><name>caf\xe9</name></object></annotation>",
+    )
+    .unwrap();
+    let dets = write(dir.path(), "dets.csv", "a,cat,0.9,0,0,9,9\n");
+    let loaded = load(&Inputs {
+        gt: gts,
+        dets: dets.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.issues.malformed, 2, "{:?}", loaded.issues.examples);
+    assert!(loaded
+        .issues
+        .examples
+        .iter()
+        .any(|e| e.contains("latin1.xml: not UTF-8")));
+    assert!(loaded
+        .issues
+        .examples
+        .iter()
+        .any(|e| e.contains("empty.xml") && e.contains("no <annotation> element")));
+    assert_eq!(loaded.gt.boxes.len(), 1);
+    // A CSV file read as VOC XML is not a VOC file: no silent 0 classes and exit 0.
+    let csv = write(
+        dir.path(),
+        "gt.csv",
+        "image,class,xmin,ymin,xmax,ymax\na,cat,0,0,9,9\n",
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_map-eval"))
+        .args(["--gt-format", "voc", "--gt"])
+        .arg(&csv)
+        .arg("--dets")
+        .arg(&dets)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(stderr.contains("no <annotation> element"), "{stderr}");
+}
+
+#[test]
+fn list_files_keep_dotted_names_and_spaces() {
+    let dir = tempfile::tempdir().unwrap();
+    // Roboflow-style names (dots before the extension) and a name with a space.
+    let gt = write(
+        dir.path(),
+        "gt.csv",
+        "image,class,xmin,ymin,xmax,ymax\n\
+         IMG_2274_jpeg_jpg.rf.2f319e94,cat,0,0,9,9\n\
+         my photo,cat,0,0,9,9\n\
+         other,cat,0,0,9,9\n",
+    );
+    let dets = write(
+        dir.path(),
+        "dets.csv",
+        "image,class,score,xmin,ymin,xmax,ymax\nIMG_2274_jpeg_jpg.rf.2f319e94,cat,0.9,0,0,9,9\nmy photo,cat,0.8,0,0,9,9\n",
+    );
+    let subset = write(
+        dir.path(),
+        "test.txt",
+        "IMG_2274_jpeg_jpg.rf.2f319e94\nmy photo.jpg\n",
+    );
+    let loaded = load(&Inputs {
+        gt,
+        dets,
+        subset: Some(subset),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.gt.boxes.len(), 2);
+    assert_eq!(loaded.dets.dets.len(), 2);
+    // An image list as rcnn detect writes it reads back, spaces and all.
+    let list = write(dir.path(), "image_list.txt", "my photo 1\nIMG_1.rf.ab 2\n");
+    assert_eq!(
+        eval::formats::ilsvrc::read_image_list(&list).unwrap(),
+        vec!["my photo".to_string(), "IMG_1.rf.ab".to_string()]
+    );
+}

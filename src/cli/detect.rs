@@ -6,14 +6,14 @@ use anyhow::Context;
 use clap::Args;
 use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::classifier::Ensemble;
-use inception_rcnn::decode::{collect_images, decode};
+use inception_rcnn::decode::{collect_images, decode, image_names};
 use inception_rcnn::detect::{default_workers, detect, DetectParams, Outcome};
 use inception_rcnn::device;
 use inception_rcnn::device_stage::{default_batch, WarpMode};
 use inception_rcnn::journal::{Entry, Journal};
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
-use inception_rcnn::propose::{image_key, read_proposals};
+use inception_rcnn::propose::read_proposals;
 use inception_rcnn::visualize::{draw, save_jpeg, write_index, Mark};
 
 use super::DeviceArgs;
@@ -144,6 +144,87 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     Ok((k, n))
 }
 
+/// The settings that decide a run's outputs, as the journal records them for `--resume`.
+fn settings(
+    args: &DetectArgs,
+    device: tch::Device,
+    batch: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let file = |p: &std::path::Path| {
+        let meta = std::fs::metadata(p).ok();
+        json!({
+            "path": p.canonicalize().unwrap_or_else(|_| p.to_path_buf()),
+            "bytes": meta.as_ref().map(|m| m.len()),
+            "modified": meta
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+        })
+    };
+    let mut formats = args.format.clone();
+    formats.sort();
+    formats.dedup();
+    let v = json!({
+        "images": args.images,
+        "models": args.models.iter().map(|m| file(m)).collect::<Vec<_>>(),
+        "formats": formats,
+        "device": if device.is_cuda() { "cuda" } else { "cpu" },
+        "precision": format!("{:?}", args.precision),
+        "warp": format!("{:?}", args.warp),
+        "batch": batch,
+        "max_proposals": args.max_proposals,
+        "nms_iou": args.nms_iou,
+        "score_threshold": args.score_threshold,
+        "top_per_class": args.top_per_class,
+        "top_per_image": args.top_per_image,
+        "proposals": args.proposals.as_deref().map(file),
+        "visualize": args.visualize,
+        "visualize_threshold": args.visualize_threshold,
+        "shard": args.shard.map(|(k, n)| format!("{k}/{n}")),
+    });
+    v.as_object().expect("an object").clone()
+}
+
+/// Earlier outputs in `out` that this run will not rewrite: other formats, other images' txt
+/// files. They are named, not deleted (they may be someone's only copy).
+fn stale_outputs(out: &std::path::Path, formats: &[String], names: &[String]) -> Vec<String> {
+    let mut stale = Vec::new();
+    for (format, file) in [
+        ("ilsvrc", "detections.txt"),
+        ("csv", "detections.csv"),
+        ("coco", "detections.json"),
+    ] {
+        if !formats.iter().any(|f| f == format) && out.join(file).exists() {
+            stale.push(file.to_string());
+        }
+    }
+    let txt = out.join("txt");
+    if txt.is_dir() {
+        let wanted: std::collections::HashSet<PathBuf> = if formats.iter().any(|f| f == "txt") {
+            names.iter().map(|n| txt.join(format!("{n}.txt"))).collect()
+        } else {
+            Default::default()
+        };
+        let mut extra = 0;
+        let mut stack = vec![txt.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(p);
+                } else if !wanted.contains(&p) {
+                    extra += 1;
+                }
+            }
+        }
+        if extra > 0 {
+            stale.push(format!("txt/ ({extra} files of other images)"));
+        }
+    }
+    stale
+}
+
 pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     for f in &args.format {
         anyhow::ensure!(
@@ -157,6 +238,41 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         "no images (jpg, jpeg, png, bmp, webp) in {:?}",
         args.images
     );
+    // Every image has a name of its own in every output, the journal and the drawings.
+    let names = image_names(&images);
+    // No output may replace an input, whatever flag named it; checked now for the files this
+    // run will write, and again by the writer itself.
+    eval::protect_inputs(
+        images
+            .iter()
+            .chain(&args.models)
+            .chain(args.proposals.as_ref()),
+    );
+    eval::check_output_dir(&args.out)?;
+    let mut planned: Vec<PathBuf> = [
+        "detections.txt",
+        "detections.csv",
+        "detections.json",
+        "image_list.txt",
+        "image_paths.csv",
+        "classes.txt",
+    ]
+    .iter()
+    .map(|f| args.out.join(f))
+    .collect();
+    planned.extend(
+        names
+            .iter()
+            .map(|n| args.out.join("txt").join(format!("{n}.txt"))),
+    );
+    if let Some(dir) = &args.visualize {
+        eval::check_output_dir(dir)?;
+        planned.push(dir.join("index.html"));
+        planned.extend(names.iter().map(|n| dir.join(format!("{n}.jpg"))));
+    }
+    for p in &planned {
+        eval::check_not_input(p)?;
+    }
     let device = device::select(args.device.device, threads)?;
     let models = args
         .models
@@ -172,12 +288,27 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         .first()
         .filter(|c| c.as_str() == "__background__" || c.as_str() == "background")
         .map(|_| 0);
-    let names: Vec<String> = classes
+    let class_names: Vec<String> = classes
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i) != background)
         .map(|(_, c)| c.clone())
         .collect();
+    // Precomputed proposals are named as `rcnn proposals` names images: the same names.
+    let precomputed = match &args.proposals {
+        Some(file) => {
+            let mut by_name = read_proposals(file)?;
+            Some(
+                images
+                    .iter()
+                    .zip(&names)
+                    .filter_map(|(p, n)| by_name.remove(n).map(|b| (p.clone(), b)))
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let batch = args.batch.unwrap_or_else(|| default_batch(device));
     let params = DetectParams {
         search: proposals::SearchParams::new(proposals::Mode::Fast),
         max_proposals: args.max_proposals,
@@ -188,10 +319,10 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             top_per_image: args.top_per_image,
             background,
         },
-        batch: args.batch.unwrap_or_else(|| default_batch(device)),
+        batch,
         workers: args.workers.unwrap_or_else(default_workers),
         warp: args.warp,
-        precomputed: args.proposals.as_deref().map(read_proposals).transpose()?,
+        precomputed,
         min_proposals: 0,
     };
     std::fs::create_dir_all(&args.out)
@@ -201,9 +332,19 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         "detect [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
     );
     let mut image_names = eval::Images::default();
-    for path in &images {
-        image_names.intern(&image_key(path));
+    let mut name_of: std::collections::HashMap<PathBuf, String> = Default::default();
+    for (path, name) in images.iter().zip(&names) {
+        image_names.intern(name);
+        name_of.insert(path.clone(), name.clone());
     }
+    let mapping: String = std::iter::once("image,path\n".to_string())
+        .chain(images.iter().zip(&names).map(|(p, n)| {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record([n.as_str(), &p.to_string_lossy()])
+                .expect("in memory");
+            String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8")
+        }))
+        .collect();
     let mut dets = Vec::new();
     let (mut failed, mut n_proposals) = (0usize, 0usize);
     let mut drawn: Vec<(String, usize)> = Vec::new();
@@ -226,8 +367,16 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         }
         None => images,
     };
-    let (mut journal, done) = Journal::open(&args.out, args.resume)
-        .with_context(|| format!("opening the journal in {}", args.out.display()))?;
+    let stale = stale_outputs(&args.out, &formats, &names);
+    if !stale.is_empty() {
+        tracing::warn!(
+            "{} holds outputs of an earlier run that this run does not rewrite: {}",
+            args.out.display(),
+            stale.join(", ")
+        );
+    }
+    let (mut journal, done) =
+        Journal::open(&args.out, args.resume, &settings(&args, device, batch))?;
     let to_class = |column: usize| {
         if background == Some(0) {
             column - 1
@@ -246,11 +395,19 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 score: d.score as f64,
                 bbox: d.bbox,
             }));
+            if args.visualize.is_some() {
+                let marks = e
+                    .detected()
+                    .iter()
+                    .filter(|d| d.score >= args.visualize_threshold)
+                    .count();
+                drawn.push((format!("{}.jpg", e.image), marks));
+            }
         }
     }
     let images: Vec<PathBuf> = images
         .into_iter()
-        .filter(|p| !done.contains_key(&image_key(p)))
+        .filter(|p| !done.contains_key(&name_of[p]))
         .collect();
     if resumed > 0 {
         tracing::info!(
@@ -258,7 +415,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             images.len()
         );
     }
-    let mut journal_error = None;
+    let mut write_error: Option<anyhow::Error> = None;
     bar.set_length(images.len() as u64);
     let times = detect(&images, &ensemble, &params, |outcome| {
         match outcome {
@@ -268,11 +425,11 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 proposals,
             } => {
                 n_proposals += proposals;
-                let key = image_key(&image);
-                let index = image_names.get(&key).expect("interned above");
-                if let Err(e) = journal.append(&Entry::new(key, proposals, &detections)) {
-                    journal_error.get_or_insert(e);
-                }
+                let name = &name_of[&image];
+                let index = image_names.get(name).expect("interned above");
+                // The image's own outputs first; the journal marks it done only once they are
+                // written, so that --resume never trusts a drawing that was lost.
+                let mut outputs_written = true;
                 if let Some(dir) = &args.visualize {
                     let marks: Vec<Mark> = detections
                         .iter()
@@ -280,14 +437,14 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                         .map(|d| {
                             let class = to_class(d.class);
                             Mark {
-                                label: format!("{} {:.2}", names[class], d.score),
+                                label: format!("{} {:.2}", class_names[class], d.score),
                                 class,
                                 bbox: d.bbox,
                                 colour: None,
                             }
                         })
                         .collect();
-                    let file = format!("{}.jpg", image_key(&image));
+                    let file = format!("{name}.jpg");
                     let result = decode(&image)
                         .map_err(|e| e.to_string())
                         .and_then(|img| draw(&img, &marks).map_err(|e| e.to_string()))
@@ -295,8 +452,18 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                     match result {
                         Ok(()) => drawn.push((file, marks.len())),
                         Err(e) => {
-                            bar.suspend(|| tracing::warn!("drawing {}: {e}", image.display()))
+                            outputs_written = false;
+                            bar.suspend(|| tracing::warn!("drawing {}: {e}", image.display()));
+                            write_error.get_or_insert(anyhow::anyhow!("drawing: {e}"));
                         }
+                    }
+                }
+                if outputs_written && write_error.is_none() {
+                    if let Err(e) =
+                        journal.append(&Entry::new(name.clone(), proposals, &detections))
+                    {
+                        write_error
+                            .get_or_insert(anyhow::Error::new(e).context("writing the journal"));
                     }
                 }
                 for d in detections {
@@ -316,11 +483,17 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         bar.inc(1);
     });
     bar.finish_and_clear();
-    if let Some(dir) = &args.visualize {
-        write_index(dir, &drawn).map_err(anyhow::Error::msg)?;
+    if let Some(e) = write_error {
+        // The journal holds every image whose outputs were written: --resume goes on from there.
+        return Err(e.context(format!(
+            "outputs could not be written; the images finished so far are kept in the journal \
+             in {} (rerun with --resume once the problem is fixed)",
+            args.out.display()
+        )));
     }
-    if let Some(e) = journal_error {
-        return Err(anyhow::Error::new(e).context("writing the journal"));
+    if let Some(dir) = &args.visualize {
+        drawn.sort();
+        write_index(dir, &drawn).map_err(anyhow::Error::msg)?;
     }
     // Image order, then score (stable): the same order however the run was split or resumed.
     dets.sort_by(|a, b| a.image.cmp(&b.image).then(b.score.total_cmp(&a.score)));
@@ -328,8 +501,10 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         dets,
         first_unknown_image: image_names.len(),
     };
-    let class_list = eval::ClassList::from_names(names);
+    let class_list = eval::ClassList::from_names(class_names);
     write_outputs(&args.out, &formats, &detections, &image_names, &class_list)?;
+    // Which file each image name stands for.
+    eval::write_atomically(&args.out.join("image_paths.csv"), mapping.as_bytes())?;
     journal.finish().context("removing the journal")?;
     println!(
         "{} images{}{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",

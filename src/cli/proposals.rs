@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use inception_rcnn::decode::{collect_images, decode};
 use inception_rcnn::propose::{
-    image_key, objects_per_run, propose, quality, write_proposals, Backend, ImageRun, TOPS,
+    objects_per_run, propose, quality, write_proposals, Backend, ImageRun, TOPS,
 };
 use indicatif::ProgressBar;
 use proposals::{Mode, QualityPoint, SearchParams};
@@ -80,7 +80,8 @@ pub fn run_all(
     bar.set_prefix(format!("{} {mode}", backend.name()));
     let mut runs = Vec::with_capacity(images.len());
     let mut skipped = 0;
-    for path in images {
+    let names = inception_rcnn::decode::image_names(images);
+    for (path, name) in images.iter().zip(names) {
         let result = decode(path)
             .map_err(|e| e.to_string())
             .and_then(|img| propose(&img, backend, mode, params));
@@ -91,6 +92,7 @@ pub fn run_all(
                 }
                 runs.push(ImageRun {
                     image: path.clone(),
+                    name,
                     boxes,
                     seconds,
                 });
@@ -134,12 +136,7 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let (runs, skipped) = run_all(&images, args.backend, args.mode, &params, args.top, false);
     println!("{:<32} {:>8} {:>10}", "image", "boxes", "seconds");
     for r in &runs {
-        println!(
-            "{:<32} {:>8} {:>10.3}",
-            image_key(&r.image),
-            r.boxes.len(),
-            r.seconds
-        );
+        println!("{:<32} {:>8} {:>10.3}", r.name, r.boxes.len(), r.seconds);
     }
     let mut secs: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
     secs.sort_by(f64::total_cmp);

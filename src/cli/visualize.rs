@@ -8,8 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use eval::formats::{BoxFormat, ClassKey, Format};
 use eval::{BBox, PixelConvention};
-use inception_rcnn::decode::{collect_images, decode};
-use inception_rcnn::propose::image_key;
+use inception_rcnn::decode::{collect_images, decode, image_names};
 use inception_rcnn::visualize::{
     draw, save_jpeg, write_index, Mark, FALSE_POSITIVE, MISS, TRUE_POSITIVE,
 };
@@ -45,6 +44,24 @@ pub struct VisualizeArgs {
 
 pub fn run(args: VisualizeArgs) -> anyhow::Result<()> {
     let images = collect_images(&args.images).context("collecting images")?;
+    let names = image_names(&images);
+    // Drawings never replace an input (the images, the detections, the ground truth).
+    eval::protect_inputs(
+        images
+            .iter()
+            .chain(std::iter::once(&args.dets))
+            .chain(&args.gt)
+            .chain(&args.classes)
+            .chain(&args.image_list),
+    );
+    eval::check_output_dir(&args.out)?;
+    for p in names
+        .iter()
+        .map(|n| args.out.join(format!("{n}.jpg")))
+        .chain(std::iter::once(args.out.join("index.html")))
+    {
+        eval::check_not_input(&p)?;
+    }
     let image_list = args
         .image_list
         .as_deref()
@@ -102,11 +119,10 @@ pub fn run(args: VisualizeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut drawn = Vec::new();
     let (mut tp, mut fp, mut missed) = (0, 0, 0);
-    for path in &images {
-        let key = image_key(path);
-        let mut dets = by_image.remove(&key).unwrap_or_default();
+    for (path, key) in images.iter().zip(&names) {
+        let mut dets = by_image.remove(key).unwrap_or_default();
         dets.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let objs = objects.remove(&key).unwrap_or_default();
+        let objs = objects.remove(key).unwrap_or_default();
         let mut matched = vec![false; objs.len()];
         let mut marks = Vec::new();
         for (c, score, b) in &dets {

@@ -28,12 +28,12 @@ pub struct TrainImage {
     pub objects: Vec<Object>,
 }
 
-/// Reads a split file: one image a line, by name with or without extension (VOC's ImageSets,
-/// the raccoon set's train.txt); anything after the first blank is ignored, as are empty lines
-/// and `#` comments.
+/// Reads a split file: one image a line, by name with or without its image extension (VOC's
+/// ImageSets, the raccoon set's train.txt, Roboflow's dotted names), read and matched as
+/// [`eval::names`] says; empty lines and `#` comments are skipped.
 pub fn read_split(path: &Path) -> Result<Vec<String>, TrainError> {
     let names = eval::load::read_image_names(path, "split")?;
-    Ok(names.iter().map(|n| image_key(Path::new(n))).collect())
+    Ok(names.iter().map(|n| eval::names::name_key(n)).collect())
 }
 
 /// What [`load_images`] found.
@@ -59,7 +59,10 @@ pub fn load_images(
     // The error names the folder already.
     let files =
         collect_images(&[images.to_path_buf()]).map_err(|e| TrainError::Data(e.to_string()))?;
-    let by_key: HashMap<String, PathBuf> = files.into_iter().map(|p| (image_key(&p), p)).collect();
+    let mut by_key: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for p in files {
+        by_key.entry(image_key(&p)).or_default().push(p);
+    }
     let (gt, found_classes, issues) =
         eval::load::load_gt(annotations, Some(Format::VocXml), None, false)?;
     let mut warnings: Vec<String> = Vec::new();
@@ -99,12 +102,25 @@ pub fn load_images(
     };
     let mut loaded = Vec::with_capacity(keys.len());
     for key in keys {
-        let Some(path) = by_key.get(&key) else {
-            warnings.push(format!(
-                "{key}: no image file of that name under {}; skipped",
-                images.display()
-            ));
-            continue;
+        let path = match by_key.get(&key).map(Vec::as_slice) {
+            Some([path]) => path,
+            Some(several) => {
+                // Annotations name images by file name: which of these is meant is unknowable.
+                let shown: Vec<String> = several.iter().map(|p| p.display().to_string()).collect();
+                warnings.push(format!(
+                    "{key}: {} image files have this name ({}); skipped",
+                    several.len(),
+                    shown.join(", ")
+                ));
+                continue;
+            }
+            None => {
+                warnings.push(format!(
+                    "{key}: no image file of that name under {}; skipped",
+                    images.display()
+                ));
+                continue;
+            }
         };
         if gt.images.get(&key).is_none() {
             warnings.push(format!(

@@ -24,7 +24,6 @@ use crate::classifier::Ensemble;
 use crate::detect::{detect, DetectParams, Outcome};
 use crate::model::{GoogLeNetConfig, Model, ModelError};
 use crate::postprocess::PostParams;
-use crate::propose::image_key;
 use data::TrainImage;
 use log::{LogRow, TrainLog};
 use regions::RegionCache;
@@ -130,6 +129,8 @@ pub enum Event {
 /// Held-out images with precomputed proposals, scored through the detect pipeline.
 pub struct Validation {
     images: Vec<PathBuf>,
+    /// Each image's index in `gt`.
+    index: HashMap<PathBuf, usize>,
     gt: GroundTruth,
     n_classes: usize,
     params: DetectParams,
@@ -144,7 +145,7 @@ impl Validation {
         max_proposals: usize,
     ) -> Validation {
         let mut gt = GroundTruth::default();
-        let mut precomputed: HashMap<String, Vec<BBox>> = HashMap::new();
+        let mut precomputed: HashMap<PathBuf, Vec<BBox>> = HashMap::new();
         let found: Vec<(usize, Vec<BBox>)> = {
             use rayon::prelude::*;
             images
@@ -164,6 +165,7 @@ impl Validation {
                 .collect()
         };
         let mut paths = Vec::new();
+        let mut index = HashMap::new();
         for (i, boxes) in found {
             let im = &images[i];
             let idx = gt.images.intern(&im.key);
@@ -177,11 +179,13 @@ impl Validation {
                     area: None,
                 });
             }
-            precomputed.insert(im.key.clone(), boxes);
+            precomputed.insert(im.path.clone(), boxes);
+            index.insert(im.path.clone(), idx);
             paths.push(im.path.clone());
         }
         Validation {
             images: paths,
+            index,
             gt,
             n_classes,
             params: DetectParams {
@@ -214,11 +218,7 @@ impl Validation {
                 image, detections, ..
             } = o
             {
-                let idx = self
-                    .gt
-                    .images
-                    .get(&image_key(&image))
-                    .expect("a validation image");
+                let idx = self.index[&image];
                 dets.extend(detections.iter().map(|d| Detection {
                     image: idx,
                     class: d.class - 1,

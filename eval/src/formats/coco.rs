@@ -76,16 +76,37 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
     categories.sort();
     let names: HashMap<i64, String> = categories.iter().cloned().collect();
     let mut images: Vec<String> = Vec::new();
-    for im in &data.images {
-        match im.get("id").and_then(id_of) {
-            Some(id) => images.push(id),
+    let mut known = std::collections::HashSet::new();
+    for (i, im) in data.images.iter().enumerate() {
+        let raw = im.get("id");
+        match raw.and_then(id_of) {
+            Some(id) => {
+                if !raw.is_some_and(|v| v.is_i64() || v.is_u64()) {
+                    issues.record(Kind::ImageId, || {
+                        format!(
+                            "{}: image {i} has the non-integer id {}; kept as written",
+                            path.display(),
+                            raw.expect("present")
+                        )
+                    })?;
+                }
+                if known.insert(id.clone()) {
+                    images.push(id);
+                } else {
+                    issues.record(Kind::ImageId, || {
+                        format!(
+                            "{}: image {i} repeats id {id}; one image of that id is evaluated",
+                            path.display()
+                        )
+                    })?;
+                }
+            }
             None => issues.record(Kind::Malformed, || {
                 format!("{}: image without id: {im}", path.display())
             })?,
         }
     }
     images.sort_by_key(|id| id_order(id));
-    images.dedup();
     let mut boxes = Vec::with_capacity(data.annotations.len());
     for (i, a) in data.annotations.iter().enumerate() {
         let at = || format!("{}: annotation {i}", path.display());
@@ -101,7 +122,19 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
             })?;
             continue;
         };
-        check_box(issues, &bbox, &at)?;
+        if !known.contains(&image) {
+            // pycocotools evaluates the images listed in `images` only.
+            issues.record(Kind::ImageId, || {
+                format!(
+                    "{}: image_id {image} is not in `images`; the annotation is not evaluated",
+                    at()
+                )
+            })?;
+            continue;
+        }
+        if !check_box(issues, &bbox, &at)? {
+            continue;
+        }
         let class = match names.get(&cat) {
             Some(n) => ClassKey::Name(n.clone()),
             None => ClassKey::Name(cat.to_string()),
@@ -153,8 +186,7 @@ pub fn read_dets(
             })?;
             continue;
         };
-        check_box(issues, &bbox, &at)?;
-        if !check_score(issues, score, &at)? {
+        if !check_box(issues, &bbox, &at)? || !check_score(issues, score, &at)? {
             continue;
         }
         let class = ClassKey::Name(

@@ -43,9 +43,12 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
         match parsed {
             Ok([x1, y1, x2, y2]) => {
                 let bbox = crate::BBox::new(x1, y1, x2, y2);
-                check_box(issues, &bbox, &at)?;
-                let difficult = f.get(6).is_some_and(|d| d == "1");
+                // The image exists even where its box is dropped.
                 gt.images.push(f[0].clone());
+                if !check_box(issues, &bbox, &at)? {
+                    continue;
+                }
+                let difficult = f.get(6).is_some_and(|d| d == "1");
                 gt.boxes.push(RawGt {
                     image: f[0].clone(),
                     class: ClassKey::Name(f[1].clone()),
@@ -72,8 +75,7 @@ pub fn read_dets(path: &Path, issues: &mut Issues) -> Result<Vec<RawDet>, EvalEr
         match numbers::<5>(&nums) {
             Ok([score, x1, y1, x2, y2]) => {
                 let bbox = crate::BBox::new(x1, y1, x2, y2);
-                check_box(issues, &bbox, &at)?;
-                if check_score(issues, score, &at)? {
+                if check_box(issues, &bbox, &at)? && check_score(issues, score, &at)? {
                     out.push(RawDet {
                         image: f[0].clone(),
                         class: ClassKey::Name(f[1].clone()),

@@ -9,33 +9,21 @@ use crate::boxes::BBox;
 use crate::issues::{Issues, Kind};
 use crate::EvalError;
 
-/// Reads an image list: `<image_id> [<index>]` per line; returns names, position i = index i+1.
+/// Reads an image list: `<image_id> [<index>]` per line (names may hold spaces, see
+/// [`crate::names`]); returns names, position i = index i+1.
 pub fn read_image_list(path: &Path) -> Result<Vec<String>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
     let mut names = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            [] => {}
-            [name] => names.push(name.to_string()),
-            [name, index] => {
-                if index.parse::<usize>().ok() != Some(names.len() + 1) {
-                    return Err(EvalError::parse(
-                        path,
-                        i + 1,
-                        format!("expected index {}, got `{index}`", names.len() + 1),
-                    ));
-                }
-                names.push(name.to_string());
-            }
-            _ => {
+    for l in crate::names::read_listed(path)? {
+        if let Some(index) = l.field {
+            if index != names.len() as i64 + 1 {
                 return Err(EvalError::parse(
                     path,
-                    i + 1,
-                    "expected `<image_id> <index>`".into(),
-                ))
+                    l.line,
+                    format!("expected index {}, got `{index}`", names.len() + 1),
+                ));
             }
         }
+        names.push(l.name);
     }
     Ok(names)
 }
@@ -82,8 +70,7 @@ pub fn read_dets(
             None => (index as usize).to_string(),
         };
         let bbox = BBox::new(v[3], v[4], v[5], v[6]);
-        check_box(issues, &bbox, &at)?;
-        if check_score(issues, v[2], &at)? {
+        if check_box(issues, &bbox, &at)? && check_score(issues, v[2], &at)? {
             out.push(RawDet {
                 image,
                 class: ClassKey::Id(id as usize),

@@ -164,12 +164,29 @@ impl BoxFormat {
     }
 }
 
-/// Records the inverted-box and negative-coordinate issues of a box read at `at`.
-pub(crate) fn check_box(
+/// Coordinates beyond this are no image's: 1e308 and its like, dropped with NaN and infinity.
+pub const MAX_COORDINATE: f64 = 1e9;
+
+/// Records the issues of a box read at `at`; `Ok(false)` when it must be dropped (a NaN,
+/// infinite or absurd coordinate, which no metric can use).
+pub fn check_box(
     issues: &mut Issues,
     b: &BBox,
     at: &dyn Fn() -> String,
-) -> Result<(), EvalError> {
+) -> Result<bool, EvalError> {
+    if [b.x1, b.y1, b.x2, b.y2]
+        .iter()
+        .any(|v| !v.is_finite() || v.abs() > MAX_COORDINATE)
+    {
+        issues.record(Kind::NonFiniteBox, || {
+            format!(
+                "{}: box {:?} has a NaN, infinite or absurd coordinate; dropped",
+                at(),
+                [b.x1, b.y1, b.x2, b.y2]
+            )
+        })?;
+        return Ok(false);
+    }
     if b.x2 < b.x1 || b.y2 < b.y1 {
         issues.record(Kind::InvertedBox, || {
             format!("{}: box has x2 < x1 or y2 < y1: {b:?}", at())
@@ -180,7 +197,7 @@ pub(crate) fn check_box(
             format!("{}: negative coordinate: {b:?}", at())
         })?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Checks a score read at `at`; `Ok(false)` when the detection must be dropped.

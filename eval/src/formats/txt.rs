@@ -61,7 +61,9 @@ pub fn read_gt_dir(
         match class_and_numbers::<4>(fields) {
             Ok((class, v)) => {
                 let bbox = boxes.to_bbox(v);
-                check_box(issues, &bbox, &at)?;
+                if !check_box(issues, &bbox, &at)? {
+                    return Ok(());
+                }
                 out.push(RawGt {
                     image,
                     class: ClassKey::Name(class),
@@ -95,8 +97,7 @@ pub fn read_dets_dir(
         match class_and_numbers::<5>(&fields) {
             Ok((class, [score, a, b, c, d])) => {
                 let bbox = boxes.to_bbox([a, b, c, d]);
-                check_box(issues, &bbox, &at)?;
-                if check_score(issues, score, &at)? {
+                if check_box(issues, &bbox, &at)? && check_score(issues, score, &at)? {
                     out.push(RawDet {
                         image,
                         class: ClassKey::Name(class),

@@ -21,17 +21,32 @@ pub fn read_dir(dir: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
         vec![dir.to_path_buf()]
     };
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|e| EvalError::io(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| EvalError::io(&path, e))?;
         let image = stem(&path);
+        // A file that is not UTF-8 text is one malformed file, skipped like any other.
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                issues.record(Kind::Malformed, || {
+                    format!(
+                        "{}: not UTF-8 text (byte {at}); file skipped",
+                        path.display()
+                    )
+                })?;
+                continue;
+            }
+        };
         match parse(&text, &image) {
             Ok(objects) => {
-                for o in &objects {
-                    check_box(issues, &o.bbox, &|| {
+                for o in objects {
+                    if check_box(issues, &o.bbox, &|| {
                         format!("{}: object {}", path.display(), o.class)
-                    })?;
+                    })? {
+                        gt.boxes.push(o);
+                    }
                 }
                 gt.images.push(image);
-                gt.boxes.extend(objects);
             }
             Err((offset, message)) => {
                 let line = text[..offset.min(text.len())].matches('\n').count() + 1;
@@ -57,6 +72,7 @@ fn parse(text: &str, image: &str) -> Result<Vec<RawGt>, (usize, String)> {
     let mut path: Vec<String> = Vec::new();
     let mut objects = Vec::new();
     let mut current: Option<Object> = None;
+    let mut root = false;
     loop {
         let offset = reader.buffer_position() as usize;
         match reader.read_event() {
@@ -67,6 +83,7 @@ fn parse(text: &str, image: &str) -> Result<Vec<RawGt>, (usize, String)> {
                 if tag == "object" && path.last().map(String::as_str) == Some("annotation") {
                     current = Some(Object::default());
                 }
+                root |= path.is_empty() && tag == "annotation";
                 path.push(tag);
             }
             Ok(Event::End(e)) => {
@@ -91,6 +108,9 @@ fn parse(text: &str, image: &str) -> Result<Vec<RawGt>, (usize, String)> {
                         area: None,
                     });
                 }
+            }
+            Ok(Event::Empty(e)) => {
+                root |= path.is_empty() && e.name().as_ref() == b"annotation";
             }
             Ok(Event::Text(t)) => {
                 let Some(obj) = current.as_mut() else {
@@ -127,6 +147,13 @@ fn parse(text: &str, image: &str) -> Result<Vec<RawGt>, (usize, String)> {
             format!("unclosed <{}>", path.last().expect("non-empty")),
         ));
     }
+    // An empty file, a CSV file, any text without the root element: not an annotation.
+    if !root {
+        return Err((
+            0,
+            "no <annotation> element: not a VOC/ILSVRC annotation".into(),
+        ));
+    }
     Ok(objects)
 }
 
@@ -150,5 +177,8 @@ mod tests {
         assert!(msg.contains("`x` is not a number"), "{msg}");
         assert_eq!(bad[..offset].matches('\n').count() + 1, 3);
         assert!(parse("<annotation><object>", "c").is_err());
+        assert!(parse("", "d").is_err());
+        assert!(parse("image,class,xmin\na,b,1\n", "e").is_err());
+        assert_eq!(parse("<annotation/>", "f").map(|o| o.len()), Ok(0));
     }
 }

@@ -1,0 +1,112 @@
+//! Image names in lists (split files, `--subset`, ILSVRC image lists): one reader and one
+//! matching rule for every tool.
+//!
+//! A line is a name, optionally followed by an integer field (the ILSVRC list's index, VOC's
+//! per-class `1`/`-1`): the field is the last blank-separated token when it is an integer, and
+//! the name is everything before it, so names may contain spaces and dots. A listed name means
+//! an image when it is the image's name exactly, or that name plus a known image extension:
+//! `IMG_2274_jpeg_jpg.rf.2f31` and `IMG_2274_jpeg_jpg.rf.2f31.jpg` both mean the image whose
+//! file is `IMG_2274_jpeg_jpg.rf.2f31.jpg` (only a known image extension is ever stripped).
+
+use std::path::Path;
+
+use crate::EvalError;
+
+/// Extensions of the images we read, compared without case.
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+
+/// `name` without a trailing known image extension (`a.b.jpg` -> `a.b`; `a.b` stays).
+pub fn strip_image_extension(name: &str) -> &str {
+    match name.rsplit_once('.') {
+        Some((stem, ext))
+            if !stem.is_empty() && IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(ext)) =>
+        {
+            stem
+        }
+        _ => name,
+    }
+}
+
+/// The key a listed name matches: images are keyed by their file name without its image
+/// extension, and so are listed names.
+pub fn name_key(listed: &str) -> String {
+    strip_image_extension(listed.trim()).to_string()
+}
+
+/// One listed image: its 1-based line, its name, and the integer field after it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub line: usize,
+    pub name: String,
+    pub field: Option<i64>,
+}
+
+/// Splits one line; `None` for blank lines and `#` comments.
+pub fn parse_line(line: &str) -> Option<(String, Option<i64>)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    if let Some((name, last)) = line.rsplit_once(|c: char| c.is_whitespace()) {
+        if let Ok(v) = last.parse::<i64>() {
+            return Some((name.trim_end().to_string(), Some(v)));
+        }
+    }
+    Some((line.to_string(), None))
+}
+
+/// Every listed image of the file at `path`. A file that is not UTF-8 is an error naming it.
+pub fn read_listed(path: &Path) -> Result<Vec<Listed>, EvalError> {
+    let bytes = std::fs::read(path).map_err(|e| EvalError::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        EvalError::parse(
+            path,
+            0,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            parse_line(l).map(|(name, field)| Listed {
+                line: i + 1,
+                name,
+                field,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_dots_and_spaces_and_drop_only_image_extensions() {
+        for (listed, key) in [
+            (
+                "IMG_2274_jpeg_jpg.rf.2f319e94",
+                "IMG_2274_jpeg_jpg.rf.2f319e94",
+            ),
+            (
+                "IMG_2274_jpeg_jpg.rf.2f319e94.jpg",
+                "IMG_2274_jpeg_jpg.rf.2f319e94",
+            ),
+            ("raccoon-1.JPG", "raccoon-1"),
+            ("my photo.png", "my photo"),
+            ("archive.tar", "archive.tar"),
+            (".jpg", ".jpg"),
+        ] {
+            assert_eq!(name_key(listed), key, "{listed}");
+        }
+        assert_eq!(parse_line("my photo 3"), Some(("my photo".into(), Some(3))));
+        assert_eq!(parse_line("000005 -1"), Some(("000005".into(), Some(-1))));
+        assert_eq!(
+            parse_line("  my photo.jpg "),
+            Some(("my photo.jpg".into(), None))
+        );
+        assert_eq!(parse_line("# comment"), None);
+        assert_eq!(parse_line("   "), None);
+    }
+}
