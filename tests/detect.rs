@@ -307,18 +307,73 @@ fn two_shards_merged_equal_one_run() {
         read("s1/detections.csv").contains("raccoon-100,")
             && !read("s1/detections.csv").contains("raccoon-10,")
     );
-    for f in [
-        "detections.csv",
-        "detections.txt",
-        "image_list.txt",
-        "classes.txt",
-    ] {
+    for f in ["image_list.txt", "classes.txt"] {
         assert_eq!(
             read(&format!("merged/{f}")),
             read(&format!("all/{f}")),
             "{f}"
         );
     }
+    // The same detections in the same order; a score may differ in its last digits, since a
+    // batch can hold crops of several images (the README says so).
+    let rows = |p: &str| -> Vec<(String, String, [String; 4], f64)> {
+        read(p)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (
+                    f[0].to_string(),
+                    f[1].to_string(),
+                    [f[3], f[4], f[5], f[6]].map(String::from),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (merged, all) = (rows("merged/detections.csv"), rows("all/detections.csv"));
+    assert_eq!(merged.len(), all.len());
+    assert!(!all.is_empty());
+    for (m, a) in merged.iter().zip(&all) {
+        assert_eq!((&m.0, &m.1, &m.2), (&a.0, &a.1, &a.2));
+        assert!(
+            (m.3 - a.3).abs() <= 1e-6 * a.3.abs().max(1e-3),
+            "{m:?} vs {a:?}"
+        );
+    }
+    // Shards that do not partition the run are refused, naming what is wrong.
+    let merge = |dirs: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
+        c.arg("merge");
+        for x in dirs {
+            c.arg(d.join(x));
+        }
+        let o = c.arg("--out").arg(d.join("bad")).output().unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = merge(&["s1", "s1"]);
+    assert!(
+        err.contains("shard 1/2 is given 2 times") && err.contains("shard 2/2 is missing"),
+        "{err}"
+    );
+    let err = merge(&["s1"]);
+    assert!(err.contains("shard 2/2 is missing"), "{err}");
+    let err = merge(&["all", "s1"]);
+    assert!(err.contains("is not a shard"), "{err}");
+    // Nor may the merged outputs land on a shard's.
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .arg("merge")
+        .args([d.join("s1"), d.join("s2")])
+        .arg("--out")
+        .arg(d.join("s1"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is an input of this run"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // A bad shard spec is refused with a clear message.
     let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
         .args([
@@ -394,6 +449,20 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_outputs() {
         !d.join("killed/detections.csv").exists(),
         "no output before the run ends"
     );
+    // Resuming with other settings is refused before anything is touched, naming each change.
+    let before = std::fs::read(&journal).unwrap();
+    let o = command("killed")
+        .args(["--resume", "--nms-iou", "0.5", "--top-per-class", "7"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("nms_iou: 0.3 -> 0.5")
+            && err.contains("top_per_class: 100 -> 7"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&journal).unwrap(), before);
     let o = command("killed").arg("--resume").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -556,4 +625,219 @@ fn any_number_of_workers_gives_the_same_bytes_and_both_warps_the_same_detections
     );
     assert!(device.values().filter(|s| **s >= 0.1).count() >= 6);
     assert!(worst < 0.02, "scores {worst} apart");
+}
+
+/// Copies raccoon photos into `dir` under the given relative names.
+fn photos(dir: &Path, names: &[(&str, &str)]) {
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/raccoon/images");
+    for (from, to) in names {
+        let to = dir.join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if to.extension().is_some_and(|e| e == "png") {
+            image::open(images.join(from)).unwrap().save(&to).unwrap();
+        } else {
+            std::fs::copy(images.join(from), &to).unwrap();
+        }
+    }
+}
+
+fn rcnn(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn no_output_ever_replaces_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = tiny_model(d, "m.safetensors", 3);
+    let imgs = d.join("imgs");
+    photos(
+        &imgs,
+        &[
+            ("raccoon-1.jpg", "raccoon-1.jpg"),
+            ("raccoon-2.jpg", "raccoon-2.jpg"),
+        ],
+    );
+    let original = std::fs::read(imgs.join("raccoon-1.jpg")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .arg("detect")
+        .arg(&imgs)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("out"))
+        .arg("--visualize")
+        .arg(&imgs)
+        .args(["--device", "cpu", "--max-proposals", "5"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("raccoon-1.jpg: is an input of this run"),
+        "{err}"
+    );
+    // Refused before any work: no output folder made, the photo untouched.
+    assert!(!d.join("out").exists());
+    assert_eq!(std::fs::read(imgs.join("raccoon-1.jpg")).unwrap(), original);
+    // rcnn visualize --out onto the images.
+    let dets = d.join("dets.csv");
+    std::fs::write(
+        &dets,
+        "image,class,score,xmin,ymin,xmax,ymax\nraccoon-1,raccoon,0.9,1,1,50,50\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .arg("visualize")
+        .arg(&imgs)
+        .arg("--dets")
+        .arg(&dets)
+        .arg("--out")
+        .arg(&imgs)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("is an input of this run"), "{err}");
+    assert_eq!(std::fs::read(imgs.join("raccoon-1.jpg")).unwrap(), original);
+    // An output folder under a file is refused before the work starts.
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .arg("detect")
+        .arg(&imgs)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(dets.join("sub"))
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("dets.csv is a file"), "{err}");
+}
+
+#[test]
+fn images_sharing_a_name_keep_their_own_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = tiny_model(d, "m.safetensors", 4);
+    let set = d.join("set");
+    photos(
+        &set,
+        &[
+            ("raccoon-1.jpg", "a/x.jpg"),
+            ("raccoon-2.jpg", "b/x.jpg"),
+            ("raccoon-3.jpg", "x.png"),
+        ],
+    );
+    let out = d.join("out");
+    let vis = d.join("vis");
+    let o = rcnn(&[
+        "detect".as_ref(),
+        set.as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--visualize".as_ref(),
+        vis.as_os_str(),
+        "--visualize-threshold".as_ref(),
+        "0".as_ref(),
+        "--score-threshold".as_ref(),
+        "0".as_ref(),
+        "--max-proposals".as_ref(),
+        "5".as_ref(),
+        "--format".as_ref(),
+        "csv,txt,ilsvrc".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("3 images"));
+    let list = std::fs::read_to_string(out.join("image_list.txt")).unwrap();
+    assert_eq!(list, "a/x 1\nb/x 2\nset/x 3\n");
+    for n in ["a/x", "b/x", "set/x"] {
+        assert!(out.join(format!("txt/{n}.txt")).is_file(), "{n}");
+        assert!(vis.join(format!("{n}.jpg")).is_file(), "{n}");
+    }
+    let mapping = std::fs::read_to_string(out.join("image_paths.csv")).unwrap();
+    assert!(
+        mapping.contains(&format!("a/x,{}", set.join("a/x.jpg").display())),
+        "{mapping}"
+    );
+    // Each image's detections stay its own: 3 images x 2 classes x at most 5 boxes, by name.
+    let csv = std::fs::read_to_string(out.join("detections.csv")).unwrap();
+    for n in ["a/x,", "b/x,", "set/x,"] {
+        assert!(csv.lines().filter(|l| l.starts_with(n)).count() > 0, "{n}");
+    }
+    // map-eval reads the list back.
+    let names = eval::formats::ilsvrc::read_image_list(&out.join("image_list.txt")).unwrap();
+    assert_eq!(names, ["a/x", "b/x", "set/x"]);
+}
+
+#[test]
+fn a_full_disk_names_the_file_and_reason_leaves_no_temporary_file_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = tiny_model(d, "m.safetensors", 6);
+    let imgs = d.join("imgs");
+    photos(
+        &imgs,
+        &[
+            ("raccoon-1.jpg", "r1.jpg"),
+            ("raccoon-2.jpg", "r2.jpg"),
+            ("raccoon-3.jpg", "r3.jpg"),
+        ],
+    );
+    let out = d.join("out");
+    let vis = d.join("vis");
+    let args = format!(
+        "detect {} --model {} --out {} --visualize {} --max-proposals 5 --device cpu",
+        imgs.display(),
+        model.display(),
+        out.display(),
+        vis.display()
+    );
+    // A file-size limit of 8 KiB stands in for a full disk: every drawing's write fails (EFBIG,
+    // with SIGXFSZ ignored as a real ENOSPC would not raise it); the journal's lines still fit.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 8; exec {} {args}",
+            env!("CARGO_BIN_EXE_rcnn")
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("r1.jpg") && err.contains("File too large"),
+        "{err}"
+    );
+    assert!(err.contains("--resume"), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(&vis)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // No image is marked done: its drawing was never written.
+    let journal = std::fs::read_to_string(out.join(".rcnn-detect.journal")).unwrap();
+    assert_eq!(
+        journal.lines().count(),
+        1,
+        "only the settings line: {journal}"
+    );
+    // Space again: --resume finishes every image and draws each.
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .args(args.split(' '))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for n in ["r1", "r2", "r3"] {
+        assert!(vis.join(format!("{n}.jpg")).is_file(), "{n}");
+    }
 }

@@ -165,6 +165,8 @@ fn settings(
     let mut formats = args.format.clone();
     formats.sort();
     formats.dedup();
+    // f32 flags as the user wrote them (0.3, not 0.30000001192092896).
+    let f = |x: f32| x.to_string().parse::<f64>().unwrap_or(f64::NAN);
     let v = json!({
         "images": args.images,
         "models": args.models.iter().map(|m| file(m)).collect::<Vec<_>>(),
@@ -174,13 +176,13 @@ fn settings(
         "warp": format!("{:?}", args.warp),
         "batch": batch,
         "max_proposals": args.max_proposals,
-        "nms_iou": args.nms_iou,
-        "score_threshold": args.score_threshold,
+        "nms_iou": f(args.nms_iou),
+        "score_threshold": f(args.score_threshold),
         "top_per_class": args.top_per_class,
         "top_per_image": args.top_per_image,
         "proposals": args.proposals.as_deref().map(file),
         "visualize": args.visualize,
-        "visualize_threshold": args.visualize_threshold,
+        "visualize_threshold": f(args.visualize_threshold),
         "shard": args.shard.map(|(k, n)| format!("{k}/{n}")),
     });
     v.as_object().expect("an object").clone()
@@ -505,6 +507,19 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     write_outputs(&args.out, &formats, &detections, &image_names, &class_list)?;
     // Which file each image name stands for.
     eval::write_atomically(&args.out.join("image_paths.csv"), mapping.as_bytes())?;
+    // Which share of the run this is, for `rcnn merge` to check that shards partition it.
+    let shard_file = args.out.join("shard.json");
+    match args.shard {
+        Some((k, n)) => eval::write_atomically(
+            &shard_file,
+            serde_json::json!({"shard": k, "of": n})
+                .to_string()
+                .as_bytes(),
+        )?,
+        None if shard_file.exists() => std::fs::remove_file(&shard_file)
+            .with_context(|| format!("removing {}", shard_file.display()))?,
+        None => {}
+    }
     journal.finish().context("removing the journal")?;
     println!(
         "{} images{}{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",

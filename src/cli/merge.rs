@@ -18,10 +18,88 @@ pub struct MergeArgs {
     format: Vec<String>,
 }
 
+/// `(K, N)` from a shard folder's shard.json.
+fn shard_of(dir: &std::path::Path) -> anyhow::Result<(usize, usize)> {
+    let path = dir.join("shard.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a shard: it has no readable shard.json (made without --shard?)",
+            dir.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    match (
+        v.get("shard").and_then(|x| x.as_u64()),
+        v.get("of").and_then(|x| x.as_u64()),
+    ) {
+        (Some(k), Some(n)) if k >= 1 && k <= n => Ok((k as usize, n as usize)),
+        _ => bail!(
+            "{}: want {{\"shard\": K, \"of\": N}} with 1 <= K <= N",
+            path.display()
+        ),
+    }
+}
+
+/// The shards must partition one run exactly: the same N, each K once.
+fn check_partition(shards: &[PathBuf]) -> anyhow::Result<usize> {
+    let specs = shards
+        .iter()
+        .map(|s| shard_of(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let n = specs[0].1;
+    let mut problems = Vec::new();
+    for (dir, (k, m)) in shards.iter().zip(&specs) {
+        if *m != n {
+            problems.push(format!(
+                "{} is shard {k}/{m}, but {} is of {n}",
+                dir.display(),
+                shards[0].display()
+            ));
+        }
+    }
+    for k in 1..=n {
+        let holders: Vec<String> = shards
+            .iter()
+            .zip(&specs)
+            .filter(|(_, s)| s.0 == k && s.1 == n)
+            .map(|(d, _)| d.display().to_string())
+            .collect();
+        match holders.len() {
+            0 => problems.push(format!("shard {k}/{n} is missing")),
+            1 => {}
+            _ => problems.push(format!(
+                "shard {k}/{n} is given {} times: {}",
+                holders.len(),
+                holders.join(", ")
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "the shards do not partition one run:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    Ok(n)
+}
+
 pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let read = |p: PathBuf| {
         std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
     };
+    let n_shards = check_partition(&args.shards)?;
+    // The merged outputs never replace a shard's.
+    eval::protect_inputs(args.shards.iter().flat_map(|s| {
+        [
+            "detections.csv",
+            "image_list.txt",
+            "classes.txt",
+            "shard.json",
+        ]
+        .map(|f| s.join(f))
+    }));
+    eval::check_output_dir(&args.out)?;
     let first = &args.shards[0];
     let list_text = read(first.join("image_list.txt"))?;
     let classes_text = read(first.join("classes.txt"))?;
@@ -44,6 +122,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let mut issues = eval::Issues::new(true);
     let mut dets = Vec::new();
     for shard in &args.shards {
+        let (k, _) = shard_of(shard)?;
         let path = shard.join("detections.csv");
         for d in eval::formats::csv::read_dets(&path, &mut issues)? {
             let image = images.get(&d.image).with_context(|| {
@@ -53,6 +132,15 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
                     d.image
                 )
             })?;
+            // Image i of the run belongs to shard (i mod N) + 1.
+            if image % n_shards != k - 1 {
+                bail!(
+                    "{}: image {} belongs to shard {}/{n_shards}, not {k}",
+                    path.display(),
+                    d.image,
+                    image % n_shards + 1
+                );
+            }
             let eval::formats::ClassKey::Name(name) = &d.class else {
                 unreachable!("CSV names classes")
             };
