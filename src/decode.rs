@@ -15,7 +15,19 @@ pub struct DecodeError {
     pub reason: String,
 }
 
-/// Decodes one image file into `[height, width, 3]` RGB.
+/// The default of `--max-pixels`: 100 megapixels (a 10000 x 10000 photo), 300 MB as RGB.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+static MAX_PIXELS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_PIXELS);
+
+/// Sets the largest image [`decode`] accepts (`--max-pixels`).
+pub fn set_max_pixels(n: u64) {
+    MAX_PIXELS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Decodes one image file into `[height, width, 3]` RGB. An image declaring more pixels than
+/// `--max-pixels` is refused from its header, before anything is allocated.
 pub fn decode(path: &Path) -> Result<RgbImage, DecodeError> {
     let fail = |reason: String| DecodeError {
         path: path.to_path_buf(),
@@ -25,7 +37,20 @@ pub fn decode(path: &Path) -> Result<RgbImage, DecodeError> {
         .map_err(|e| fail(e.to_string()))?
         .with_guessed_format()
         .map_err(|e| fail(e.to_string()))?;
+    let max = MAX_PIXELS.load(std::sync::atomic::Ordering::Relaxed);
+    let mut limits = image::Limits::default();
+    // Decoders' own buffers are bounded too (4 bytes a pixel covers RGBA and 16-bit grey).
+    limits.max_alloc = Some(max.saturating_mul(8));
+    let mut reader = reader;
+    reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| fail(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    if w as u64 * h as u64 > max {
+        return Err(fail(format!(
+            "{w} x {h} = {} pixels, more than --max-pixels {max}; skipped",
+            w as u64 * h as u64
+        )));
+    }
     let orientation = decoder.orientation().map_err(|e| fail(e.to_string()))?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?;
     img.apply_orientation(orientation);
@@ -47,17 +72,38 @@ fn is_image(path: &Path) -> bool {
 /// one path per line, relative to the list). Sorted and deduplicated, so that image indices are
 /// stable from run to run.
 pub fn collect_images(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let p = entry?.path();
+    use std::collections::HashSet;
+    // Links are followed, but each real folder is entered once (a link loop ends) and each
+    // real file is taken once, however many links lead to it.
+    fn walk(
+        dir: &Path,
+        out: &mut Vec<PathBuf>,
+        seen_dirs: &mut HashSet<PathBuf>,
+        seen_files: &mut HashSet<PathBuf>,
+    ) -> std::io::Result<()> {
+        let Ok(real) = dir.canonicalize() else {
+            return Ok(()); // a dangling link
+        };
+        if !seen_dirs.insert(real) {
+            return Ok(());
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for p in entries {
             if p.is_dir() {
-                walk(&p, out)?;
-            } else if is_image(&p) {
+                walk(&p, out, seen_dirs, seen_files)?;
+            } else if is_image(&p) && p.canonicalize().is_ok_and(|r| seen_files.insert(r)) {
                 out.push(p);
             }
         }
         Ok(())
     }
+    let mut seen_dirs = HashSet::new();
+    let mut seen_files = HashSet::new();
+    let mut walk =
+        |dir: &Path, out: &mut Vec<PathBuf>| walk(dir, out, &mut seen_dirs, &mut seen_files);
     let mut out = Vec::new();
     for input in inputs {
         if input.is_dir() {
@@ -182,6 +228,55 @@ mod tests {
         // Found by extension in any case, sorted.
         let found = collect_images(&[tmp.path().to_path_buf()]).unwrap();
         assert_eq!(found, vec![rgba, grey]);
+    }
+
+    /// CRC-32 (PNG's), to forge a header.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_from_its_header() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("bomb.png");
+        image::GrayImage::new(4, 4).save(&path).unwrap();
+        let mut png = std::fs::read(&path).unwrap();
+        // IHDR: length(4) "IHDR"(4) width(4) height(4) ... CRC over type and data.
+        let at = png.windows(4).position(|w| w == b"IHDR").unwrap();
+        png[at + 4..at + 8].copy_from_slice(&40_000u32.to_be_bytes());
+        png[at + 8..at + 12].copy_from_slice(&40_000u32.to_be_bytes());
+        let crc = crc32(&png[at..at + 17]);
+        png[at + 17..at + 21].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&path, &png).unwrap();
+        let err = decode(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("40000 x 40000") && err.contains("--max-pixels"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn link_loops_end_and_each_real_file_is_taken_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("set");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        image::GrayImage::new(2, 2).save(d.join("a.png")).unwrap();
+        std::os::unix::fs::symlink(&d, d.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(d.join("a.png"), d.join("sub/again.png")).unwrap();
+        std::os::unix::fs::symlink(d.join("gone"), d.join("dangling")).unwrap();
+        let found = collect_images(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(found, vec![d.join("a.png")]);
     }
 
     #[test]

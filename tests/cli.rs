@@ -316,3 +316,221 @@ fn proposals_on_real_photos_with_recall_output_and_plot() {
     }
     assert_eq!(&std::fs::read(&plot).unwrap()[1..4], b"PNG");
 }
+
+#[test]
+fn numeric_flags_outside_their_meaning_are_refused_at_parse_time() {
+    for (args, range) in [
+        (
+            &[
+                "detect",
+                "x.jpg",
+                "--model",
+                "m",
+                "--out",
+                "o",
+                "--nms-iou",
+                "1.5",
+            ][..],
+            "(0, 1]",
+        ),
+        (
+            &[
+                "detect",
+                "x.jpg",
+                "--model",
+                "m",
+                "--out",
+                "o",
+                "--nms-iou",
+                "NaN",
+            ],
+            "(0, 1]",
+        ),
+        (
+            &[
+                "detect",
+                "x.jpg",
+                "--model",
+                "m",
+                "--out",
+                "o",
+                "--score-threshold",
+                "NaN",
+            ],
+            "[0, 1]",
+        ),
+        (
+            &[
+                "detect", "x.jpg", "--model", "m", "--out", "o", "--batch", "0",
+            ],
+            "[1, 65536]",
+        ),
+        (
+            &[
+                "detect",
+                "x.jpg",
+                "--model",
+                "m",
+                "--out",
+                "o",
+                "--batch",
+                "18446744073709551615",
+            ],
+            "[1, 65536]",
+        ),
+        (
+            &[
+                "train",
+                "--images",
+                "i",
+                "--annotations",
+                "a",
+                "--out",
+                "o",
+                "--lr",
+                "NaN",
+            ],
+            "(0, 10]",
+        ),
+        (
+            &[
+                "train",
+                "--images",
+                "i",
+                "--annotations",
+                "a",
+                "--out",
+                "o",
+                "--steps",
+                "0",
+            ],
+            "[1, 1000000000]",
+        ),
+        (
+            &[
+                "train",
+                "--images",
+                "i",
+                "--annotations",
+                "a",
+                "--out",
+                "o",
+                "--momentum=-0.5",
+            ],
+            "[0, 1)",
+        ),
+        (
+            &[
+                "train",
+                "--images",
+                "i",
+                "--annotations",
+                "a",
+                "--out",
+                "o",
+                "--polyak",
+                "2",
+            ],
+            "(0, 1]",
+        ),
+        (
+            &["visualize", "i", "--dets", "d", "--out", "o", "--iou", "7"],
+            "(0, 1]",
+        ),
+        (&["model-info", "--threads", "100000"], "[1, 1024]"),
+        (&["model-info", "--input-size", "4096"], "[32, 1024]"),
+        (&["model-info", "--width", "8"], "(0, 4]"),
+        (
+            &["model-info", "--num-classes", "100000000000"],
+            "[1, 100000]",
+        ),
+        (&["proposals", "i", "--width", "100000"], "[32, 4096]"),
+        (&["proposals", "i", "--scale", "0"], "(0, 10000]"),
+        (
+            &["map-eval", "--gt", "g", "--dets", "d", "--iou", "NaN"],
+            "(0, 1]",
+        ),
+    ] {
+        let o = rcnn(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(range), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_model_that_cannot_score_is_refused_at_load() {
+    use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+    let dir = tempfile::tempdir().unwrap();
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 64,
+        num_classes: 3,
+        ..GoogLeNetConfig::new(Layout::Paper)
+    };
+    let classes = |v: [&str; 3]| v.map(String::from).to_vec();
+    // Background in second place: refused when saved, and so never written.
+    let m = Model::new(
+        &config,
+        classes(["cat", "__background__", "dog"]),
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let err = m
+        .save(&dir.path().join("bg.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("background class can only be the first"),
+        "{err}"
+    );
+    // A NaN weight (a diverged run) and a zero std: written behind our back, refused at load.
+    let m = Model::new(
+        &config,
+        classes(["__background__", "cat", "dog"]),
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let good = dir.path().join("good.safetensors");
+    m.save(&good).unwrap();
+    let (mut tensors, mut meta) = inception_rcnn::model::weights::read_tensors(&good).unwrap();
+    let fc = tensors.get_mut("fc.weight").unwrap();
+    let _ = fc.get(0).get(0).fill_(f64::NAN);
+    let named: Vec<(String, tch::Tensor)> = tensors.into_iter().collect();
+    let nan = dir.path().join("nan.safetensors");
+    inception_rcnn::model::weights::write_tensors(&nan, named, meta.clone()).unwrap();
+    let err = Model::load(&nan, tch::Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("fc.weight holds NaN"), "{err}");
+    meta.insert("std".into(), "0.229,0,0.225".into());
+    let (tensors, _) = inception_rcnn::model::weights::read_tensors(&good).unwrap();
+    let zero = dir.path().join("zero-std.safetensors");
+    inception_rcnn::model::weights::write_tensors(
+        &zero,
+        tensors.into_iter().collect(),
+        meta.clone(),
+    )
+    .unwrap();
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/raccoon/images/raccoon-1.jpg");
+    let o = rcnn(&[
+        "detect",
+        photo.to_str().unwrap(),
+        "--model",
+        zero.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("std must be positive"),
+        "{}",
+        stderr(&o)
+    );
+    // A model file claiming 10^11 classes is refused before anything is allocated.
+    meta.insert("num_classes".into(), "100000000000".into());
+    let (tensors, _) = inception_rcnn::model::weights::read_tensors(&good).unwrap();
+    let huge = dir.path().join("huge.safetensors");
+    inception_rcnn::model::weights::write_tensors(&huge, tensors.into_iter().collect(), meta)
+        .unwrap();
+    let err = Model::load(&huge, tch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("num_classes 100000000000"), "{err}");
+}

@@ -458,8 +458,7 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_outputs() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        err.contains("nms_iou: 0.3 -> 0.5")
-            && err.contains("top_per_class: 100 -> 7"),
+        err.contains("nms_iou: 0.3 -> 0.5") && err.contains("top_per_class: 100 -> 7"),
         "{err}"
     );
     assert_eq!(std::fs::read(&journal).unwrap(), before);

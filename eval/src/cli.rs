@@ -24,7 +24,7 @@ pub struct MapEvalArgs {
     #[arg(long, default_value = "ilsvrc", value_parser = parse_metric)]
     pub metric: Metric,
     /// IoU threshold of ilsvrc (its cap for large objects), voc07 and voc.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = iou_threshold)]
     pub iou: f64,
     /// Class list: one name per line, or `ID<TAB>WNID<TAB>name` (default: the ILSVRC 200 when
     /// the ground truth uses them, else the names found in it, sorted).
@@ -59,6 +59,15 @@ pub struct MapEvalArgs {
     /// Write a precision-recall curve per class and a summary chart (PNG) into this folder.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+}
+
+/// An IoU threshold: a finite number in (0, 1].
+fn iou_threshold(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is outside (0, 1]")),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
 }
 
 fn parse_metric(s: &str) -> Result<Metric, String> {

@@ -86,10 +86,10 @@ struct DetectBenchArgs {
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
     /// Crops per forward pass (default: 256 on CUDA, 32 on the CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::batch)]
     batch: Option<usize>,
     /// Decode + proposal workers (default: one per core but one).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::threads)]
     workers: Option<usize>,
     #[arg(long, value_enum, default_value_t = inception_rcnn::device_stage::WarpMode::Device)]
     warp: inception_rcnn::device_stage::WarpMode,
@@ -113,14 +113,14 @@ struct TrainBenchArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     precisions: Vec<Precision>,
     /// Regions per step (default: R-CNN's 128 on CUDA, 16 on the CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::batch_i64)]
     batch: Option<i64>,
     /// Width multiplier (1 = the paper's network).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
     width: f64,
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
-    #[arg(long, default_value_t = 201)]
+    #[arg(long, default_value_t = 201, value_parser = super::range::classes)]
     num_classes: i64,
     /// Untimed steps first.
     #[arg(long, default_value_t = 10)]
@@ -168,16 +168,16 @@ struct ClassifierArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Layout::Paper, Layout::Torchvision])]
     layouts: Vec<Layout>,
     /// Batch sizes to measure.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32, 64, 128])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32, 64, 128], value_parser = super::range::batch_i64)]
     batch_sizes: Vec<i64>,
     /// Precisions (default: fp32 on the CPU; fp32, fp16 and bf16 on CUDA).
     #[arg(long, value_enum, value_delimiter = ',')]
     precisions: Vec<Precision>,
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
     width: f64,
-    #[arg(long, default_value_t = 201)]
+    #[arg(long, default_value_t = 201, value_parser = super::range::classes)]
     num_classes: i64,
     /// Memory orders: false (NCHW), true (channels-last); default NCHW on the CPU, both on CUDA.
     #[arg(long, value_delimiter = ',', value_name = "BOOL")]

@@ -40,11 +40,11 @@ pub struct DetectArgs {
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
     /// Crops per forward pass (default: 256 on CUDA, in fixed-size padded batches; 32 on the CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::batch)]
     batch: Option<usize>,
     /// Images decoded and proposed in parallel, each on its own thread (default: one per core
     /// but one). Outputs are the same for any number.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::range::threads)]
     workers: Option<usize>,
     /// Where crops are warped: on the network's device from the image uploaded once (grid
     /// sampling), or by OpenCV on the CPU.
@@ -55,17 +55,17 @@ pub struct DetectArgs {
     #[arg(long, value_name = "BOOL")]
     channels_last: Option<bool>,
     /// Proposals kept per image (R-CNN: 2000).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::range::count)]
     max_proposals: usize,
     /// Per-class NMS IoU (R-CNN's ILSVRC code: 0.3).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = super::range::iou)]
     nms_iou: f32,
     /// Drop detections scoring below this.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = super::range::score)]
     score_threshold: f32,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::range::count)]
     top_per_class: usize,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::range::count)]
     top_per_image: usize,
     /// Precomputed proposals (the CSV or JSON `rcnn proposals --out` writes) instead of
     /// running selective search.
@@ -75,7 +75,7 @@ pub struct DetectArgs {
     /// index.html showing them as a grid.
     #[arg(long, value_name = "DIR")]
     visualize: Option<PathBuf>,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::range::score)]
     visualize_threshold: f32,
     /// Take a deterministic 1/N of the images (every N-th, starting at the K-th of the sorted
     /// list), for N machines sharing a set; `rcnn merge` joins their outputs.

@@ -22,7 +22,7 @@ pub struct ImportWeightsArgs {
     out: PathBuf,
     /// Input size the model will be fed [default: the input file's own, if it is one of our
     /// model files; otherwise 224].
-    #[arg(long, value_parser = clap::value_parser!(i64).range(32..=1024))]
+    #[arg(long, value_parser = super::range::input_size)]
     input_size: Option<i64>,
     /// torchvision's transform_input (default: on for the torchvision layout, as torchvision
     /// sets it for its ImageNet weights; off for the paper layout).

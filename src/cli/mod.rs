@@ -7,6 +7,7 @@ mod import_weights;
 mod merge;
 mod model_info;
 pub(crate) mod proposals;
+mod range;
 mod train;
 mod visualize;
 
@@ -29,8 +30,12 @@ Logs go to stderr; set RUST_LOG=debug for more."
 )]
 struct Cli {
     /// CPU threads for libtorch (default: all cores).
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", value_parser = range::threads)]
     threads: Option<usize>,
+    /// Largest image decoded, in pixels (width x height); a larger one (a decompression bomb,
+    /// a panorama) is skipped with a warning, never allowed to exhaust memory.
+    #[arg(long, global = true, value_name = "N", default_value_t = inception_rcnn::decode::DEFAULT_MAX_PIXELS, value_parser = range::pixels)]
+    max_pixels: u64,
     /// Only warnings and errors on stderr.
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -80,13 +85,13 @@ struct NetworkArgs {
     #[arg(long, value_enum, default_value_t = Layout::Paper)]
     layout: Layout,
     /// Outputs of the final classifier (201 = 200 ILSVRC classes + background).
-    #[arg(long, default_value_t = 201)]
+    #[arg(long, default_value_t = 201, value_parser = range::classes)]
     num_classes: i64,
     /// Width multiplier for every layer (1.0 = the paper's network).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = range::width)]
     width: f64,
     /// Side of the square input in pixels.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = range::input_size)]
     input_size: i64,
     /// Include the two auxiliary classifiers (training only).
     #[arg(long)]
@@ -167,6 +172,7 @@ pub fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    inception_rcnn::decode::set_max_pixels(cli.max_pixels);
     let result = match cli.command {
         Command::Detect(args) => detect::run(args, cli.threads),
         Command::Merge(args) => merge::run(args),
@@ -184,9 +190,26 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", short_error(&format!("{e:#}")));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error without the C++ frames libtorch appends to its messages (they go to the debug log,
+/// `RUST_LOG=debug`).
+fn short_error(message: &str) -> String {
+    let cut = ["Exception raised from", "frame #0", "\nframe #"]
+        .iter()
+        .filter_map(|m| message.find(m))
+        .min();
+    match cut {
+        Some(at) => {
+            tracing::debug!("full error: {message}");
+            let head = message[..at].trim_end();
+            format!("{head} (libtorch's C++ frames: RUST_LOG=debug)")
+        }
+        None => message.to_string(),
     }
 }
 

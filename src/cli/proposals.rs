@@ -27,7 +27,7 @@ pub struct ProposalsArgs {
     #[arg(long, value_enum, default_value_t = Backend::Ours)]
     backend: Backend,
     /// Keep at most this many proposals per image.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::range::count)]
     top: Option<usize>,
     /// Write the proposals here: .csv (`image,rank,xmin,ymin,xmax,ymax`) or .json.
     #[arg(long, value_name = "FILE")]
@@ -36,10 +36,10 @@ pub struct ProposalsArgs {
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
     /// Width images are resized to before the search (R-CNN: 500; 0 keeps the size).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = super::range::proposal_width)]
     width: usize,
     /// Multiplies segmentation scale k and minimum size (GoogLeNet's entry: 2).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::range::scale)]
     scale: f32,
     /// Seed of the ranking's random numbers.
     #[arg(long, default_value_t = 0)]

@@ -42,10 +42,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Layout::Paper)]
     layout: Layout,
     /// Width multiplier (ignored with --init FILE).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
     width: f64,
     /// Side of the warped regions in pixels.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
     /// Class list (one name a line); default: the classes found in the annotations, sorted.
     /// The classifier has one more output, `__background__`, first.
@@ -56,35 +56,35 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Training steps (mini-batches); default: --epochs' worth.
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::count)]
     steps: Option<usize>,
     /// Epochs (passes over the cached regions) when --steps is not given.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 8.0, value_parser = super::range::positive)]
     epochs: f64,
     /// Positive regions per mini-batch (R-CNN: 32).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::range::count0)]
     batch_positives: usize,
     /// Background regions per mini-batch (R-CNN: 96).
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 96, value_parser = super::range::count0)]
     batch_background: usize,
     /// Base learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = super::range::lr)]
     lr: f64,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = super::range::fraction)]
     momentum: f64,
     /// Weight decay (not on biases).
-    #[arg(long, default_value_t = 0.0002)]
+    #[arg(long, default_value_t = 0.0002, value_parser = super::range::fraction)]
     weight_decay: f64,
     /// The learning rate is multiplied by this every --lr-every-epochs (the paper: 0.96 every 8).
-    #[arg(long, default_value_t = 0.96)]
+    #[arg(long, default_value_t = 0.96, value_parser = super::range::decay)]
     lr_decay: f64,
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 8.0, value_parser = super::range::positive)]
     lr_every_epochs: f64,
     /// Weight of each auxiliary classifier's loss (the paper: 0.3).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = super::range::non_negative)]
     aux_weight: f64,
     /// Cap of the Polyak (moving) average's decay.
-    #[arg(long, default_value_t = 0.999)]
+    #[arg(long, default_value_t = 0.999, value_parser = super::range::decay)]
     polyak: f64,
     /// No random horizontal flips.
     #[arg(long)]
@@ -92,26 +92,26 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Steps between checkpoints (and validations).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = super::range::count)]
     checkpoint_every: usize,
     /// Steps between lines of log.csv.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = super::range::count)]
     log_every: usize,
     /// Continue from the checkpoint in --out with the same schedule.
     #[arg(long)]
     resume: bool,
     /// Train N networks with seeds seed..seed+N-1 (and so different sampling orders), into
     /// member-1 ... member-N, for `rcnn detect --model ... --model ...` (the entry: six).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::range::count)]
     ensemble: usize,
     /// Proposals per image, best first.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::range::count)]
     max_proposals: usize,
     /// Background regions cached per image (every positive is kept).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::range::count0)]
     max_background: usize,
     /// Proposals per validation image.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = super::range::count)]
     val_proposals: usize,
     #[command(flatten)]
     device: DeviceArgs,

@@ -33,10 +33,10 @@ pub struct VisualizeArgs {
     #[arg(long, value_name = "FILE")]
     image_list: Option<PathBuf>,
     /// Draw detections scoring at least this.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::range::score64)]
     threshold: f64,
     /// IoU for a hit (inclusive pixels, as VOC).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::range::iou64)]
     iou: f64,
     #[arg(long, value_name = "DIR")]
     out: PathBuf,

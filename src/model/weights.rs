@@ -57,17 +57,61 @@ impl Model {
         self.net.config()
     }
 
-    /// Reads one of our model files onto `device`.
+    /// Reads one of our model files onto `device`; refuses one that cannot give meaningful
+    /// scores (see [`Model::validate`]).
     pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
         let (tensors, metadata) = read_tensors(path)?;
         let (config, classes) = config_from_metadata(path, &metadata)?;
         let mut model = Model::new(&config, classes, device)?;
         load_state_dict(&mut model.vs, &tensors, path)?;
+        model.validate(path)?;
         Ok(model)
     }
 
-    /// Writes the weights and metadata to `path` atomically (temporary file, then rename).
+    /// Refuses a model whose scores would mean nothing: a NaN or infinite weight, a zero or
+    /// non-finite normalisation `std`, or `__background__` anywhere but first.
+    pub fn validate(&self, path: &Path) -> Result<(), ModelError> {
+        let bad = |message: String| ModelError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let c = self.config();
+        if c.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
+            || c.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(bad(format!(
+                "normalisation mean {:?} / std {:?}: std must be positive and both finite",
+                c.mean, c.std
+            )));
+        }
+        if let Some(i) = self
+            .classes
+            .iter()
+            .skip(1)
+            .position(|n| n == "__background__" || n == "background")
+        {
+            return Err(bad(format!(
+                "class {} is named `{}`: the background class can only be the first output",
+                i + 1,
+                self.classes[i + 1]
+            )));
+        }
+        let mut names: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in names {
+            if t.isfinite().all().int64_value(&[]) == 0 {
+                return Err(bad(format!(
+                    "tensor {name} holds NaN or infinite values (a diverged training run?)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the weights and metadata to `path` atomically (temporary file, then rename);
+    /// refuses a model that [`Model::validate`] refuses, so a diverged run saves nothing.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        self.validate(path)?;
         let named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         write_tensors(path, named, metadata_of(self.config(), &self.classes))
     }
@@ -211,6 +255,18 @@ pub fn config_from_metadata(
         mean: triple("mean")?,
         std: triple("std")?,
     };
+    // Sizes a file can lie about, checked before anything is allocated.
+    let buildable = (1..=100_000).contains(&config.num_classes)
+        && (32..=1024).contains(&config.input_size)
+        && config.width > 0.0
+        && config.width <= 4.0;
+    if !buildable {
+        return Err(bad(format!(
+            "metadata num_classes {} (want 1..=100000), input_size {} (want 32..=1024), width {} \
+             (want (0, 4]): not a model this tool can build",
+            config.num_classes, config.input_size, config.width
+        )));
+    }
     let classes: Vec<String> = serde_json::from_str(get("classes")?).map_err(|e| {
         bad(format!(
             "metadata `classes` is not a JSON list of strings: {e}"
