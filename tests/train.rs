@@ -331,6 +331,23 @@ fn a_killed_run_resumes_from_its_checkpoint_on_the_same_schedule() {
         "killed after {killed_at} of 8 log lines: too late to test"
     );
 
+    // Other proposal settings would rebuild the cache under the checkpoint: refused first,
+    // the cache left as it was.
+    let index = cut.join("cache/train.json");
+    let before = std::fs::read(&index).unwrap();
+    let o = train_command(&split, &cut, true)
+        .args(RUN)
+        .args(["--seed", "9"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("would be rebuilt under the checkpoint"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&index).unwrap(), before);
+
     let o = train_command(&split, &cut, true)
         .args(RUN)
         .output()

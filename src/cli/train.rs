@@ -168,6 +168,16 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
             args.seed,
         )
     };
+    // A resumed run continues on the regions it was trained on: other settings would rebuild
+    // the cache under the checkpoint, so they are refused before anything is touched.
+    anyhow::ensure!(
+        !(args.resume && RegionCache::built_otherwise(&cache_dir(&args.out), "train", &spec)),
+        "--resume: the region cache in {} was built with other settings (images, split, \
+         proposals, background per image, input size, normalisation or seed) and would be \
+         rebuilt under the checkpoint; rerun with the flags of the run you resume, or without \
+         --resume",
+        cache_dir(&args.out).display()
+    );
     let progress = progress_bar(
         spec.images.len() as u64,
         "regions [{bar:30}] {pos}/{len} images, {per_sec} ETA {eta}",

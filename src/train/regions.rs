@@ -246,6 +246,15 @@ impl RegionCache {
         })
     }
 
+    /// Whether `dir` holds a cache called `name` made with other settings than `spec` (which
+    /// [`RegionCache::open_or_build`] would rebuild): `rcnn train --resume` refuses then.
+    pub fn built_otherwise(dir: &Path, name: &str, spec: &CacheSpec) -> bool {
+        let Ok(text) = std::fs::read(dir.join(format!("{name}.json"))) else {
+            return false;
+        };
+        serde_json::from_slice::<Index>(&text).map_or(true, |index| index.spec != *spec)
+    }
+
     fn open(
         index_path: &Path,
         data_path: &Path,
