@@ -167,49 +167,124 @@ pub fn write_proposals(path: &Path, runs: &[ImageRun]) -> Result<(), eval::EvalE
     eval::write_atomically(path, &bytes)
 }
 
+/// Checks one proposal read at `at`: a box with a NaN, infinite or absurd coordinate, or an
+/// inverted one, is counted in `issues` and dropped (`Ok(None)`).
+fn checked_box(
+    issues: &mut eval::Issues,
+    v: [f64; 4],
+    at: &dyn Fn() -> String,
+) -> Result<Option<BBox>, eval::EvalError> {
+    let b = BBox::new(v[0], v[1], v[2], v[3]);
+    if !eval::formats::check_box(issues, &b, at)? {
+        return Ok(None);
+    }
+    if b.x2 < b.x1 || b.y2 < b.y1 {
+        // check_box counted it; a proposal cannot be warped inside out.
+        return Ok(None);
+    }
+    Ok(Some(b))
+}
+
 /// Reads proposals written by [`write_proposals`] (CSV or, for `.json`, JSON), ranked as written.
-pub fn read_proposals(path: &Path) -> Result<HashMap<String, Vec<BBox>>, eval::EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| eval::EvalError::io(path, e))?;
+/// Bad lines and boxes (NaN, infinite, absurd or inverted coordinates) are counted in `issues`
+/// with their file and line (or image) and skipped; with a strict `issues`, the first stops.
+pub fn read_proposals(
+    path: &Path,
+    issues: &mut eval::Issues,
+) -> Result<HashMap<String, Vec<BBox>>, eval::EvalError> {
+    use eval::issues::Kind;
     let bad = |line: usize, m: String| eval::EvalError::parse(path, line, m);
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
     {
-        let map: HashMap<String, Vec<[f64; 4]>> = serde_json::from_str(&text).map_err(|e| {
-            bad(
-                e.line(),
-                format!("want {{\"image\": [[xmin, ymin, xmax, ymax], ...]}}: {e}"),
-            )
-        })?;
-        return Ok(map
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.into_iter()
-                        .map(|b| BBox::new(b[0], b[1], b[2], b[3]))
-                        .collect(),
+        let text = std::fs::read_to_string(path).map_err(|e| eval::EvalError::io(path, e))?;
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| {
+                bad(
+                    e.line(),
+                    format!("want {{\"image\": [[xmin, ymin, xmax, ymax], ...]}}: {e}"),
                 )
-            })
-            .collect());
+            })?;
+        let mut out = HashMap::new();
+        for (image, boxes) in map {
+            let mut kept = Vec::new();
+            let items = boxes.as_array().cloned().unwrap_or_default();
+            if !boxes.is_array() {
+                issues.record(Kind::Malformed, || {
+                    format!("{}: image {image}: not a list of boxes", path.display())
+                })?;
+            }
+            for (i, b) in items.iter().enumerate() {
+                let at = || format!("{}: image {image}, box {i}", path.display());
+                let v: Option<Vec<f64>> = b
+                    .as_array()
+                    .filter(|a| a.len() == 4)
+                    .and_then(|a| a.iter().map(serde_json::Value::as_f64).collect());
+                match v {
+                    Some(v) => {
+                        if let Some(b) = checked_box(issues, [v[0], v[1], v[2], v[3]], &at)? {
+                            kept.push(b);
+                        }
+                    }
+                    None => issues.record(Kind::Malformed, || {
+                        format!("{}: want [xmin, ymin, xmax, ymax], got {b}", at())
+                    })?,
+                }
+            }
+            out.insert(image, kept);
+        }
+        return Ok(out);
     }
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| bad(0, e.to_string()))?;
     let mut ranked: HashMap<String, Vec<(u64, BBox)>> = HashMap::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        let parse = |s: &str| {
-            s.parse::<f64>()
-                .map_err(|_| bad(i + 1, format!("`{s}` is not a number")))
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    return Err(bad(line, e.to_string()));
+                }
+                issues.record(Kind::Malformed, || {
+                    format!("{}:{line}: {e}", path.display())
+                })?;
+                continue;
+            }
         };
-        let [image, rank, x1, y1, x2, y2] = f.as_slice() else {
-            return Err(bad(i + 1, "want image,rank,xmin,ymin,xmax,ymax".into()));
-        };
-        let rank = rank
-            .parse::<u64>()
-            .map_err(|_| bad(i + 1, format!("rank `{rank}` is not a whole number")))?;
-        ranked.entry(image.to_string()).or_default().push((
-            rank,
-            BBox::new(parse(x1)?, parse(y1)?, parse(x2)?, parse(y2)?),
-        ));
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let at = || format!("{}:{line}", path.display());
+        let parsed = (|| {
+            if record.len() != 6 {
+                return Err(format!(
+                    "expected 6 columns (image,rank,xmin,ymin,xmax,ymax), got {}",
+                    record.len()
+                ));
+            }
+            let rank = record[1]
+                .parse::<u64>()
+                .map_err(|_| format!("rank `{}` is not a whole number", &record[1]))?;
+            let mut v = [0.0; 4];
+            for (o, f) in v.iter_mut().zip(record.iter().skip(2)) {
+                *o = f.parse().map_err(|_| format!("`{f}` is not a number"))?;
+            }
+            Ok((rank, v))
+        })();
+        match parsed {
+            Ok((rank, v)) => {
+                if let Some(b) = checked_box(issues, v, &at)? {
+                    ranked
+                        .entry(record[0].to_string())
+                        .or_default()
+                        .push((rank, b));
+                }
+            }
+            Err(m) => issues.record(Kind::Malformed, || format!("{}: {m}", at()))?,
+        }
     }
     Ok(ranked
         .into_iter()
@@ -218,4 +293,80 @@ pub fn read_proposals(path: &Path) -> Result<HashMap<String, Vec<BBox>>, eval::E
             (k, v.into_iter().map(|(_, b)| b).collect())
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_proposal_lines_and_boxes_are_counted_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("p.csv");
+        std::fs::write(
+            &csv,
+            "image,rank,xmin,ymin,xmax,ymax\n\
+             a,2,5,5,20,20\n\
+             a,1,0,0,10,10\n\
+             a,3,NaN,0,10,10\n\
+             a,4,0,0,1e308,10\n\
+             a,5,0,0,inf,10\n\
+             a,6,10,10,0,0\n\
+             a,x,0,0,1,1\n\
+             a,7,0,0\n\
+             \"b, the second\",1,1,2,3,4\n",
+        )
+        .unwrap();
+        let mut issues = eval::Issues::new(false);
+        let p = read_proposals(&csv, &mut issues).unwrap();
+        assert_eq!(
+            p["a"],
+            vec![
+                BBox::new(0.0, 0.0, 10.0, 10.0),
+                BBox::new(5.0, 5.0, 20.0, 20.0)
+            ]
+        );
+        assert_eq!(p["b, the second"], vec![BBox::new(1.0, 2.0, 3.0, 4.0)]);
+        assert_eq!(
+            (
+                issues.non_finite_boxes,
+                issues.inverted_boxes,
+                issues.malformed
+            ),
+            (3, 1, 2)
+        );
+        assert!(issues.examples.iter().any(|e| e.ends_with("p.csv:5: box [0.0, 0.0, 1e308, 10.0] has a NaN, infinite or absurd coordinate; dropped")), "{:?}", issues.examples);
+        // --strict: the first bad line stops.
+        let err = read_proposals(&csv, &mut eval::Issues::new(true)).unwrap_err();
+        assert!(err.to_string().contains("p.csv:4"), "{err}");
+        // JSON has no NaN, but 1e308 and short boxes.
+        let json = dir.path().join("p.json");
+        std::fs::write(
+            &json,
+            r#"{"a": [[0, 0, 10, 10], [0, 0, 1e308, 1], [1, 2]]}"#,
+        )
+        .unwrap();
+        let mut issues = eval::Issues::new(false);
+        let p = read_proposals(&json, &mut issues).unwrap();
+        assert_eq!(p["a"], vec![BBox::new(0.0, 0.0, 10.0, 10.0)]);
+        assert_eq!((issues.non_finite_boxes, issues.malformed), (1, 1));
+    }
+
+    #[test]
+    fn written_proposals_read_back_with_awkward_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = vec![ImageRun {
+            image: PathBuf::from("x/a, \"b\".jpg"),
+            name: "a, \"b\"".into(),
+            boxes: vec![BBox::new(1.5, 2.0, 3.0, 4.0), BBox::new(0.0, 0.0, 9.0, 9.0)],
+            seconds: 0.0,
+        }];
+        for file in ["p.csv", "p.json"] {
+            let path = dir.path().join(file);
+            write_proposals(&path, &runs).unwrap();
+            let mut issues = eval::Issues::new(true);
+            let back = read_proposals(&path, &mut issues).unwrap();
+            assert_eq!(back["a, \"b\""], runs[0].boxes, "{file}");
+        }
+    }
 }

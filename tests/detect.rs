@@ -715,6 +715,16 @@ fn no_output_ever_replaces_an_input() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("dets.csv is a file"), "{err}");
+    // So is a proposals file under a file, before the search.
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .arg("proposals")
+        .arg(&imgs)
+        .arg("--out")
+        .arg(dets.join("p.csv"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("dets.csv is a file"), "{err}");
 }
 
 #[test]
@@ -774,6 +784,29 @@ fn images_sharing_a_name_keep_their_own_outputs() {
     // map-eval reads the list back.
     let names = eval::formats::ilsvrc::read_image_list(&out.join("image_list.txt")).unwrap();
     assert_eq!(names, ["a/x", "b/x", "set/x"]);
+    // Another run into the same folder, other images and formats: the earlier outputs it does
+    // not rewrite are named, and kept.
+    let o = rcnn(&[
+        "detect".as_ref(),
+        set.join("a").as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--max-proposals".as_ref(),
+        "5".as_ref(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("outputs of an earlier run that this run does not rewrite: detections.txt, txt/ (3 files of other images)"),
+        "{err}"
+    );
+    assert!(out.join("txt/a/x.txt").is_file());
 }
 
 #[test]

@@ -88,6 +88,9 @@ pub struct DetectArgs {
     /// Print the time of each stage at the end.
     #[arg(long)]
     profile: bool,
+    /// Stop at the first bad line or box of the --proposals file instead of skipping it.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// Writes `formats` into `out`, plus `classes.txt` and `image_list.txt` (every image of the run,
@@ -299,7 +302,14 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     // Precomputed proposals are named as `rcnn proposals` names images: the same names.
     let precomputed = match &args.proposals {
         Some(file) => {
-            let mut by_name = read_proposals(file)?;
+            let mut issues = eval::Issues::new(args.strict);
+            let mut by_name = read_proposals(file, &mut issues)?;
+            if issues.total() > 0 {
+                tracing::warn!("{}: {issues}", file.display());
+                for e in &issues.examples {
+                    tracing::warn!("  {e}");
+                }
+            }
             Some(
                 images
                     .iter()

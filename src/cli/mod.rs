@@ -226,6 +226,28 @@ mod tests {
     }
 
     #[test]
+    fn libtorch_errors_lose_their_cpp_frames() {
+        // What a real shape error of libtorch looks like through tch.
+        let real = tch::Tensor::zeros([2, 3], (tch::Kind::Float, tch::Device::Cpu))
+            .f_matmul(&tch::Tensor::zeros(
+                [2, 3],
+                (tch::Kind::Float, tch::Device::Cpu),
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            real.contains("Exception raised from") && real.lines().count() > 5,
+            "{real}"
+        );
+        let short = short_error(&format!("loading the model: {real}"));
+        assert!(short.starts_with("loading the model: "), "{short}");
+        assert!(short.contains("cannot be multiplied"), "{short}");
+        assert!(!short.contains("frame #"), "{short}");
+        assert!(short.lines().count() <= 3, "{short}");
+        assert_eq!(short_error("plain message"), "plain message");
+    }
+
+    #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();

@@ -132,6 +132,13 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         "no images (jpg, jpeg, png, bmp, webp) in {:?}",
         args.images
     );
+    // Output files are checked before the search, which can take hours.
+    eval::protect_inputs(images.iter().chain(&args.gt));
+    for file in args.out.iter().chain(&args.plot) {
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+        eval::check_output_dir(parent.unwrap_or(std::path::Path::new(".")))?;
+        eval::check_not_input(file)?;
+    }
     let params = search_params(args.mode, args.width, args.scale, args.seed);
     let (runs, skipped) = run_all(&images, args.backend, args.mode, &params, args.top, false);
     println!("{:<32} {:>8} {:>10}", "image", "boxes", "seconds");
