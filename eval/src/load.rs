@@ -71,7 +71,7 @@ fn choose_classes(path: Option<&Path>, raw: &RawGroundTruth) -> Result<ClassList
     Ok(ClassList::from_names(names.into_iter().collect()))
 }
 
-fn read_raw_gt(
+pub fn read_raw_gt(
     path: &Path,
     format: Format,
     box_format: BoxFormat,

@@ -42,11 +42,27 @@ struct StorageRef {
 
 /// Reads the tensors of a state dict saved by `torch.save`, zip or legacy format.
 pub fn read(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
-    if bytes.starts_with(b"PK\x03\x04") {
-        read_zip(bytes)
+    let tensors = if bytes.starts_with(b"PK\x03\x04") {
+        read_zip(bytes)?
     } else {
-        read_legacy(bytes)
+        read_legacy(bytes)?
+    };
+    Ok(tensors)
+}
+
+/// Views may share a storage, but a file whose tensors copy out to far more than the file
+/// holds (thousands of views of one large storage) is refused rather than allowed to exhaust
+/// memory; `added` is the next tensor's size.
+fn check_budget(total: &mut usize, added: usize, file: usize) -> Result<(), PthError> {
+    *total = total.saturating_add(added);
+    if *total > file.saturating_mul(2).saturating_add(1 << 20) {
+        return bad(format!(
+            "its tensors would take {} bytes, far more than the {file}-byte file holds \
+             (many views of one storage?)",
+            *total
+        ));
     }
+    Ok(())
 }
 
 fn read_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
@@ -81,6 +97,7 @@ fn read_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let state = state_dict(&value)?;
     let mut out = HashMap::new();
+    let mut total = 0usize;
     for (name, v) in state {
         let (storage, rebuild) = tensor_call(&name, v)?;
         if !storages.contains_key(&storage.key) {
@@ -98,6 +115,7 @@ fn read_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
             }
             storages.insert(storage.key.clone(), data);
         }
+        check_budget(&mut total, rebuild.bytes(storage.kind), bytes.len())?;
         let t = rebuild.build(&name, &storage, &storages[&storage.key])?;
         out.insert(name, t);
     }
@@ -173,6 +191,7 @@ fn read_legacy(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
         pos += len;
     }
     let mut out = HashMap::new();
+    let mut total = 0usize;
     for (name, storage, rebuild) in calls {
         let Some(data) = storages.get(&storage.key) else {
             return bad(format!("tensor {name}: storage {} is missing", storage.key));
@@ -180,6 +199,7 @@ fn read_legacy(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
         if data.len() < storage.numel * storage.kind.elt_size_in_bytes() {
             return bad(format!("tensor {name}: storage {} is short", storage.key));
         }
+        check_budget(&mut total, rebuild.bytes(storage.kind), bytes.len())?;
         let t = rebuild.build(&name, &storage, data)?;
         out.insert(name, t);
     }
@@ -219,6 +239,13 @@ struct Rebuild {
 }
 
 impl Rebuild {
+    /// Bytes of the tensor once copied out (saturating: sizes are checked in `build`).
+    fn bytes(&self, kind: Kind) -> usize {
+        self.size.iter().fold(kind.elt_size_in_bytes(), |n, &d| {
+            n.saturating_mul(d.max(0) as usize)
+        })
+    }
+
     fn build(&self, name: &str, storage: &StorageRef, data: &[u8]) -> Result<Tensor, PthError> {
         // The last element any index reaches must lie inside the storage.
         let mut last = self.offset as i128;
