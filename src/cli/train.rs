@@ -127,6 +127,8 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
         args.batch_positives + args.batch_background > 0,
         "a mini-batch needs at least one region"
     );
+    // The output folder is checked before hours of work, and no output replaces an input.
+    eval::check_output_dir(&args.out)?;
     let split = args.split.as_deref().map(read_split).transpose()?;
     let classes = args
         .classes
@@ -142,6 +144,16 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     for w in &train_set.warnings {
         tracing::warn!("{w}");
     }
+    eval::protect_inputs(
+        train_set
+            .images
+            .iter()
+            .map(|i| i.path.clone())
+            .chain(args.split.clone())
+            .chain(args.val_split.clone())
+            .chain(args.classes.clone())
+            .chain((args.init != "scratch").then(|| PathBuf::from(&args.init))),
+    );
     let class_names: Vec<String> = std::iter::once("__background__".to_string())
         .chain(train_set.classes.names.iter().cloned())
         .collect();
