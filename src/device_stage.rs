@@ -1,7 +1,8 @@
 //! The device stage of `rcnn detect`: everything that touches the device in one place. Each
 //! decoded image goes up once as bytes; its crops are warped there (grid sampling on
 //! [`crate::warp::placement`]'s arithmetic) or, with `--warp cpu`, by OpenCV on the host;
-//! batches take crops from as many images as they need; the ensemble's averaged scores stay on
+//! batches take crops from as many images as they need, always padded to the same size; the
+//! ensemble's averaged scores stay on
 //! the device until an image is complete, then come back in one copy.
 
 use std::collections::VecDeque;
@@ -191,7 +192,9 @@ pub struct DeviceStage<'e, T> {
     params: WarpParams,
     norm: Normaliser,
     batch: usize,
-    /// Pad every batch to `batch` crops so cuDNN sees one shape (on CUDA).
+    /// Pad every batch to `batch` crops: cuDNN sees one shape, and a crop's scores do not depend
+    /// on which crops share its batch (libtorch's CPU kernels vary with the batch size, not
+    /// with the companions: measured bitwise), so shards and resumed runs equal one run.
     pad: bool,
     pending: VecDeque<Pending<T>>,
     /// Batches launched so far.
@@ -209,7 +212,7 @@ impl<'e, T> DeviceStage<'e, T> {
             params,
             norm: Normaliser::new(params.mean, params.std, ensemble.device),
             batch: batch.max(1),
-            pad: matches!(ensemble.device, Device::Cuda(_)),
+            pad: true,
             pending: VecDeque::new(),
             launched: 0,
             times: DeviceTimes::default(),

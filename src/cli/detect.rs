@@ -39,7 +39,8 @@ pub struct DetectArgs {
     /// convolutions in f32 first; LRN and the softmax run in f32).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
-    /// Crops per forward pass (default: 256 on CUDA, in fixed-size padded batches; 32 on the CPU).
+    /// Crops per forward pass, always padded to this size so that results do not depend on how
+    /// images share batches (default: 256 on CUDA, 32 on the CPU).
     #[arg(long, value_parser = super::range::batch)]
     batch: Option<usize>,
     /// Images decoded and proposed in parallel, each on its own thread (default: one per core
