@@ -172,17 +172,25 @@ impl Journal {
 
     /// Appends one finished image (call it once all of the image's own outputs are written)
     /// and syncs it, so that a resumed run never trusts an image whose outputs were lost.
-    pub fn append(&mut self, e: &Entry) -> std::io::Result<()> {
+    pub fn append(&mut self, e: &Entry) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(e).expect("entries serialise");
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|error| JournalError::Io {
+                path: self.path.clone(),
+                error,
+            })
     }
 
     /// Removes the journal once the outputs are written.
-    pub fn finish(self) -> std::io::Result<()> {
+    pub fn finish(self) -> Result<(), JournalError> {
         drop(self.file);
-        std::fs::remove_file(&self.path)
+        std::fs::remove_file(&self.path).map_err(|error| JournalError::Io {
+            path: self.path,
+            error,
+        })
     }
 }
 

@@ -231,23 +231,9 @@ fn stale_outputs(out: &std::path::Path, formats: &[String], names: &[String]) ->
     stale
 }
 
-pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
-    for f in &args.format {
-        anyhow::ensure!(
-            ["ilsvrc", "csv", "coco", "txt"].contains(&f.as_str()),
-            "unknown --format `{f}` (ilsvrc, csv, coco, txt)"
-        );
-    }
-    let images = collect_images(&args.images).context("collecting images")?;
-    anyhow::ensure!(
-        !images.is_empty(),
-        "no images (jpg, jpeg, png, bmp, webp) in {:?}",
-        args.images
-    );
-    // Every image has a name of its own in every output, the journal and the drawings.
-    let names = image_names(&images);
-    // No output may replace an input, whatever flag named it; checked now for the files this
-    // run will write, and again by the writer itself.
+/// No output may replace an input, whatever flag named it: the inputs are registered with the
+/// writer, and the files this run will write are checked now, before any work.
+fn check_outputs(args: &DetectArgs, images: &[PathBuf], names: &[String]) -> anyhow::Result<()> {
     eval::protect_inputs(
         images
             .iter()
@@ -262,6 +248,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         "image_list.txt",
         "image_paths.csv",
         "classes.txt",
+        "shard.json",
     ]
     .iter()
     .map(|f| args.out.join(f))
@@ -279,6 +266,130 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     for p in &planned {
         eval::check_not_input(p)?;
     }
+    Ok(())
+}
+
+/// `image_paths.csv`: which file each image name stands for.
+fn image_paths_csv(images: &[PathBuf], names: &[String]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["image", "path"]).expect("in memory");
+    for (p, n) in images.iter().zip(names) {
+        w.write_record([n.as_str(), &p.to_string_lossy()])
+            .expect("in memory");
+    }
+    String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8")
+}
+
+/// Precomputed proposals by image path: the file names images as `rcnn proposals` does, with
+/// the same unique names. Its bad lines and boxes are reported (and stop the run with --strict).
+fn precomputed_proposals(
+    args: &DetectArgs,
+    images: &[PathBuf],
+    names: &[String],
+) -> anyhow::Result<Option<std::collections::HashMap<PathBuf, Vec<eval::BBox>>>> {
+    let Some(file) = &args.proposals else {
+        return Ok(None);
+    };
+    let mut issues = eval::Issues::new(args.strict);
+    let mut by_name = read_proposals(file, &mut issues)?;
+    if issues.total() > 0 {
+        tracing::warn!("{}: {issues}", file.display());
+        for e in &issues.examples {
+            tracing::warn!("  {e}");
+        }
+    }
+    Ok(Some(
+        images
+            .iter()
+            .zip(names)
+            .filter_map(|(p, n)| by_name.remove(n).map(|b| (p.clone(), b)))
+            .collect(),
+    ))
+}
+
+/// The marks drawn for an image's detections scoring at least `threshold`.
+fn marks(
+    detections: &[inception_rcnn::postprocess::Detected],
+    threshold: f32,
+    class_names: &[String],
+    to_class: impl Fn(usize) -> usize,
+) -> Vec<Mark> {
+    detections
+        .iter()
+        .filter(|d| d.score >= threshold)
+        .map(|d| {
+            let class = to_class(d.class);
+            Mark {
+                label: format!("{} {:.2}", class_names[class], d.score),
+                class,
+                bbox: d.bbox,
+                colour: None,
+            }
+        })
+        .collect()
+}
+
+/// Decodes `image` again, draws `marks` and writes the JPEG to `out`.
+fn draw_into(image: &std::path::Path, marks: &[Mark], out: &std::path::Path) -> Result<(), String> {
+    let img = decode(image).map_err(|e| e.to_string())?;
+    let drawn = draw(&img, marks).map_err(|e| e.to_string())?;
+    save_jpeg(&drawn, out)
+}
+
+/// `shard.json` (K/N) for `rcnn merge` to check that shards partition a run; an unsharded run
+/// removes an earlier one.
+fn write_shard_file(out: &std::path::Path, shard: Option<(usize, usize)>) -> anyhow::Result<()> {
+    let file = out.join("shard.json");
+    match shard {
+        Some((k, n)) => eval::write_atomically(
+            &file,
+            serde_json::json!({"shard": k, "of": n})
+                .to_string()
+                .as_bytes(),
+        )?,
+        None if file.exists() => {
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+fn print_profile(times: &inception_rcnn::detect::StageTimes) {
+    println!(
+        "stage seconds (decode and proposals summed over the workers, which overlap the device stage):"
+    );
+    for (name, s) in [
+        ("decode", times.decode),
+        ("proposals", times.proposals),
+        ("upload", times.upload),
+        ("warp", times.warp),
+        ("classify", times.classify),
+        ("readback", times.readback),
+        ("postprocess", times.postprocess),
+        ("starved", times.starved),
+        ("wall", times.wall),
+    ] {
+        println!("  {name:<12} {s:>9.3}");
+    }
+}
+
+pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    for f in &args.format {
+        anyhow::ensure!(
+            ["ilsvrc", "csv", "coco", "txt"].contains(&f.as_str()),
+            "unknown --format `{f}` (ilsvrc, csv, coco, txt)"
+        );
+    }
+    let images = collect_images(&args.images).context("collecting images")?;
+    anyhow::ensure!(
+        !images.is_empty(),
+        "no images (jpg, jpeg, png, bmp, webp) in {:?}",
+        args.images
+    );
+    // Every image has a name of its own in every output, the journal and the drawings.
+    let names = image_names(&images);
+    check_outputs(&args, &images, &names)?;
     let device = device::select(args.device.device, threads)?;
     let models = args
         .models
@@ -300,27 +411,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         .filter(|(i, _)| Some(*i) != background)
         .map(|(_, c)| c.clone())
         .collect();
-    // Precomputed proposals are named as `rcnn proposals` names images: the same names.
-    let precomputed = match &args.proposals {
-        Some(file) => {
-            let mut issues = eval::Issues::new(args.strict);
-            let mut by_name = read_proposals(file, &mut issues)?;
-            if issues.total() > 0 {
-                tracing::warn!("{}: {issues}", file.display());
-                for e in &issues.examples {
-                    tracing::warn!("  {e}");
-                }
-            }
-            Some(
-                images
-                    .iter()
-                    .zip(&names)
-                    .filter_map(|(p, n)| by_name.remove(n).map(|b| (p.clone(), b)))
-                    .collect(),
-            )
-        }
-        None => None,
-    };
+    let precomputed = precomputed_proposals(&args, &images, &names)?;
     let batch = args.batch.unwrap_or_else(|| default_batch(device));
     let params = DetectParams {
         search: proposals::SearchParams::new(proposals::Mode::Fast),
@@ -350,14 +441,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         image_names.intern(name);
         name_of.insert(path.clone(), name.clone());
     }
-    let mapping: String = std::iter::once("image,path\n".to_string())
-        .chain(images.iter().zip(&names).map(|(p, n)| {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record([n.as_str(), &p.to_string_lossy()])
-                .expect("in memory");
-            String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8")
-        }))
-        .collect();
+    let mapping = image_paths_csv(&images, &names);
     let mut dets = Vec::new();
     let (mut failed, mut n_proposals) = (0usize, 0usize);
     let mut drawn: Vec<(String, usize)> = Vec::new();
@@ -444,25 +528,14 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 // written, so that --resume never trusts a drawing that was lost.
                 let mut outputs_written = true;
                 if let Some(dir) = &args.visualize {
-                    let marks: Vec<Mark> = detections
-                        .iter()
-                        .filter(|d| d.score >= args.visualize_threshold)
-                        .map(|d| {
-                            let class = to_class(d.class);
-                            Mark {
-                                label: format!("{} {:.2}", class_names[class], d.score),
-                                class,
-                                bbox: d.bbox,
-                                colour: None,
-                            }
-                        })
-                        .collect();
                     let file = format!("{name}.jpg");
-                    let result = decode(&image)
-                        .map_err(|e| e.to_string())
-                        .and_then(|img| draw(&img, &marks).map_err(|e| e.to_string()))
-                        .and_then(|img| save_jpeg(&img, &dir.join(&file)));
-                    match result {
+                    let marks = marks(
+                        &detections,
+                        args.visualize_threshold,
+                        &class_names,
+                        to_class,
+                    );
+                    match draw_into(&image, &marks, &dir.join(&file)) {
                         Ok(()) => drawn.push((file, marks.len())),
                         Err(e) => {
                             outputs_written = false;
@@ -475,8 +548,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
                     if let Err(e) =
                         journal.append(&Entry::new(name.clone(), proposals, &detections))
                     {
-                        write_error
-                            .get_or_insert(anyhow::Error::new(e).context("writing the journal"));
+                        write_error.get_or_insert(anyhow::Error::new(e));
                     }
                 }
                 for d in detections {
@@ -518,20 +590,8 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     write_outputs(&args.out, &formats, &detections, &image_names, &class_list)?;
     // Which file each image name stands for.
     eval::write_atomically(&args.out.join("image_paths.csv"), mapping.as_bytes())?;
-    // Which share of the run this is, for `rcnn merge` to check that shards partition it.
-    let shard_file = args.out.join("shard.json");
-    match args.shard {
-        Some((k, n)) => eval::write_atomically(
-            &shard_file,
-            serde_json::json!({"shard": k, "of": n})
-                .to_string()
-                .as_bytes(),
-        )?,
-        None if shard_file.exists() => std::fs::remove_file(&shard_file)
-            .with_context(|| format!("removing {}", shard_file.display()))?,
-        None => {}
-    }
-    journal.finish().context("removing the journal")?;
+    write_shard_file(&args.out, args.shard)?;
+    journal.finish()?;
     println!(
         "{} images{}{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",
         images.len() - failed + resumed,
@@ -543,20 +603,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         args.out.display()
     );
     if args.profile {
-        println!("stage seconds (decode and proposals summed over the workers, which overlap the device stage):");
-        for (name, s) in [
-            ("decode", times.decode),
-            ("proposals", times.proposals),
-            ("upload", times.upload),
-            ("warp", times.warp),
-            ("classify", times.classify),
-            ("readback", times.readback),
-            ("postprocess", times.postprocess),
-            ("starved", times.starved),
-            ("wall", times.wall),
-        ] {
-            println!("  {name:<12} {s:>9.3}");
-        }
+        print_profile(&times);
     }
     Ok(())
 }
