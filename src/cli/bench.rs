@@ -49,13 +49,13 @@ struct ProposalsBenchArgs {
     #[arg(long, default_value = "data/raccoon/annotations")]
     gt: PathBuf,
     /// Only the first N images (sorted by name).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::count)]
     limit: Option<usize>,
     /// Modes to compare.
     #[arg(long, value_delimiter = ',', default_value = "fast", value_parser = parse_mode)]
     modes: Vec<proposals::Mode>,
     /// Our superpixel-scale factors: 1 is the paper's k, 2 GoogLeNet's entry.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = super::range::scale)]
     scales: Vec<f32>,
 }
 
@@ -71,17 +71,17 @@ struct DetectBenchArgs {
     #[arg(long, default_value = "data/raccoon/images")]
     from: PathBuf,
     /// Timed images (default: 50 on CUDA, 2 on the CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::synthetic)]
     images: Option<usize>,
     /// Untimed images first, so the timed ones see the steady state (default: 3 on CUDA, 0 on the CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::synthetic0)]
     warmup: Option<usize>,
     /// Proposals per image, selective search's topped up with random boxes (default: R-CNN's
     /// 2000 on CUDA; 100 on the CPU, where 2000 take about 100 s per image and network).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::synthetic)]
     max_proposals: Option<usize>,
     /// Ensemble sizes to time (0: none, e.g. with --worker-sweep alone).
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 6])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 6], value_parser = super::range::networks)]
     networks: Vec<usize>,
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
@@ -96,10 +96,10 @@ struct DetectBenchArgs {
     /// Channels-last weights and inputs (default: on for fp16/bf16 on CUDA).
     #[arg(long, value_name = "BOOL")]
     channels_last: Option<bool>,
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
     /// Also time the CPU stages alone with each of these worker counts (e.g. 1,2).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::range::threads)]
     worker_sweep: Vec<usize>,
 }
 
@@ -123,18 +123,18 @@ struct TrainBenchArgs {
     #[arg(long, default_value_t = 201, value_parser = super::range::classes)]
     num_classes: i64,
     /// Untimed steps first.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::range::synthetic0)]
     warmup: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::range::synthetic)]
     repeats: usize,
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::range::non_negative)]
     min_seconds: f64,
 }
 
 #[derive(Args, Debug)]
 struct NmsBenchArgs {
     /// IoU threshold.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = super::range::iou)]
     iou: f32,
     /// Python with torchvision for the reference column; `none` skips it.
     #[arg(long, value_name = "PYTHON")]
@@ -143,13 +143,13 @@ struct NmsBenchArgs {
 
 #[derive(Args, Debug)]
 struct EvalBenchArgs {
-    #[arg(long, default_value_t = 20_121)]
+    #[arg(long, default_value_t = 20_121, value_parser = super::range::synthetic)]
     images: usize,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::range::synthetic)]
     classes: usize,
-    #[arg(long, default_value_t = 55_502)]
+    #[arg(long, default_value_t = 55_502, value_parser = super::range::synthetic)]
     objects: usize,
-    #[arg(long, default_value_t = 500_000)]
+    #[arg(long, default_value_t = 500_000, value_parser = super::range::synthetic)]
     detections: usize,
     /// Python with pycocotools for the reference column (default: $RCNN_REFERENCE_PYTHON or
     /// .venv-ref/bin/python); `none` skips it.
@@ -184,13 +184,13 @@ struct ClassifierArgs {
     channels_last: Vec<bool>,
     /// Untimed passes before each row's clock starts (default: 10 on CUDA, 1 on the CPU, where
     /// a pass at batch 128 takes seconds and nothing needs tuning).
-    #[arg(long)]
+    #[arg(long, value_parser = super::range::synthetic0)]
     warmup: Option<usize>,
     /// Timed repeats per row; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::range::synthetic)]
     repeats: usize,
     /// Each repeat lasts at least this many seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::range::non_negative)]
     min_seconds: f64,
     /// Also time torch.compile'd torchvision GoogLeNet in the reference column (slow to start).
     #[arg(long)]

@@ -248,6 +248,32 @@ mod tests {
     }
 
     #[test]
+    fn every_default_lies_inside_its_own_range() {
+        use clap::Parser;
+        for args in [
+            &["detect", "x.jpg", "--model", "m", "--out", "o"][..],
+            &["train", "--images", "i", "--annotations", "a", "--out", "o"],
+            &["proposals", "i"],
+            &["visualize", "i", "--dets", "d", "--out", "o"],
+            &["model-info"],
+            &["import-weights", "x.pth", "--out", "o"],
+            &["merge", "a", "--out", "o"],
+            &["map-eval", "--gt", "g", "--dets", "d"],
+            &["bench", "classifier"],
+            &["bench", "proposals"],
+            &["bench", "detect"],
+            &["bench", "nms"],
+            &["bench", "train"],
+            &["bench", "eval"],
+        ] {
+            let argv = std::iter::once("rcnn").chain(args.iter().copied());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{args:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();

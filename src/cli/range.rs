@@ -71,6 +71,18 @@ pub fn count(s: &str) -> Result<usize, String> {
 pub fn count0(s: &str) -> Result<usize, String> {
     int(s, 0, 1_000_000_000)
 }
+/// Sizes of generated benchmark data, which is held in memory: [1, 10^7].
+pub fn synthetic(s: &str) -> Result<usize, String> {
+    int(s, 1, 10_000_000)
+}
+/// The same, where zero means none: [0, 10^7].
+pub fn synthetic0(s: &str) -> Result<usize, String> {
+    int(s, 0, 10_000_000)
+}
+/// Networks in an ensemble, 0 for none: [0, 64].
+pub fn networks(s: &str) -> Result<usize, String> {
+    int(s, 0, 64)
+}
 /// Classifier outputs: [1, 100000] (ImageNet-21k fits; 10^11 would not fit in memory).
 pub fn classes(s: &str) -> Result<i64, String> {
     int(s, 1, 100_000).map(|v| v as i64)
