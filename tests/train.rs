@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::model::config::{IMAGENET_MEAN, IMAGENET_STD};
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
-use inception_rcnn::train::data::load_images;
+use inception_rcnn::train::data::{load_images, SplitEntry};
 use inception_rcnn::train::regions::{CacheSpec, RegionCache};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams};
 use tch::{Device, Kind, Tensor};
@@ -47,7 +47,13 @@ fn write_split(dir: &Path) -> PathBuf {
 fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     tch::set_num_threads(TORCH_THREADS);
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<String> = IMAGES.iter().map(|s| s.to_string()).collect();
+    let keys: Vec<SplitEntry> = IMAGES
+        .iter()
+        .map(|s| SplitEntry {
+            key: s.to_string(),
+            whole: None,
+        })
+        .collect();
     let data = root().join("data/raccoon");
     let loaded = load_images(
         &data.join("images"),
@@ -457,7 +463,12 @@ fn corrupt_images_and_missing_files_are_skipped_and_named() {
     std::fs::write(annotations.join("good.xml"), &xml).unwrap();
     std::fs::write(annotations.join("broken.xml"), &xml).unwrap();
     std::fs::write(annotations.join("bad.xml"), "<annotation><object>").unwrap();
-    let keys: Vec<String> = ["good", "broken", "absent"].map(String::from).to_vec();
+    let keys: Vec<SplitEntry> = ["good", "broken", "absent"]
+        .map(|k| SplitEntry {
+            key: k.into(),
+            whole: None,
+        })
+        .to_vec();
     let loaded = load_images(&images, &annotations, Some(&keys), None).unwrap();
     assert_eq!(loaded.images.len(), 2);
     let warnings = loaded.warnings.join("\n");

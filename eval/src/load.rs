@@ -180,12 +180,24 @@ pub fn read_image_names(path: &Path, what: &str) -> Result<Vec<String>, EvalErro
     Ok(names)
 }
 
-/// A subset file's names, as keys (see [`crate::names::name_key`]).
+/// A subset file's names, as keys (see [`crate::names::name_key`]); a line that ends in an
+/// integer also counts as a whole name (an image called `IMG 2`).
 fn read_subset(path: &Path) -> Result<HashSet<String>, EvalError> {
-    Ok(read_image_names(path, "subset")?
-        .iter()
-        .map(|n| crate::names::name_key(n))
-        .collect())
+    let listed = crate::names::read_listed(path)?;
+    if listed.is_empty() {
+        return Err(EvalError::Usage(format!(
+            "{}: the subset file names no images",
+            path.display()
+        )));
+    }
+    let mut keys = HashSet::new();
+    for l in listed {
+        if let Some(f) = l.field {
+            keys.insert(crate::names::name_key(&format!("{} {f}", l.name)));
+        }
+        keys.insert(crate::names::name_key(&l.name));
+    }
+    Ok(keys)
 }
 
 fn in_subset(subset: &HashSet<String>, image: &str) -> bool {

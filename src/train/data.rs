@@ -28,12 +28,35 @@ pub struct TrainImage {
     pub objects: Vec<Object>,
 }
 
+/// One image of a split file, by key: `key` is the name before a trailing integer field (VOC's
+/// `000005 -1`), `whole` the whole line where it had such a field, in case the image's own name
+/// ends in a number (`IMG 2`): an image of that whole name is preferred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitEntry {
+    pub key: String,
+    pub whole: Option<String>,
+}
+
 /// Reads a split file: one image a line, by name with or without its image extension (VOC's
 /// ImageSets, the raccoon set's train.txt, Roboflow's dotted names), read and matched as
 /// [`eval::names`] says; empty lines and `#` comments are skipped.
-pub fn read_split(path: &Path) -> Result<Vec<String>, TrainError> {
-    let names = eval::load::read_image_names(path, "split")?;
-    Ok(names.iter().map(|n| eval::names::name_key(n)).collect())
+pub fn read_split(path: &Path) -> Result<Vec<SplitEntry>, TrainError> {
+    let listed = eval::names::read_listed(path)?;
+    if listed.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{}: the split file names no images",
+            path.display()
+        )));
+    }
+    Ok(listed
+        .into_iter()
+        .map(|l| SplitEntry {
+            key: eval::names::name_key(&l.name),
+            whole: l
+                .field
+                .map(|f| eval::names::name_key(&format!("{} {f}", l.name))),
+        })
+        .collect())
 }
 
 /// What [`load_images`] found.
@@ -53,7 +76,7 @@ pub struct Loaded {
 pub fn load_images(
     images: &Path,
     annotations: &Path,
-    split: Option<&[String]>,
+    split: Option<&[SplitEntry]>,
     classes: Option<&ClassList>,
 ) -> Result<Loaded, TrainError> {
     // The error names the folder already.
@@ -97,7 +120,13 @@ pub fn load_images(
         ));
     }
     let keys: Vec<String> = match split {
-        Some(keys) => keys.to_vec(),
+        Some(entries) => entries
+            .iter()
+            .map(|e| match &e.whole {
+                Some(w) if by_key.contains_key(w) => w.clone(),
+                _ => e.key.clone(),
+            })
+            .collect(),
         None => gt.images.names().to_vec(),
     };
     let mut loaded = Vec::with_capacity(keys.len());
@@ -144,4 +173,42 @@ pub fn load_images(
         classes,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_names_with_dots_spaces_and_numbers_find_their_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let (images, annotations) = (dir.path().join("images"), dir.path().join("ann"));
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::create_dir_all(&annotations).unwrap();
+        // A Roboflow export's name, a name with a space ending in a number, and a plain one.
+        let names = ["IMG_2274_jpeg_jpg.rf.2f319e94", "IMG 2", "IMG", "plain"];
+        for n in names {
+            image::RgbImage::new(40, 30)
+                .save(images.join(format!("{n}.jpg")))
+                .unwrap();
+            std::fs::write(
+                annotations.join(format!("{n}.xml")),
+                "<annotation><object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>\
+                 <xmax>20</xmax><ymax>20</ymax></bndbox></object></annotation>",
+            )
+            .unwrap();
+        }
+        let split = dir.path().join("train.txt");
+        std::fs::write(
+            &split,
+            "IMG_2274_jpeg_jpg.rf.2f319e94\nIMG 2\nplain.jpg 1\n# a comment\n",
+        )
+        .unwrap();
+        let entries = read_split(&split).unwrap();
+        let loaded = load_images(&images, &annotations, Some(&entries), None).unwrap();
+        let keys: Vec<&str> = loaded.images.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["IMG_2274_jpeg_jpg.rf.2f319e94", "IMG 2", "plain"]);
+        assert!(loaded.images.iter().all(|i| i.objects.len() == 1));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
 }
