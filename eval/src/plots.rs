@@ -43,24 +43,25 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> EvalError {
     EvalError::parse(path, 0, format!("drawing the plot: {e}"))
 }
 
-/// Draws into a temporary PNG beside `path` and renames it into place.
+/// Draws into memory, encodes a PNG and writes it through [`crate::write_atomically`] (a
+/// temporary file renamed into place; never over an input; errors name the path and reason).
 fn draw_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
 ) -> Result<(), EvalError> {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{stem}.tmp{}.png", std::process::id()));
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
         draw(&root).map_err(|e| plot_error(path, e))?;
         root.present().map_err(|e| plot_error(path, e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+    let img = image::RgbImage::from_raw(size.0, size.1, rgb).expect("the buffer has the size");
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| plot_error(path, e))?;
+    crate::write_atomically(path, &png)
 }
 
 fn file_safe(name: &str) -> String {
