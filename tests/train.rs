@@ -490,3 +490,34 @@ fn corrupt_images_and_missing_files_are_skipped_and_named() {
     assert!(cache.regions.iter().all(|r| r.image == 0));
     assert_eq!(cache.len() - cache.positives(), 10);
 }
+
+#[test]
+fn a_full_disk_while_caching_names_the_file_and_leaves_no_partial_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = write_split(dir.path());
+    let out = dir.path().join("out");
+    let c = train_command(&split, &out, false);
+    let mut line = format!("exec {}", c.get_program().to_string_lossy());
+    for a in c.get_args() {
+        line.push(' ');
+        line.push_str(&a.to_string_lossy());
+    }
+    // A 256 KiB file-size limit stands in for a full disk (SIGXFSZ ignored, as ENOSPC raises
+    // no signal): the region cache of six photos at 80 px is larger.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f 256; {line} --steps 1"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("train.u8.partial") && err.contains("File too large"),
+        "{err}"
+    );
+    let left: Vec<String> = std::fs::read_dir(out.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

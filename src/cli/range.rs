@@ -83,6 +83,10 @@ pub fn synthetic0(s: &str) -> Result<usize, String> {
 pub fn networks(s: &str) -> Result<usize, String> {
     int(s, 0, 64)
 }
+/// Members of a trained ensemble: [1, 64].
+pub fn members(s: &str) -> Result<usize, String> {
+    int(s, 1, 64)
+}
 /// Classifier outputs: [1, 100000] (ImageNet-21k fits; 10^11 would not fit in memory).
 pub fn classes(s: &str) -> Result<i64, String> {
     int(s, 1, 100_000).map(|v| v as i64)

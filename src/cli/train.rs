@@ -102,7 +102,7 @@ pub struct TrainArgs {
     resume: bool,
     /// Train N networks with seeds seed..seed+N-1 (and so different sampling orders), into
     /// member-1 ... member-N, for `rcnn detect --model ... --model ...` (the entry: six).
-    #[arg(long, default_value_t = 1, value_parser = super::range::count)]
+    #[arg(long, default_value_t = 1, value_parser = super::range::members)]
     ensemble: usize,
     /// Proposals per image, best first.
     #[arg(long, default_value_t = 2000, value_parser = super::range::count)]

@@ -192,44 +192,60 @@ impl RegionCache {
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let tmp = data_path.with_extension("u8.partial");
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
-        let mut regions = Vec::new();
-        let mut skipped = Vec::new();
-        // Chunks of images in parallel, written in order, so memory stays bounded.
-        let chunk = 4 * rayon::current_num_threads().max(1);
-        for (c, images) in spec.images.chunks(chunk).enumerate() {
-            let done: Vec<ImageRegions> = images
-                .par_iter()
-                .enumerate()
-                .map(|(i, image)| {
-                    let r = image_regions(c * chunk + i, image, spec);
-                    on_image();
-                    r
-                })
-                .collect();
-            for (i, result) in done.into_iter().enumerate() {
-                let index = c * chunk + i;
-                match result {
-                    Ok((labelled, bytes)) => {
-                        file.write_all(&bytes).map_err(io_err(&tmp))?;
-                        regions.extend(labelled.into_iter().map(|(bbox, label, iou)| Region {
-                            image: index as u32,
-                            bbox,
-                            label,
-                            iou,
-                        }));
-                    }
-                    Err(reason) => {
-                        tracing::warn!("{}: {reason}; skipped", spec.images[index].path.display());
-                        skipped.push(format!("{}: {reason}", spec.images[index].path.display()));
+        // A failed build (a full disk) removes its partial file: it may be gigabytes.
+        let written = (|| -> Result<(Vec<Region>, Vec<String>), TrainError> {
+            let mut file =
+                std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?);
+            let mut regions = Vec::new();
+            let mut skipped = Vec::new();
+            // Chunks of images in parallel, written in order, so memory stays bounded.
+            let chunk = 4 * rayon::current_num_threads().max(1);
+            for (c, images) in spec.images.chunks(chunk).enumerate() {
+                let done: Vec<ImageRegions> = images
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, image)| {
+                        let r = image_regions(c * chunk + i, image, spec);
+                        on_image();
+                        r
+                    })
+                    .collect();
+                for (i, result) in done.into_iter().enumerate() {
+                    let index = c * chunk + i;
+                    match result {
+                        Ok((labelled, bytes)) => {
+                            file.write_all(&bytes).map_err(io_err(&tmp))?;
+                            regions.extend(labelled.into_iter().map(|(bbox, label, iou)| Region {
+                                image: index as u32,
+                                bbox,
+                                label,
+                                iou,
+                            }));
+                        }
+                        Err(reason) => {
+                            tracing::warn!(
+                                "{}: {reason}; skipped",
+                                spec.images[index].path.display()
+                            );
+                            skipped
+                                .push(format!("{}: {reason}", spec.images[index].path.display()));
+                        }
                     }
                 }
             }
-        }
-        file.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(&tmp))?;
+            file.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(&tmp))?;
+            Ok((regions, skipped))
+        })();
+        let (regions, skipped) = match written {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         std::fs::rename(&tmp, &data_path).map_err(io_err(&data_path))?;
         let index = Index {
             spec: spec.clone(),
