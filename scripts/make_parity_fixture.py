@@ -113,5 +113,32 @@ def main():
     print(json.dumps(meta))
 
 
+def features():
+    """torchvision's pooled features (the 1024-d global average pool, before dropout and fc)
+    for the fixture's input, from the saved state dict: features.safetensors."""
+    sd = torch.load(OUT / "googlenet_tv10_f16.pth")
+    from safetensors.torch import load_file
+
+    x = load_file(OUT / "input_and_logits.safetensors")["input"]
+    outputs = {}
+    for transform_input in (False, True):
+        model = torchvision.models.googlenet(
+            weights=None,
+            num_classes=NUM_CLASSES,
+            aux_logits=False,
+            init_weights=False,
+            transform_input=transform_input,
+        )
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        model.eval()
+        pooled = {}
+        model.avgpool.register_forward_hook(lambda m, i, o: pooled.setdefault("x", o.flatten(1)))
+        with torch.inference_mode():
+            model(x)
+        outputs[f"features_transform_input_{str(transform_input).lower()}"] = pooled["x"].contiguous()
+    save_file(outputs, OUT / "features.safetensors", metadata={"torch": torch.__version__})
+
+
 if __name__ == "__main__":
     main()
+    features()

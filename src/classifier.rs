@@ -98,6 +98,32 @@ impl Ensemble {
         })
     }
 
+    /// The mean softmax of the members and each member's pooled features (`[N, 1024 x
+    /// width]`, f32), from one forward pass of each member.
+    pub fn scores_and_features(&self, input: &Tensor) -> (Tensor, Vec<Tensor>) {
+        let input = input.to_kind(self.kind);
+        let input = if self.channels_last {
+            to_channels_last(&input)
+        } else {
+            input
+        };
+        tch::no_grad(|| {
+            let mut sum: Option<Tensor> = None;
+            let mut features = Vec::with_capacity(self.models.len());
+            for m in &self.models {
+                let out = m.net.forward_t(&input, false);
+                let p = out.main.softmax(-1, Kind::Float);
+                sum = Some(match sum {
+                    Some(s) => s + p,
+                    None => p,
+                });
+                features.push(out.features.to_kind(Kind::Float));
+            }
+            let sum = sum.expect("at least one model");
+            (sum / self.models.len() as f64, features)
+        })
+    }
+
     /// Mean softmax over the members for `n` crops given as CHW f32 in one slice; returns
     /// `[n, classes]` scores on the CPU, row by row.
     pub fn scores(&self, crops: &[f32], n: usize) -> Vec<Vec<f32>> {

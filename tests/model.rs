@@ -213,6 +213,27 @@ fn logits_equal_torchvisions() {
 }
 
 #[test]
+fn pooled_features_equal_torchvisions_and_come_from_the_same_pass() {
+    let r = reference_outputs();
+    let f = read_state_dict(&fixture("features.safetensors")).unwrap();
+    for transform_input in [false, true] {
+        let model = torchvision_model_from_fixture(transform_input);
+        let out = tch::no_grad(|| model.net.forward_t(&r["input"], false));
+        let key = format!("features_transform_input_{transform_input}");
+        assert_eq!(out.features.size(), vec![2, 1024]);
+        let err = relative_error(&out.features, &f[&key]);
+        assert!(err < 1e-4, "transform_input {transform_input}: {err}");
+        // The ensemble hands back the same features beside its scores, in one pass.
+        let ensemble = inception_rcnn::classifier::Ensemble::new(vec![model], Kind::Float).unwrap();
+        let (scores, features) = ensemble.scores_and_features(&r["input"]);
+        assert_eq!(scores.size(), vec![2, 10]);
+        assert!(relative_error(&features[0], &f[&key]) < 1e-4);
+        let alone = ensemble.scores_tensor(&r["input"]);
+        assert_eq!(relative_error(&scores, &alone), 0.0);
+    }
+}
+
+#[test]
 fn model_file_round_trip_keeps_weights_and_metadata() {
     let r = reference_outputs();
     let model = torchvision_model_from_fixture(true);

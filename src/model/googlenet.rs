@@ -306,6 +306,9 @@ fn side_at_4x(input: i64) -> i64 {
 #[derive(Debug)]
 pub struct Logits {
     pub main: Tensor,
+    /// The pooled features `[N, 1024 x width]`: the global average pool, before dropout and
+    /// the classifier (what R-CNN's SVMs and box regressors read).
+    pub features: Tensor,
     pub aux1: Option<Tensor>,
     pub aux2: Option<Tensor>,
 }
@@ -484,7 +487,12 @@ impl GoogLeNet {
         );
         let p_drop = if paper { 0.4 } else { 0.2 };
         let main = stage("fc", linear_t(&self.fc, &x.dropout(p_drop, train)), visit);
-        Logits { main, aux1, aux2 }
+        Logits {
+            main,
+            features: x,
+            aux1,
+            aux2,
+        }
     }
 }
 
