@@ -8,6 +8,7 @@
 //! formats and metrics in the `eval` crate.
 
 pub mod bench;
+pub mod box_regression;
 pub mod classifier;
 pub mod decode;
 pub mod detect;
