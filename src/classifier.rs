@@ -77,16 +77,21 @@ impl Ensemble {
         &self.models[0].classes
     }
 
+    /// `input` in the members' kind and memory order.
+    fn network_input(&self, input: &Tensor) -> Tensor {
+        let input = input.to_kind(self.kind);
+        if self.channels_last {
+            to_channels_last(&input)
+        } else {
+            input
+        }
+    }
+
     /// Mean softmax over the members for a batch `[n, 3, s, s]` on the ensemble's device (any
     /// float kind; cast to the ensemble's). The result, `[n, classes]` f32, stays on the
     /// device: the caller decides when to copy it back (once per image in `detect`).
     pub fn scores_tensor(&self, input: &Tensor) -> Tensor {
-        let input = input.to_kind(self.kind);
-        let input = if self.channels_last {
-            to_channels_last(&input)
-        } else {
-            input
-        };
+        let input = self.network_input(input);
         tch::no_grad(|| {
             let sum = self
                 .models
@@ -101,12 +106,7 @@ impl Ensemble {
     /// The mean softmax of the members and each member's pooled features (`[N, 1024 x
     /// width]`, f32), from one forward pass of each member.
     pub fn scores_and_features(&self, input: &Tensor) -> (Tensor, Vec<Tensor>) {
-        let input = input.to_kind(self.kind);
-        let input = if self.channels_last {
-            to_channels_last(&input)
-        } else {
-            input
-        };
+        let input = self.network_input(input);
         tch::no_grad(|| {
             let mut sum: Option<Tensor> = None;
             let mut features = Vec::with_capacity(self.models.len());

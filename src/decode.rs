@@ -134,17 +134,19 @@ pub fn collect_images(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The file name without extension: how images meet their annotations.
+pub fn image_key(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The name of each image of a run, unique within it: the file name without its extension
 /// where no other image shares it (how images meet their annotations), else as many trailing
 /// folders as make it unique (`a/x`, `b/x`), else the file name with its extension (`x.jpg`,
 /// `x.png`). Every output, the journal and the drawings use these names.
 pub fn image_names(images: &[PathBuf]) -> Vec<String> {
     use std::collections::HashMap;
-    let stem = |p: &Path| {
-        p.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
     // `k` trailing components, the last without (or with) its extension.
     let suffix = |p: &Path, k: usize, with_ext: bool| -> String {
         let parts: Vec<String> = p
@@ -155,12 +157,12 @@ pub fn image_names(images: &[PathBuf]) -> Vec<String> {
         let mut tail: Vec<String> = parts[parts.len() - k..].to_vec();
         if !with_ext {
             if let Some(last) = tail.last_mut() {
-                *last = stem(p);
+                *last = image_key(p);
             }
         }
         tail.join("/")
     };
-    let mut names: Vec<String> = images.iter().map(|p| stem(p)).collect();
+    let mut names: Vec<String> = images.iter().map(|p| image_key(p)).collect();
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, n) in names.iter().enumerate() {
         groups.entry(n.clone()).or_default().push(i);

@@ -77,18 +77,34 @@ struct Header {
     settings: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Every key whose value differs between two settings objects (either side may lack it), in
+/// key order: what `--resume` lists, here and for training checkpoints.
+pub fn setting_differences<'a>(
+    old: &'a serde_json::Map<String, serde_json::Value>,
+    new: &'a serde_json::Map<String, serde_json::Value>,
+) -> Vec<(
+    &'a str,
+    Option<&'a serde_json::Value>,
+    Option<&'a serde_json::Value>,
+)> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| (k.as_str(), old.get(k), new.get(k)))
+        .collect()
+}
+
 /// `key: old -> new` for every setting that differs.
 fn differences(
     old: &serde_json::Map<String, serde_json::Value>,
     new: &serde_json::Map<String, serde_json::Value>,
 ) -> Vec<String> {
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
-    keys.dedup();
     let show = |v: Option<&serde_json::Value>| v.map_or("(none)".to_string(), |v| v.to_string());
-    keys.into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| format!("  {k}: {} -> {}", show(old.get(k)), show(new.get(k))))
+    setting_differences(old, new)
+        .into_iter()
+        .map(|(k, o, n)| format!("  {k}: {} -> {}", show(o), show(n)))
         .collect()
 }
 

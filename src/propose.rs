@@ -63,21 +63,7 @@ pub fn propose(
     Ok((boxes, start.elapsed().as_secs_f64()))
 }
 
-/// The file name without extension: how images meet their annotations.
-pub fn image_key(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// `name` as one CSV field (quoted where it holds a comma, quote or line break).
-fn csv_field(name: &str) -> String {
-    if name.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    } else {
-        name.to_string()
-    }
-}
+pub use crate::decode::image_key;
 
 /// Objects `(class, box)` of each run's image (none where the ground truth lacks the image).
 pub fn objects_per_run(runs: &[ImageRun], gt: &GroundTruth) -> Vec<Vec<(usize, BBox)>> {
@@ -148,21 +134,24 @@ pub fn write_proposals(path: &Path, runs: &[ImageRun]) -> Result<(), eval::EvalE
             .collect();
         serde_json::to_vec(&map).expect("JSON serialises")
     } else {
-        let mut s = String::from("image,rank,xmin,ymin,xmax,ymax\n");
+        // The csv crate quotes names that hold commas or quotes; the reader's crate reads them.
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["image", "rank", "xmin", "ymin", "xmax", "ymax"])
+            .expect("in memory");
         for r in runs {
-            let key = csv_field(&r.name);
             for (i, b) in r.boxes.iter().enumerate() {
-                s.push_str(&format!(
-                    "{key},{},{},{},{},{}\n",
-                    i + 1,
-                    b.x1,
-                    b.y1,
-                    b.x2,
-                    b.y2
-                ));
+                w.write_record([
+                    r.name.clone(),
+                    (i + 1).to_string(),
+                    b.x1.to_string(),
+                    b.y1.to_string(),
+                    b.x2.to_string(),
+                    b.y2.to_string(),
+                ])
+                .expect("in memory");
             }
         }
-        s.into_bytes()
+        w.into_inner().expect("in memory")
     };
     eval::write_atomically(path, &bytes)
 }

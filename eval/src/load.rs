@@ -167,35 +167,19 @@ pub fn load_gt(
 /// [`crate::names`] (names may hold spaces and dots; a trailing integer field is dropped).
 /// `what` names the list in the error when it names no images.
 pub fn read_image_names(path: &Path, what: &str) -> Result<Vec<String>, EvalError> {
-    let names: Vec<String> = crate::names::read_listed(path)?
+    Ok(crate::names::read_nonempty(path, what)?
         .into_iter()
         .map(|l| l.name)
-        .collect();
-    if names.is_empty() {
-        return Err(EvalError::Usage(format!(
-            "{}: the {what} file names no images",
-            path.display()
-        )));
-    }
-    Ok(names)
+        .collect())
 }
 
 /// A subset file's names, as keys (see [`crate::names::name_key`]); a line that ends in an
 /// integer also counts as a whole name (an image called `IMG 2`).
 fn read_subset(path: &Path) -> Result<HashSet<String>, EvalError> {
-    let listed = crate::names::read_listed(path)?;
-    if listed.is_empty() {
-        return Err(EvalError::Usage(format!(
-            "{}: the subset file names no images",
-            path.display()
-        )));
-    }
     let mut keys = HashSet::new();
-    for l in listed {
-        if let Some(f) = l.field {
-            keys.insert(crate::names::name_key(&format!("{} {f}", l.name)));
-        }
-        keys.insert(crate::names::name_key(&l.name));
+    for l in crate::names::read_nonempty(path, "subset")? {
+        keys.extend(l.whole_key());
+        keys.insert(l.key());
     }
     Ok(keys)
 }

@@ -41,6 +41,19 @@ pub struct Listed {
     pub field: Option<i64>,
 }
 
+impl Listed {
+    /// The key the name matches ([`name_key`]).
+    pub fn key(&self) -> String {
+        name_key(&self.name)
+    }
+
+    /// Where the line ended in an integer field, the key of the whole line: an image may be
+    /// called `IMG 2`, and a line that names it whole still means it.
+    pub fn whole_key(&self) -> Option<String> {
+        self.field.map(|f| name_key(&format!("{} {f}", self.name)))
+    }
+}
+
 /// Splits one line; `None` for blank lines and `#` comments.
 pub fn parse_line(line: &str) -> Option<(String, Option<i64>)> {
     let line = line.trim();
@@ -76,6 +89,19 @@ pub fn read_listed(path: &Path) -> Result<Vec<Listed>, EvalError> {
             })
         })
         .collect())
+}
+
+/// [`read_listed`], where a list that names no image is an error (`what` names the list in
+/// it: split, subset, ...).
+pub fn read_nonempty(path: &Path, what: &str) -> Result<Vec<Listed>, EvalError> {
+    let listed = read_listed(path)?;
+    if listed.is_empty() {
+        return Err(EvalError::Usage(format!(
+            "{}: the {what} file names no images",
+            path.display()
+        )));
+    }
+    Ok(listed)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use inception_rcnn::device;
 use inception_rcnn::model::summary::summarize;
-use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
+use inception_rcnn::model::weights::{
+    config_from_metadata, infer_config, load_state_dict, read_state_dict, read_tensors,
+};
 use inception_rcnn::model::{Layout, Model};
 use tch::{Kind, Tensor};
 
@@ -41,10 +43,19 @@ pub struct ImportWeightsArgs {
 pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     // The check below runs the network once, on the chosen device.
     let device = device::select(args.device.device, threads)?;
-    let tensors = read_state_dict(&args.input)?;
+    // One of our own model files (safetensors with our metadata) keeps what its metadata says
+    // unless a flag overrides it; tensors and metadata come from one read.
+    let is_safetensors = args
+        .input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let (tensors, own) = if is_safetensors {
+        let (tensors, meta) = read_tensors(&args.input)?;
+        (tensors, config_from_metadata(&args.input, &meta).ok())
+    } else {
+        (read_state_dict(&args.input)?, None)
+    };
     let mut config = infer_config(&tensors, &args.input)?;
-    // One of our own model files keeps what its metadata says unless a flag overrides it.
-    let own = Model::read_config(&args.input).ok();
     if let Some((c, _)) = &own {
         config.input_size = c.input_size;
         config.transform_input = c.transform_input;

@@ -42,12 +42,11 @@ struct StorageRef {
 
 /// Reads the tensors of a state dict saved by `torch.save`, zip or legacy format.
 pub fn read(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
-    let tensors = if bytes.starts_with(b"PK\x03\x04") {
-        read_zip(bytes)?
+    if bytes.starts_with(b"PK\x03\x04") {
+        read_zip(bytes)
     } else {
-        read_legacy(bytes)?
-    };
-    Ok(tensors)
+        read_legacy(bytes)
+    }
 }
 
 /// Views may share a storage, but a file whose tensors copy out to far more than the file

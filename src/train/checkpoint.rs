@@ -74,13 +74,14 @@ pub fn load(
         let old: serde_json::Value = serde_json::from_str(saved).unwrap_or_default();
         let new: serde_json::Value = serde_json::from_str(recipe).unwrap_or_default();
         let differs: Vec<String> = match (old.as_object(), new.as_object()) {
-            (Some(o), Some(n)) => n
-                .iter()
-                .filter(|(k, v)| o.get(*k) != Some(v))
-                .map(|(k, v)| {
+            (Some(o), Some(n)) => crate::journal::setting_differences(o, n)
+                .into_iter()
+                .map(|(k, then, now)| {
+                    let null = serde_json::Value::Null;
                     format!(
-                        "{k}: {} then, {v} now",
-                        o.get(k).unwrap_or(&serde_json::Value::Null)
+                        "{k}: {} then, {} now",
+                        then.unwrap_or(&null),
+                        now.unwrap_or(&null)
                     )
                 })
                 .collect(),

@@ -41,20 +41,11 @@ pub struct SplitEntry {
 /// ImageSets, the raccoon set's train.txt, Roboflow's dotted names), read and matched as
 /// [`eval::names`] says; empty lines and `#` comments are skipped.
 pub fn read_split(path: &Path) -> Result<Vec<SplitEntry>, TrainError> {
-    let listed = eval::names::read_listed(path)?;
-    if listed.is_empty() {
-        return Err(TrainError::Data(format!(
-            "{}: the split file names no images",
-            path.display()
-        )));
-    }
-    Ok(listed
-        .into_iter()
+    Ok(eval::names::read_nonempty(path, "split")?
+        .iter()
         .map(|l| SplitEntry {
-            key: eval::names::name_key(&l.name),
-            whole: l
-                .field
-                .map(|f| eval::names::name_key(&format!("{} {f}", l.name))),
+            key: l.key(),
+            whole: l.whole_key(),
         })
         .collect())
 }
