@@ -55,6 +55,22 @@ def seeded_state_dict(model, gen):
     return sd
 
 
+def float32_model(state_dict, transform_input):
+    """torchvision's GoogLeNet of the fixture, in eval mode, on the state dict's values in
+    float32."""
+    model = torchvision.models.googlenet(
+        weights=None,
+        num_classes=NUM_CLASSES,
+        aux_logits=False,
+        init_weights=False,
+        transform_input=transform_input,
+    )
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    )
+    return model.eval()
+
+
 def main():
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
@@ -76,15 +92,7 @@ def main():
     x = torch.rand(2, 3, 224, 224, generator=gen) * 2.0 - 1.0
     outputs = {"input": x.contiguous()}
     for transform_input in (False, True):
-        model = torchvision.models.googlenet(
-            weights=None,
-            num_classes=NUM_CLASSES,
-            aux_logits=False,
-            init_weights=False,
-            transform_input=transform_input,
-        )
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd16.items()})
-        model.eval()
+        model = float32_model(sd16, transform_input)
         with torch.inference_mode():
             logits = model(x)
         assert torch.isfinite(logits).all()
@@ -122,15 +130,7 @@ def features():
     x = load_file(OUT / "input_and_logits.safetensors")["input"]
     outputs = {}
     for transform_input in (False, True):
-        model = torchvision.models.googlenet(
-            weights=None,
-            num_classes=NUM_CLASSES,
-            aux_logits=False,
-            init_weights=False,
-            transform_input=transform_input,
-        )
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-        model.eval()
+        model = float32_model(sd, transform_input)
         pooled = {}
         model.avgpool.register_forward_hook(lambda m, i, o: pooled.setdefault("x", o.flatten(1)))
         with torch.inference_mode():

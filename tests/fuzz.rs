@@ -10,37 +10,12 @@ use inception_rcnn::model::weights::config_from_metadata;
 use inception_rcnn::propose::read_proposals;
 use proptest::prelude::*;
 
+#[path = "../eval/tests/common/mutation.rs"]
+mod mutation;
+use mutation::{edits, mutated};
+
 const CSV: &str = "image,rank,xmin,ymin,xmax,ymax\na,1,0,0,10,10\n\"b, c\",2,5.5,6,20,30\n";
 const JSON: &str = r#"{"a": [[0, 0, 10, 10], [5.5, 6, 20, 30]], "b": []}"#;
-
-fn mutated(seed: &[u8], edits: &[(usize, u8, u8)], cut: Option<usize>) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    for &(at, byte, op) in edits {
-        if b.is_empty() {
-            b.push(byte);
-            continue;
-        }
-        let at = at % b.len();
-        match op % 3 {
-            0 => b[at] = byte,
-            1 => b.insert(at, byte),
-            _ => {
-                b.remove(at);
-            }
-        }
-    }
-    if let Some(c) = cut {
-        b.truncate(c % (b.len() + 1));
-    }
-    b
-}
-
-fn edits() -> impl Strategy<Value = (Vec<(usize, u8, u8)>, Option<usize>)> {
-    (
-        prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..8),
-        prop::option::of(any::<usize>()),
-    )
-}
 
 fn check_proposals(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();

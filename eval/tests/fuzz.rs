@@ -10,6 +10,10 @@ use eval::load::{read_raw_dets, read_raw_gt};
 use eval::{BBox, Issues};
 use proptest::prelude::*;
 
+#[path = "common/mutation.rs"]
+mod mutation;
+use mutation::{edits, mutated};
+
 const VOC: &str =
     "<annotation><filename>a.jpg</filename><object><name>cat</name><difficult>0</difficult>\
 <bndbox><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object></annotation>";
@@ -24,29 +28,6 @@ const TXT_GT: &str = "cat 1 2 30 40\ndog 0 0 9 9 difficult\n";
 const TXT_DETS: &str = "cat 0.9 1 2 30 40\n";
 const ILSVRC: &str = "1 1 0.9 1 2 30 40\n2 3 0.5 0 0 9 9\n";
 const LIST: &str = "a 1\nmy photo 2\n# comment\n";
-
-/// A mutation of `seed`: edits at positions (mod its length), then an optional cut.
-fn mutated(seed: &str, edits: &[(usize, u8, u8)], cut: Option<usize>) -> Vec<u8> {
-    let mut b = seed.as_bytes().to_vec();
-    for &(at, byte, op) in edits {
-        if b.is_empty() {
-            b.push(byte);
-            continue;
-        }
-        let at = at % b.len();
-        match op % 3 {
-            0 => b[at] = byte,
-            1 => b.insert(at, byte),
-            _ => {
-                b.remove(at);
-            }
-        }
-    }
-    if let Some(c) = cut {
-        b.truncate(c % (b.len() + 1));
-    }
-    b
-}
 
 fn finite(b: &BBox) -> bool {
     [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite())
@@ -117,30 +98,23 @@ fn check_dets(format: Format, bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn edits() -> impl Strategy<Value = (Vec<(usize, u8, u8)>, Option<usize>)> {
-    (
-        prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..8),
-        prop::option::of(any::<usize>()),
-    )
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
     fn ground_truth_readers_survive_mutations((e, cut) in edits()) {
-        check_gt(Format::VocXml, &mutated(VOC, &e, cut))?;
-        check_gt(Format::Coco, &mutated(COCO_GT, &e, cut))?;
-        check_gt(Format::Csv, &mutated(CSV_GT, &e, cut))?;
-        check_gt(Format::Txt, &mutated(TXT_GT, &e, cut))?;
+        check_gt(Format::VocXml, &mutated(VOC.as_bytes(), &e, cut))?;
+        check_gt(Format::Coco, &mutated(COCO_GT.as_bytes(), &e, cut))?;
+        check_gt(Format::Csv, &mutated(CSV_GT.as_bytes(), &e, cut))?;
+        check_gt(Format::Txt, &mutated(TXT_GT.as_bytes(), &e, cut))?;
     }
 
     #[test]
     fn detection_readers_survive_mutations((e, cut) in edits()) {
-        check_dets(Format::Coco, &mutated(COCO_DETS, &e, cut))?;
-        check_dets(Format::Csv, &mutated(CSV_DETS, &e, cut))?;
-        check_dets(Format::Txt, &mutated(TXT_DETS, &e, cut))?;
-        check_dets(Format::Ilsvrc, &mutated(ILSVRC, &e, cut))?;
+        check_dets(Format::Coco, &mutated(COCO_DETS.as_bytes(), &e, cut))?;
+        check_dets(Format::Csv, &mutated(CSV_DETS.as_bytes(), &e, cut))?;
+        check_dets(Format::Txt, &mutated(TXT_DETS.as_bytes(), &e, cut))?;
+        check_dets(Format::Ilsvrc, &mutated(ILSVRC.as_bytes(), &e, cut))?;
     }
 
     #[test]
@@ -156,7 +130,7 @@ proptest! {
     #[test]
     fn list_and_class_readers_survive_mutations((e, cut) in edits(), bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let dir = tempfile::tempdir().unwrap();
-        for b in [mutated(LIST, &e, cut), bytes] {
+        for b in [mutated(LIST.as_bytes(), &e, cut), bytes] {
             let p = dir.path().join("list.txt");
             std::fs::write(&p, &b).unwrap();
             let _ = eval::names::read_listed(&p);
