@@ -191,11 +191,8 @@ pub struct DeviceStage<'e, T> {
     warp: WarpMode,
     params: WarpParams,
     norm: Normaliser,
+    /// Crops in every forward pass: a short batch is padded to it.
     batch: usize,
-    /// Pad every batch to `batch` crops: cuDNN sees one shape, and a crop's scores do not depend
-    /// on which crops share its batch (libtorch's CPU kernels vary with the batch size, not
-    /// with the companions: measured bitwise), so shards and resumed runs equal one run.
-    pad: bool,
     pending: VecDeque<Pending<T>>,
     /// Batches launched so far.
     launched: usize,
@@ -212,7 +209,6 @@ impl<'e, T> DeviceStage<'e, T> {
             params,
             norm: Normaliser::new(params.mean, params.std, ensemble.device),
             batch: batch.max(1),
-            pad: true,
             pending: VecDeque::new(),
             launched: 0,
             times: DeviceTimes::default(),
@@ -300,7 +296,10 @@ impl<'e, T> DeviceStage<'e, T> {
             return;
         }
         let start = Instant::now();
-        if self.pad && taken < self.batch {
+        // Every batch has `batch` crops: cuDNN sees one shape, and a crop's scores do not depend
+        // on which crops share its batch (libtorch's CPU kernels vary with the batch size, not
+        // with the companions: measured bitwise), so shards and resumed runs equal one run.
+        if taken < self.batch {
             parts.push(Tensor::zeros(
                 [(self.batch - taken) as i64, 3, s, s],
                 (Kind::Float, self.ensemble.device),

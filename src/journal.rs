@@ -127,9 +127,8 @@ impl Journal {
         if resume {
             if let Ok(text) = std::fs::read_to_string(&path) {
                 let mut lines = text.split_inclusive('\n');
-                let header = lines
-                    .next()
-                    .and_then(|l| serde_json::from_str::<Header>(l.trim_end()).ok());
+                let first = lines.next().unwrap_or("");
+                let header = serde_json::from_str::<Header>(first.trim_end()).ok();
                 let Some(header) = header else {
                     return Err(JournalError::Settings {
                         path: path.clone(),
@@ -143,7 +142,7 @@ impl Journal {
                         differences: diff,
                     });
                 }
-                let mut valid = text.split_inclusive('\n').next().map_or(0, str::len);
+                let mut valid = first.len();
                 for line in lines {
                     // Only whole lines that parse: the last may have been cut by the kill.
                     match (
