@@ -112,6 +112,63 @@ impl BoxRegressor {
     }
 }
 
+/// Every class's regressor in one map: `deltas = features @ weight + bias`, read as `[n,
+/// classes, 4]`. A class without a regressor (the background, or one without training regions)
+/// has zeros: its boxes stay where they are.
+#[derive(Debug)]
+pub struct BoxRegression {
+    /// `[features, classes x 4]`, f32.
+    pub weight: Tensor,
+    /// `[classes x 4]`, f32.
+    pub bias: Tensor,
+}
+
+impl BoxRegression {
+    pub fn new(regressors: &[Option<BoxRegressor>], dim: i64) -> Self {
+        let parts: Vec<(Tensor, Tensor)> = regressors
+            .iter()
+            .map(|r| match r {
+                Some(r) => (
+                    r.weight.to_device(Device::Cpu),
+                    r.bias.to_device(Device::Cpu),
+                ),
+                None => (
+                    Tensor::zeros([dim, 4], (Kind::Float, Device::Cpu)),
+                    Tensor::zeros([4], (Kind::Float, Device::Cpu)),
+                ),
+            })
+            .collect();
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.0).collect();
+        let biases: Vec<&Tensor> = parts.iter().map(|p| &p.1).collect();
+        BoxRegression {
+            weight: Tensor::cat(&weights, 1),
+            bias: Tensor::cat(&biases, 0),
+        }
+    }
+
+    pub fn classes(&self) -> i64 {
+        self.bias.size()[0] / 4
+    }
+
+    /// `[n, classes, 4]` deltas for `[n, features]`, on the features' device.
+    pub fn deltas(&self, features: &Tensor) -> Tensor {
+        let device = features.device();
+        let n = features.size()[0];
+        (features
+            .to_kind(Kind::Float)
+            .matmul(&self.weight.to_device(device))
+            + self.bias.to_device(device))
+        .view([n, self.classes(), 4])
+    }
+
+    pub fn to_device(&self, device: Device) -> Self {
+        BoxRegression {
+            weight: self.weight.to_device(device),
+            bias: self.bias.to_device(device),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +237,21 @@ mod tests {
         // Mismatched rows and no rows are errors.
         assert!(BoxRegressor::fit(&x, &y.narrow(0, 0, 10), 1.0).is_err());
         assert!(BoxRegressor::fit(&x.narrow(0, 0, 0), &y.narrow(0, 0, 0), 1.0).is_err());
+    }
+
+    #[test]
+    fn stacked_regressors_give_each_class_its_own_deltas() {
+        tch::manual_seed(4);
+        let x = Tensor::randn([5, 3], (Kind::Float, Device::Cpu));
+        let r = BoxRegressor {
+            weight: Tensor::randn([3, 4], (Kind::Float, Device::Cpu)),
+            bias: Tensor::from_slice(&[1f32, 2.0, 3.0, 4.0]),
+        };
+        let want = r.deltas(&x);
+        let all = BoxRegression::new(&[None, Some(r)], 3);
+        let d = all.deltas(&x);
+        assert_eq!(d.size(), [5, 2, 4]);
+        assert_eq!(d.select(1, 0).abs().max().double_value(&[]), 0.0);
+        assert!((d.select(1, 1) - want).abs().max().double_value(&[]) < 1e-6);
     }
 }

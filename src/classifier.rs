@@ -6,6 +6,16 @@ use tch::{Device, Kind, Tensor};
 use crate::model::googlenet::to_channels_last;
 use crate::model::{Model, ModelError};
 
+/// What scores a region: the network's softmax, or R-CNN's class SVMs on its features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Head {
+    /// The fine-tuned network's softmax, averaged over the members.
+    #[default]
+    Softmax,
+    /// The class SVMs (`rcnn train-heads`): sigmoid of the members' mean margin.
+    Svm,
+}
+
 /// The networks of an ensemble, on one device, in one precision, prepared for inference
 /// (batch norm folded, weights cast; see [`crate::model::GoogLeNet::prepare_inference`]).
 pub struct Ensemble {
@@ -14,6 +24,9 @@ pub struct Ensemble {
     pub kind: Kind,
     /// Inputs and weights in channels-last memory order.
     pub channels_last: bool,
+    pub head: Head,
+    /// Class-specific box regression of every proposal (every member carries a regressor).
+    pub box_regression: bool,
 }
 
 impl Ensemble {
@@ -65,7 +78,44 @@ impl Ensemble {
             device,
             kind,
             channels_last,
+            head: Head::Softmax,
+            box_regression: false,
         })
+    }
+
+    /// Chooses the head that scores regions and whether boxes are regressed. The SVM head needs
+    /// SVMs in every member; regression is used when `box_regression` is asked for and every
+    /// member carries it (a model without it detects as before), refused when only some do.
+    /// Returns whether boxes will be regressed.
+    pub fn use_heads(&mut self, head: Head, box_regression: bool) -> Result<bool, ModelError> {
+        let count = |has: &dyn Fn(&Model) -> bool| self.models.iter().filter(|m| has(m)).count();
+        let n = self.models.len();
+        let svms = count(&|m| m.heads.svm.is_some());
+        if head == Head::Svm && svms < n {
+            return Err(ModelError::Config(format!(
+                "--head svm: {} of the {n} model(s) carry no class SVMs (train them with `rcnn \
+                 train-heads --svm`)",
+                n - svms
+            )));
+        }
+        let regressors = count(&|m| m.heads.box_regression.is_some());
+        if box_regression && regressors > 0 && regressors < n {
+            return Err(ModelError::Config(format!(
+                "{regressors} of the {n} models carry box regressors and the others do not: \
+                 regress with all or none (--no-bbox-reg)"
+            )));
+        }
+        for m in &mut self.models {
+            let heads = &mut m.heads;
+            heads.box_regression = heads
+                .box_regression
+                .take()
+                .map(|r| r.to_device(self.device));
+            heads.svm = heads.svm.take().map(|s| s.to_device(self.device));
+        }
+        self.head = head;
+        self.box_regression = box_regression && regressors == n;
+        Ok(self.box_regression)
     }
 
     /// Side of the square input the crops must have.
@@ -121,6 +171,43 @@ impl Ensemble {
             }
             let sum = sum.expect("at least one model");
             (sum / self.models.len() as f64, features)
+        })
+    }
+
+    /// What the device stage needs of a batch: `[n, classes]` scores (the chosen head's,
+    /// averaged over the members) and, with box regression, the members' mean `[n, classes, 4]`
+    /// deltas. Both f32 and on the device.
+    pub fn classify(&self, input: &Tensor) -> (Tensor, Option<Tensor>) {
+        if self.head == Head::Softmax && !self.box_regression {
+            return (self.scores_tensor(input), None);
+        }
+        let input = self.network_input(input);
+        let mean = |parts: Vec<Tensor>| {
+            let n = parts.len() as f64;
+            parts
+                .into_iter()
+                .reduce(|a, b| a + b)
+                .expect("at least one model")
+                / n
+        };
+        tch::no_grad(|| {
+            let (mut scores, mut deltas) = (Vec::new(), Vec::new());
+            for m in &self.models {
+                let out = m.net.forward_t(&input, false);
+                let features = out.features.to_kind(Kind::Float);
+                scores.push(match (self.head, &m.heads.svm) {
+                    (Head::Svm, Some(svm)) => svm.margins(&features),
+                    _ => out.main.softmax(-1, Kind::Float),
+                });
+                if let (true, Some(r)) = (self.box_regression, &m.heads.box_regression) {
+                    deltas.push(r.deltas(&features));
+                }
+            }
+            let scores = match self.head {
+                Head::Svm => mean(scores).sigmoid(),
+                Head::Softmax => mean(scores),
+            };
+            (scores, self.box_regression.then(|| mean(deltas)))
         })
     }
 

@@ -15,7 +15,7 @@ use proposals::{RgbImage, SearchParams};
 use crate::classifier::Ensemble;
 use crate::decode::decode;
 use crate::device_stage::{DeviceStage, Finished, WarpMode};
-use crate::postprocess::{postprocess, Detected, PostParams};
+use crate::postprocess::{postprocess, Detected, PostParams, Refine};
 
 #[derive(Debug, Clone)]
 pub struct DetectParams {
@@ -219,21 +219,27 @@ pub fn detect(
         });
         let mut open = true;
         // Post-processing closes an image whose scores are all back.
-        let finish =
-            |done: Finished<PathBuf>, t: &mut StageTimes, on_image: &mut dyn FnMut(Outcome)| {
-                let (image, boxes, scores) = match done {
-                    Ok(scored) => scored,
-                    Err((image, reason)) => return on_image(Outcome::Failed { image, reason }),
-                };
-                let start = Instant::now();
-                let detections = postprocess(&boxes, &scores, &p.post);
-                t.postprocess += start.elapsed().as_secs_f64();
-                on_image(Outcome::Done {
-                    image,
-                    detections,
-                    proposals: boxes.len(),
-                });
+        let finish = |done: Finished<PathBuf>,
+                      t: &mut StageTimes,
+                      on_image: &mut dyn FnMut(Outcome)| {
+            let scored = match done {
+                Ok(scored) => scored,
+                Err((image, reason)) => return on_image(Outcome::Failed { image, reason }),
             };
+            let start = Instant::now();
+            let refine = scored.deltas.as_ref().map(|deltas| Refine {
+                deltas,
+                width: scored.size.0,
+                height: scored.size.1,
+            });
+            let detections = postprocess(&scored.boxes, &scored.scores, refine.as_ref(), &p.post);
+            t.postprocess += start.elapsed().as_secs_f64();
+            on_image(Outcome::Done {
+                image: scored.tag,
+                detections,
+                proposals: scored.boxes.len(),
+            });
+        };
         loop {
             // Take images until a full batch waits (or the workers are done).
             while open && stage.waiting() < stage.batch() {

@@ -163,15 +163,30 @@ struct Pending<T> {
     sent: usize,
     /// Score tensors of the sent crops, on the device, in order.
     scores: Vec<Tensor>,
+    /// Their box-regression deltas, with regression.
+    deltas: Vec<Tensor>,
+    /// The image's width and height.
+    size: (usize, usize),
     /// Batches launched when its last crop was sent.
     finished_after: usize,
     /// Why its crops could not be made (OpenCV failed on it): it is reported, not scored.
     failure: Option<String>,
 }
 
-/// An image through the device stage: its tag, boxes and `[boxes, classes]` scores, or its tag
-/// and why it failed.
-pub type Finished<T> = Result<(T, Vec<BBox>, Vec<Vec<f32>>), (T, String)>;
+/// An image through the device stage.
+pub struct Scored<T> {
+    pub tag: T,
+    pub boxes: Vec<BBox>,
+    /// `[boxes, classes]`.
+    pub scores: Vec<Vec<f32>>,
+    /// `[boxes, classes, 4]` box-regression deltas, row-major, when the ensemble regresses.
+    pub deltas: Option<Vec<f32>>,
+    /// Width and height of the image.
+    pub size: (usize, usize),
+}
+
+/// An image scored, or its tag and why it failed.
+pub type Finished<T> = Result<Scored<T>, (T, String)>;
 
 /// Seconds spent in the device stage's parts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -223,12 +238,15 @@ impl<'e, T> DeviceStage<'e, T> {
             WarpMode::Cpu => Source::Cpu(WarpSource::new(img).map_err(|e| format!("OpenCV: {e}"))?),
         };
         self.times.upload += start.elapsed().as_secs_f64();
+        let (h, w, _) = img.dim();
         self.pending.push_back(Pending {
             tag,
             boxes,
             source,
             sent: 0,
             scores: Vec::new(),
+            deltas: Vec::new(),
+            size: (w, h),
             finished_after: self.launched,
             failure: None,
         });
@@ -306,13 +324,15 @@ impl<'e, T> DeviceStage<'e, T> {
             ));
         }
         let input = Tensor::cat(&parts, 0);
-        let scores = self.ensemble.scores_tensor(&input);
+        let (scores, deltas) = self.ensemble.classify(&input);
         self.launched += 1;
         let mut offset = 0;
         for (i, take) in owners {
-            self.pending[i]
-                .scores
-                .push(scores.narrow(0, offset, take as i64));
+            let item = &mut self.pending[i];
+            item.scores.push(scores.narrow(0, offset, take as i64));
+            if let Some(d) = &deltas {
+                item.deltas.push(d.narrow(0, offset, take as i64));
+            }
             offset += take as i64;
         }
         self.times.classify += start.elapsed().as_secs_f64();
@@ -337,8 +357,24 @@ impl<'e, T> DeviceStage<'e, T> {
         } else {
             rows(&Tensor::cat(&item.scores, 0))
         };
+        let deltas = self.ensemble.box_regression.then(|| {
+            if item.deltas.is_empty() {
+                return Vec::new();
+            }
+            let d = Tensor::cat(&item.deltas, 0)
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float)
+                .contiguous();
+            Vec::<f32>::try_from(d.flatten(0, -1)).expect("f32 deltas")
+        });
         self.times.readback += start.elapsed().as_secs_f64();
-        Some(Ok((item.tag, item.boxes, scores)))
+        Some(Ok(Scored {
+            tag: item.tag,
+            boxes: item.boxes,
+            scores,
+            deltas,
+            size: item.size,
+        }))
     }
 }
 

@@ -21,6 +21,7 @@ pub mod nms;
 pub mod opencv_search;
 pub mod postprocess;
 pub mod propose;
+pub mod svm;
 pub mod train;
 pub mod visualize;
 pub mod warp;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use inception_rcnn::bench::classifier::Precision;
-use inception_rcnn::classifier::Ensemble;
+use inception_rcnn::classifier::{Ensemble, Head};
 use inception_rcnn::decode::{collect_images, decode, image_names};
 use inception_rcnn::detect::{default_workers, detect, DetectParams, Outcome};
 use inception_rcnn::device;
@@ -29,6 +29,14 @@ pub struct DetectArgs {
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// What scores a region: the network's softmax, or the class SVMs a model carries after
+    /// `rcnn train-heads --svm` (sigmoid of the margin).
+    #[arg(long, value_enum, default_value_t = Head::Softmax)]
+    head: Head,
+    /// Keep each proposal's box: no class-specific box regression even when the model carries
+    /// regressors (`rcnn train-heads --bbox-reg`). With them, boxes are regressed before NMS.
+    #[arg(long)]
+    no_bbox_reg: bool,
     /// Output formats: ilsvrc (detections.txt + image_list.txt), csv, coco (detections.json),
     /// txt (one file per image in txt/).
     #[arg(long, value_delimiter = ',', default_values_t = ["ilsvrc".to_string(), "csv".to_string()])]
@@ -177,6 +185,8 @@ fn settings(
         "formats": formats,
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "precision": format!("{:?}", args.precision),
+        "head": format!("{:?}", args.head),
+        "no_bbox_reg": args.no_bbox_reg,
         "warp": format!("{:?}", args.warp),
         "batch": batch,
         "max_proposals": args.max_proposals,
@@ -399,7 +409,19 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let channels_last = args
         .channels_last
         .unwrap_or(device.is_cuda() && args.precision != Precision::Fp32);
-    let ensemble = Ensemble::with_layout(models, args.precision.kind(), channels_last)?;
+    let mut ensemble = Ensemble::with_layout(models, args.precision.kind(), channels_last)?;
+    let regress = ensemble.use_heads(args.head, !args.no_bbox_reg)?;
+    tracing::info!(
+        "head: {:?}; box regression: {}",
+        args.head,
+        if regress {
+            "on"
+        } else if args.no_bbox_reg {
+            "off (--no-bbox-reg)"
+        } else {
+            "off (the model has no regressors)"
+        }
+    );
     let classes = ensemble.classes().to_vec();
     let background = classes
         .first()

@@ -9,6 +9,7 @@ mod model_info;
 pub(crate) mod proposals;
 mod range;
 mod train;
+mod train_heads;
 mod visualize;
 
 use std::io::IsTerminal;
@@ -58,6 +59,9 @@ enum Command {
     /// Train the region classifier on warped regions (R-CNN sampling, the paper's SGD, Polyak
     /// averaging), from scratch or from other weights; checkpoints, --resume, validation AP.
     Train(train::TrainArgs),
+    /// R-CNN's heads over a trained network: class-specific box regression and class SVMs
+    /// with hard-negative mining, on the features of the run's cached regions.
+    TrainHeads(train_heads::TrainHeadsArgs),
     /// Draw detections from any detections file; with ground truth, hits, false positives and
     /// misses in distinct colours.
     Visualize(visualize::VisualizeArgs),
@@ -183,6 +187,7 @@ pub fn main() -> ExitCode {
         Command::Proposals(args) => proposals::run(args, cli.threads),
         Command::Visualize(args) => visualize::run(args),
         Command::Train(args) => train::run(args, cli.threads),
+        Command::TrainHeads(args) => train_heads::run(args, cli.threads),
         Command::MapEval(args) => eval::cli::run(&args)
             .map(|_| ())
             .map_err(anyhow::Error::from),

@@ -394,6 +394,11 @@ impl GoogLeNet {
         self.prepared = true;
     }
 
+    /// Length of the pooled feature vector ([`Logits::features`]): the classifier's input.
+    pub fn feature_dim(&self) -> i64 {
+        self.fc.ws.size()[1]
+    }
+
     pub fn config(&self) -> &GoogLeNetConfig {
         &self.config
     }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod googlenet;
+pub mod heads;
 pub mod pickle;
 pub mod pth;
 pub mod summary;

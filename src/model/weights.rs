@@ -13,6 +13,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::config::{GoogLeNetConfig, Layout};
 use super::googlenet::GoogLeNet;
+use super::heads::Heads;
 use super::ModelError;
 
 /// Value of the `format` metadata key of our model files.
@@ -25,6 +26,8 @@ pub struct Model {
     pub net: GoogLeNet,
     /// Name of each output, in order (`__background__` first for detection heads).
     pub classes: Vec<String>,
+    /// R-CNN's heads over the pooled features, when trained (`rcnn train-heads`).
+    pub heads: Heads,
 }
 
 impl Model {
@@ -50,7 +53,12 @@ impl Model {
                 config.num_classes
             )));
         }
-        Ok(Model { vs, net, classes })
+        Ok(Model {
+            vs,
+            net,
+            classes,
+            heads: Heads::default(),
+        })
     }
 
     pub fn config(&self) -> &GoogLeNetConfig {
@@ -64,6 +72,14 @@ impl Model {
         let (config, classes) = config_from_metadata(path, &metadata)?;
         let mut model = Model::new(&config, classes, device)?;
         load_state_dict(&mut model.vs, &tensors, path)?;
+        model.heads = Heads::from_file(
+            path,
+            &tensors,
+            &metadata,
+            model.net.feature_dim(),
+            config.num_classes,
+            device,
+        )?;
         model.validate(path)?;
         Ok(model)
     }
@@ -105,6 +121,9 @@ impl Model {
                 )));
             }
         }
+        if let Some(name) = self.heads.non_finite() {
+            return Err(bad(format!("tensor {name} holds NaN or infinite values")));
+        }
         Ok(())
     }
 
@@ -112,8 +131,10 @@ impl Model {
     /// refuses a model that [`Model::validate`] refuses, so a diverged run saves nothing.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         self.validate(path)?;
-        let named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        write_tensors(path, named, metadata_of(self.config(), &self.classes))
+        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        let mut metadata = metadata_of(self.config(), &self.classes);
+        self.heads.write_into(&mut named, &mut metadata);
+        write_tensors(path, named, metadata)
     }
 
     /// The file's network description and class names, without reading the weights.

@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod heads;
 pub mod log;
 pub mod regions;
 pub mod sgd;

@@ -262,6 +262,26 @@ impl RegionCache {
         })
     }
 
+    /// The cache `dir/name.*` as it was built, whatever its settings (`rcnn train-heads` reads
+    /// the cache of a finished training run).
+    pub fn open_existing(dir: &Path, name: &str) -> Result<RegionCache, TrainError> {
+        let index_path = dir.join(format!("{name}.json"));
+        let data_path = dir.join(format!("{name}.u8"));
+        let text = std::fs::read(&index_path).map_err(io_err(&index_path))?;
+        let index: Index = serde_json::from_slice(&text).map_err(|e| {
+            TrainError::Data(format!(
+                "{}: not a region cache index: {e}",
+                index_path.display()
+            ))
+        })?;
+        Self::open(&index_path, &data_path, &index.spec)?.ok_or_else(|| {
+            TrainError::Data(format!(
+                "{}: missing or truncated; run `rcnn train` again to rebuild the cache",
+                data_path.display()
+            ))
+        })
+    }
+
     /// Whether `dir` holds a cache called `name` made with other settings than `spec` (which
     /// [`RegionCache::open_or_build`] would rebuild): `rcnn train --resume` refuses then.
     pub fn built_otherwise(dir: &Path, name: &str, spec: &CacheSpec) -> bool {

@@ -1,0 +1,182 @@
+//! `rcnn train-heads`: R-CNN's box regression and class SVMs over a trained network.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use inception_rcnn::classifier::Ensemble;
+use inception_rcnn::device;
+use inception_rcnn::model::Model;
+use inception_rcnn::train::heads::{region_features, train_heads, HeadsParams};
+use inception_rcnn::train::regions::{cache_dir, RegionCache};
+use tch::Kind;
+
+use super::DeviceArgs;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example (the BCCD demo model's heads, about 3 minutes on 2 CPU cores):
+  rcnn train-heads --run runs/bccd --out data/models/bccd.safetensors"
+)]
+pub struct TrainHeadsArgs {
+    /// Folder of a finished `rcnn train` run: its region cache (cache/) gives the training
+    /// regions, already warped, and their labels.
+    #[arg(long, value_name = "DIR")]
+    run: PathBuf,
+    /// The network whose features the heads read (default: RUN/model.safetensors).
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// The model file written: the network with its heads (default:
+    /// RUN/model-heads.safetensors). Heads not trained now are kept from --model.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Train class-specific box regression (R-CNN appendix C). With neither --bbox-reg nor
+    /// --svm, both are trained.
+    #[arg(long)]
+    bbox_reg: bool,
+    /// Train class SVMs with hard-negative mining (R-CNN section 2.3).
+    #[arg(long)]
+    svm: bool,
+    /// Ridge penalties tried for box regression; the one with the least error on held-out
+    /// training images (every fifth) is kept.
+    #[arg(long, value_delimiter = ',', default_values_t = HeadsParams::default().lambdas)]
+    lambda: Vec<f64>,
+    /// The SVMs' C (R-CNN: 0.001, on features scaled to a mean norm of 20).
+    #[arg(long, default_value_t = 1e-3)]
+    svm_c: f64,
+    /// Regions per forward pass while computing features.
+    #[arg(long, default_value_t = 128, value_parser = super::range::batch)]
+    batch: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    let model_path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| args.run.join("model.safetensors"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join("model-heads.safetensors"));
+    for l in &args.lambda {
+        anyhow::ensure!(
+            l.is_finite() && *l >= 0.0,
+            "--lambda {l}: want a finite value >= 0"
+        );
+    }
+    anyhow::ensure!(
+        args.svm_c.is_finite() && args.svm_c > 0.0,
+        "--svm-c {}: want a positive value",
+        args.svm_c
+    );
+    let both = !args.bbox_reg && !args.svm;
+    let params = HeadsParams {
+        box_regression: both || args.bbox_reg,
+        svm: both || args.svm,
+        lambdas: args.lambda.clone(),
+        svm_params: inception_rcnn::svm::SvmParams {
+            c: args.svm_c,
+            ..Default::default()
+        },
+        batch: args.batch,
+        ..HeadsParams::default()
+    };
+    let cache_dir = cache_dir(&args.run);
+    eval::protect_inputs([
+        model_path.clone(),
+        cache_dir.join("train.json"),
+        cache_dir.join("train.u8"),
+    ]);
+    eval::check_not_input(&out)?;
+    let device = device::select(args.device.device, threads)?;
+    let cache = RegionCache::open_existing(&cache_dir, "train")
+        .with_context(|| format!("the region cache of {}", args.run.display()))?;
+    let mut model = Model::load(&model_path, device)?;
+    let config = model.config().clone();
+    anyhow::ensure!(
+        cache.spec.input_size as i64 == config.input_size && cache.spec.mean == config.mean,
+        "{}: its regions are warped for a {} px input with mean {:?}, but {} takes {} px with \
+         mean {:?}: train the heads on the cache of the run that trained the network",
+        cache_dir.display(),
+        cache.spec.input_size,
+        cache.spec.mean,
+        model_path.display(),
+        config.input_size,
+        config.mean
+    );
+    tracing::info!(
+        "{} regions ({} positives) from {} images",
+        cache.len(),
+        cache.positives(),
+        cache.spec.images.len()
+    );
+    // The features come from the network as detect runs it (prepared for inference); the
+    // model file written is the one read, plus heads.
+    let start = Instant::now();
+    let ensemble = Ensemble::new(vec![Model::load(&model_path, device)?], Kind::Float)?;
+    let bar = super::progress_bar(
+        cache.len() as u64,
+        "features [{bar:30}] {pos}/{len} regions {per_sec} ETA {eta}",
+    );
+    let (features, dim) = region_features(&ensemble, &cache, args.batch, &|n| bar.inc(n as u64));
+    bar.finish_and_clear();
+    drop(ensemble);
+    let seconds = vec![("features".to_string(), start.elapsed().as_secs_f64())];
+    tracing::info!(
+        "features of {} regions ({dim}-d) in {:.1} s",
+        cache.len(),
+        seconds[0].1
+    );
+    let heads = train_heads(
+        &cache,
+        &features,
+        dim,
+        config.num_classes as usize,
+        &params,
+        seconds,
+    )?;
+    if heads.box_regression.is_some() {
+        model.heads.box_regression = heads.box_regression;
+        model.heads.info.box_regression = heads.info.box_regression;
+    }
+    if heads.svm.is_some() {
+        model.heads.svm = heads.svm;
+        model.heads.info.svm = heads.info.svm;
+    }
+    model.heads.info.seconds = heads.info.seconds;
+    model.save(&out)?;
+    let timing: Vec<String> = model
+        .heads
+        .info
+        .seconds
+        .iter()
+        .map(|(what, s)| format!("{what} {s:.1} s"))
+        .collect();
+    println!("wrote {} ({})", out.display(), timing.join(", "));
+    if let Some(r) = &model.heads.info.box_regression {
+        println!(
+            "box regression: lambda {} (held-out MSE by lambda: {}), regions per class {:?}",
+            r.lambda,
+            r.lambdas
+                .iter()
+                .zip(&r.held_out_mse)
+                .map(|(l, e)| format!("{l}: {e:.4}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            &r.regions[1..]
+        );
+    }
+    if let Some(s) = &model.heads.info.svm {
+        for (name, r) in model.classes.iter().zip(&s.classes).skip(1) {
+            println!(
+                "svm {name}: {} positives, {} candidate negatives, new hard negatives per round \
+                 {:?}, {} in the final working set",
+                r.positives, r.candidates, r.new_hard, r.working_set
+            );
+        }
+    }
+    Ok(())
+}
