@@ -21,6 +21,7 @@ import math
 import pathlib
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from safetensors.torch import save_file
 
@@ -122,8 +123,9 @@ def main():
 
 
 def features():
-    """torchvision's pooled features (the 1024-d global average pool, before dropout and fc)
-    for the fixture's input, from the saved state dict: features.safetensors."""
+    """torchvision's pooled features (the 1024-d global average pool, before dropout and fc),
+    and inception 5b's map averaged over a 3x3 grid (flattened channel-major: box regression's
+    features), for the fixture's input, from the saved state dict: features.safetensors."""
     sd = torch.load(OUT / "googlenet_tv10_f16.pth")
     from safetensors.torch import load_file
 
@@ -133,9 +135,15 @@ def features():
         model = float32_model(sd, transform_input)
         pooled = {}
         model.avgpool.register_forward_hook(lambda m, i, o: pooled.setdefault("x", o.flatten(1)))
+        # A hook that returns a value replaces the module's output: this one returns None.
+        model.inception5b.register_forward_hook(
+            lambda m, i, o: pooled.update(grid=F.adaptive_avg_pool2d(o, 3).flatten(1))
+        )
         with torch.inference_mode():
             model(x)
-        outputs[f"features_transform_input_{str(transform_input).lower()}"] = pooled["x"].contiguous()
+        flag = str(transform_input).lower()
+        outputs[f"features_transform_input_{flag}"] = pooled["x"].contiguous()
+        outputs[f"grid_transform_input_{flag}"] = pooled["grid"].contiguous()
     save_file(outputs, OUT / "features.safetensors", metadata={"torch": torch.__version__})
 
 

@@ -5,7 +5,39 @@
 //! Boxes are in continuous coordinates (`width = x2 - x1`), as every other stage here.
 
 use eval::BBox;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
+
+use crate::model::Logits;
+
+/// What the regressors read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RegressionFeatures {
+    /// The last inception map averaged over a 3x3 grid (9 x 1024 x width values; R-CNN's
+    /// pool5 is likewise a spatial map): where the object sits in the crop survives.
+    #[default]
+    Grid,
+    /// The global average pool (1024 x width), as the SVMs: translation-invariant.
+    Pooled,
+}
+
+impl RegressionFeatures {
+    pub fn of<'a>(&self, logits: &'a Logits) -> &'a Tensor {
+        match self {
+            RegressionFeatures::Grid => &logits.grid,
+            RegressionFeatures::Pooled => &logits.features,
+        }
+    }
+
+    /// Length of the features for a network whose pooled features have `pooled_dim` values.
+    pub fn dim(&self, pooled_dim: i64) -> i64 {
+        match self {
+            RegressionFeatures::Grid => pooled_dim * crate::model::googlenet::GRID.pow(2),
+            RegressionFeatures::Pooled => pooled_dim,
+        }
+    }
+}
 
 /// Largest log size change applied (Faster R-CNN's `log(1000 / 16)`): a wild prediction makes
 /// a box at most ~62 times larger, never an overflow.

@@ -128,7 +128,7 @@ impl Ensemble {
     }
 
     /// `input` in the members' kind and memory order.
-    fn network_input(&self, input: &Tensor) -> Tensor {
+    pub fn network_input(&self, input: &Tensor) -> Tensor {
         let input = input.to_kind(self.kind);
         if self.channels_last {
             to_channels_last(&input)
@@ -199,8 +199,12 @@ impl Ensemble {
                     (Head::Svm, Some(svm)) => svm.margins(&features),
                     _ => out.main.softmax(-1, Kind::Float),
                 });
-                if let (true, Some(r)) = (self.box_regression, &m.heads.box_regression) {
-                    deltas.push(r.deltas(&features));
+                if let (true, Some(r), Some(info)) = (
+                    self.box_regression,
+                    &m.heads.box_regression,
+                    &m.heads.info.box_regression,
+                ) {
+                    deltas.push(r.deltas(&info.features.of(&out).to_kind(Kind::Float)));
                 }
             }
             let scores = match self.head {

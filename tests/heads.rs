@@ -7,11 +7,12 @@ use std::process::{Command, Stdio};
 
 use eval::{BBox, PixelConvention};
 use inception_rcnn::box_regression::apply;
+use inception_rcnn::box_regression::RegressionFeatures;
 use inception_rcnn::classifier::{Ensemble, Head};
 use inception_rcnn::model::config::IMAGENET_MEAN;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::train::data::{load_images, SplitEntry};
-use inception_rcnn::train::heads::{region_features, train_heads, HeadsParams};
+use inception_rcnn::train::heads::{train_heads, HeadsParams};
 use inception_rcnn::train::regions::{CacheSpec, RegionCache};
 use tch::{Device, Kind, Tensor};
 
@@ -87,36 +88,41 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
         Kind::Float,
     )
     .unwrap();
-    let (features, dim) = region_features(&ensemble, &cache, 50, &|_| {});
-    assert_eq!(dim, 128);
-    assert_eq!(features.len(), cache.len() * dim);
     // Six positives: R-CNN's C (0.001, for thousands) would leave the SVM all bias.
     let params = HeadsParams {
         lambdas: vec![0.01, 1.0, 100.0],
         hold_out_every: 3,
+        batch: 50,
         svm_params: inception_rcnn::svm::SvmParams {
             c: 1.0,
             ..Default::default()
         },
         ..HeadsParams::default()
     };
-    let heads = train_heads(&cache, &features, dim, 2, &params, Vec::new()).unwrap();
+    let (heads, f) = train_heads(&ensemble, &cache, &params, &|_| {}).unwrap();
+    let (features, dim) = (&f.pooled, f.pooled_dim);
+    assert_eq!(dim, 128);
+    assert_eq!(features.len(), cache.len() * dim);
+    // Regression reads the 3x3 grid, for the regions of IoU >= 0.6 only.
+    assert_eq!(f.regression_dim, 9 * 128);
+    assert_eq!(f.regression.len(), f.regression_rows.len() * 9 * 128);
 
     // Box regression: on the regions it was fitted on, boxes move closer to their raccoon.
     let info = heads.info.box_regression.clone().unwrap();
     assert_eq!(info.lambdas.len(), 3);
     assert!(info.held_out_mse.iter().all(|e| e.is_finite()), "{info:?}");
+    assert_eq!(info.features, RegressionFeatures::Grid);
     let r = heads.box_regression.as_ref().unwrap();
-    let all = Tensor::from_slice(&features).view([cache.len() as i64, dim as i64]);
-    let deltas = to_vec(&r.deltas(&all));
+    let rows = f.regression_rows.len() as i64;
+    let grid = Tensor::from_slice(&f.regression).view([rows, f.regression_dim as i64]);
+    let deltas = to_vec(&r.deltas(&grid));
     let (mut before, mut after, mut n) = (0.0, 0.0, 0);
-    for (i, region) in cache.regions.iter().enumerate() {
+    for (row, &i) in f.regression_rows.iter().enumerate() {
+        let region = cache.regions[i];
         let gt = cache.spec.images[region.image as usize].objects[0].bbox;
         let iou = |b: &BBox| b.iou(&gt, PixelConvention::Inclusive);
-        if iou(&region.bbox) < 0.6 {
-            continue;
-        }
-        let d = &deltas[(i * 2 + 1) * 4..(i * 2 + 2) * 4];
+        assert!(iou(&region.bbox) >= 0.6);
+        let d = &deltas[(row * 2 + 1) * 4..(row * 2 + 2) * 4];
         let d = [d[0], d[1], d[2], d[3]].map(f64::from);
         let moved = apply(&region.bbox, d, 1e4, 1e4);
         before += iou(&region.bbox);
@@ -138,6 +144,7 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
     let report = &svm.classes[1];
     assert_eq!(report.positives, 6);
     assert!(report.candidates > 300, "{report:?}");
+    let all = Tensor::from_slice(features).view([cache.len() as i64, dim as i64]);
     let margins = to_vec(&heads.svm.as_ref().unwrap().margins(&all));
     let mean = |f: &dyn Fn(usize) -> bool| {
         let v: Vec<f32> = (0..cache.len())
@@ -177,6 +184,8 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
     let (crops, _) = cache.batch(&picks, config.mean, config.std, Device::Cpu);
     let (scores, deltas) = ensemble.classify(&crops);
     let (scores, deltas) = (to_vec(&scores), to_vec(&deltas.unwrap()));
+    let out = tch::no_grad(|| ensemble.models[0].net.forward_t(&crops, false));
+    let (grid, gdim) = (to_vec(&out.grid), 9 * dim);
     let (sw, sb) = (to_vec(&s0.weight), to_vec(&s0.bias));
     let (rw, rb) = (to_vec(&r0.weight), to_vec(&r0.bias));
     for (k, &(i, _)) in picks.iter().enumerate() {
@@ -188,9 +197,10 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
                 (scores[k * 2 + c] - want).abs() < 1e-4,
                 "region {i} class {c}"
             );
+            let g = &grid[k * gdim..(k + 1) * gdim];
             for t in 0..4 {
                 let col = c * 4 + t;
-                let d: f32 = rb[col] + (0..dim).map(|j| x[j] * rw[j * 8 + col]).sum::<f32>();
+                let d: f32 = rb[col] + (0..gdim).map(|j| g[j] * rw[j * 8 + col]).sum::<f32>();
                 assert!((deltas[(k * 2 + c) * 4 + t] - d).abs() < 1e-3, "region {i}");
             }
         }
@@ -310,7 +320,8 @@ fn train_heads_then_detect_with_and_without_them() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        stdout.contains("box regression: lambda") && stdout.contains("svm raccoon: 6 positives"),
+        stdout.contains("box regression on Grid features: lambda")
+            && stdout.contains("svm raccoon: 6 positives"),
         "{stdout}"
     );
     let heads: PathBuf = run.join("model-heads.safetensors");

@@ -213,7 +213,7 @@ fn logits_equal_torchvisions() {
 }
 
 #[test]
-fn pooled_features_equal_torchvisions_and_come_from_the_same_pass() {
+fn pooled_and_grid_features_equal_torchvisions_and_come_from_the_same_pass() {
     let r = reference_outputs();
     let f = read_state_dict(&fixture("features.safetensors")).unwrap();
     for transform_input in [false, true] {
@@ -223,6 +223,11 @@ fn pooled_features_equal_torchvisions_and_come_from_the_same_pass() {
         assert_eq!(out.features.size(), vec![2, 1024]);
         let err = relative_error(&out.features, &f[&key]);
         assert!(err < 1e-4, "transform_input {transform_input}: {err}");
+        // Box regression's features: inception 5b's map on a 3x3 grid, as torch pools it.
+        let grid = format!("grid_transform_input_{transform_input}");
+        assert_eq!(out.grid.size(), vec![2, 9 * 1024]);
+        let err = relative_error(&out.grid, &f[&grid]);
+        assert!(err < 1e-4, "grid, transform_input {transform_input}: {err}");
         // The ensemble hands back the same features beside its scores, in one pass.
         let ensemble = inception_rcnn::classifier::Ensemble::new(vec![model], Kind::Float).unwrap();
         let (scores, features) = ensemble.scores_and_features(&r["input"]);

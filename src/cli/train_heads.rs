@@ -1,14 +1,14 @@
 //! `rcnn train-heads`: R-CNN's box regression and class SVMs over a trained network.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use inception_rcnn::box_regression::RegressionFeatures;
 use inception_rcnn::classifier::Ensemble;
 use inception_rcnn::device;
 use inception_rcnn::model::Model;
-use inception_rcnn::train::heads::{region_features, train_heads, HeadsParams};
+use inception_rcnn::train::heads::{train_heads, HeadsParams};
 use inception_rcnn::train::regions::{cache_dir, RegionCache};
 use tch::Kind;
 
@@ -38,6 +38,10 @@ pub struct TrainHeadsArgs {
     /// Train class SVMs with hard-negative mining (R-CNN section 2.3).
     #[arg(long)]
     svm: bool,
+    /// What box regression reads: the last inception map on a 3x3 grid, or the global average
+    /// pool the SVMs read (which keeps no position).
+    #[arg(long, value_enum, default_value_t = RegressionFeatures::Grid)]
+    bbox_features: RegressionFeatures,
     /// Ridge penalties tried for box regression; the one with the least error on held-out
     /// training images (every fifth) is kept.
     #[arg(long, value_delimiter = ',', default_values_t = HeadsParams::default().lambdas)]
@@ -75,6 +79,7 @@ pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let both = !args.bbox_reg && !args.svm;
     let params = HeadsParams {
         box_regression: both || args.bbox_reg,
+        regression_features: args.bbox_features,
         svm: both || args.svm,
         lambdas: args.lambda.clone(),
         svm_params: inception_rcnn::svm::SvmParams {
@@ -115,29 +120,13 @@ pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     );
     // The features come from the network as detect runs it (prepared for inference); the
     // model file written is the one read, plus heads.
-    let start = Instant::now();
     let ensemble = Ensemble::new(vec![Model::load(&model_path, device)?], Kind::Float)?;
     let bar = super::progress_bar(
         cache.len() as u64,
         "features [{bar:30}] {pos}/{len} regions {per_sec} ETA {eta}",
     );
-    let (features, dim) = region_features(&ensemble, &cache, args.batch, &|n| bar.inc(n as u64));
+    let (heads, _) = train_heads(&ensemble, &cache, &params, &|n| bar.inc(n as u64))?;
     bar.finish_and_clear();
-    drop(ensemble);
-    let seconds = vec![("features".to_string(), start.elapsed().as_secs_f64())];
-    tracing::info!(
-        "features of {} regions ({dim}-d) in {:.1} s",
-        cache.len(),
-        seconds[0].1
-    );
-    let heads = train_heads(
-        &cache,
-        &features,
-        dim,
-        config.num_classes as usize,
-        &params,
-        seconds,
-    )?;
     if heads.box_regression.is_some() {
         model.heads.box_regression = heads.box_regression;
         model.heads.info.box_regression = heads.info.box_regression;
@@ -158,7 +147,9 @@ pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     println!("wrote {} ({})", out.display(), timing.join(", "));
     if let Some(r) = &model.heads.info.box_regression {
         println!(
-            "box regression: lambda {} (held-out MSE by lambda: {}), regions per class {:?}",
+            "box regression on {:?} features: lambda {} (held-out MSE by lambda: {}), regions per \
+             class {:?}",
+            r.features,
             r.lambda,
             r.lambdas
                 .iter()

@@ -302,6 +302,9 @@ fn side_at_4x(input: i64) -> i64 {
     pooled_side_ceil(s, 3, 2) // maxpool3
 }
 
+/// Side of the grid of [`Logits::grid`].
+pub const GRID: i64 = 3;
+
 /// Logits of the main classifier and, in training, of the two auxiliary ones.
 #[derive(Debug)]
 pub struct Logits {
@@ -309,6 +312,10 @@ pub struct Logits {
     /// The pooled features `[N, 1024 x width]`: the global average pool, before dropout and
     /// the classifier (what R-CNN's SVMs and box regressors read).
     pub features: Tensor,
+    /// The last inception map averaged over a [`GRID`] x [`GRID`] grid, `[N, 1024 x width x
+    /// 9]` (channel-major: channel k's nine cells, row by row): features that keep where
+    /// things are, for box regression.
+    pub grid: Tensor,
     pub aux1: Option<Tensor>,
     pub aux2: Option<Tensor>,
 }
@@ -399,6 +406,11 @@ impl GoogLeNet {
         self.fc.ws.size()[1]
     }
 
+    /// Length of [`Logits::grid`].
+    pub fn grid_dim(&self) -> i64 {
+        self.feature_dim() * GRID * GRID
+    }
+
     pub fn config(&self) -> &GoogLeNetConfig {
         &self.config
     }
@@ -484,6 +496,9 @@ impl GoogLeNet {
                 }
             }
         }
+        // Where things are, for box regression: the last map averaged over a 3x3 grid (R-CNN
+        // regresses from pool5, a 6x6 map; the global pool below keeps no position).
+        let grid = x.adaptive_avg_pool2d([GRID, GRID]).flatten(1, -1);
         // Global average pool: the paper's 7x7 average pool at 224, any input size otherwise.
         x = stage(
             "avgpool",
@@ -495,6 +510,7 @@ impl GoogLeNet {
         Logits {
             main,
             features: x,
+            grid,
             aux1,
             aux2,
         }

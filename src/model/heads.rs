@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::ModelError;
-use crate::box_regression::BoxRegression;
+use crate::box_regression::{BoxRegression, RegressionFeatures};
 use crate::svm::{ClassSvms, MiningReport, SvmParams};
 
 /// How the box regressors were fitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoxRegressionInfo {
+    pub features: RegressionFeatures,
     /// The ridge penalty, chosen on held-out training images from `lambdas`.
     pub lambda: f64,
     pub lambdas: Vec<f64>,
@@ -65,8 +66,8 @@ impl Heads {
         self.box_regression.is_none() && self.svm.is_none()
     }
 
-    /// The heads of a model file, checked against the network's feature length `dim` and its
-    /// `classes` outputs.
+    /// The heads of a model file, checked against the network's pooled feature length `dim`
+    /// and its `classes` outputs.
     pub fn from_file(
         path: &Path,
         tensors: &HashMap<String, Tensor>,
@@ -84,28 +85,34 @@ impl Heads {
                 .map_err(|e| bad(format!("metadata `{INFO_KEY}` does not parse: {e}")))?,
             None => HeadsInfo::default(),
         };
-        let pair = |w: &str, b: &str, per_class: i64| -> Result<Option<(Tensor, Tensor)>, _> {
-            match (tensors.get(w), tensors.get(b)) {
-                (None, None) => Ok(None),
-                (Some(wt), Some(bt)) => {
-                    let want_w = [dim, classes * per_class];
-                    let want_b = [classes * per_class];
-                    if wt.size() != want_w || bt.size() != want_b {
-                        return Err(bad(format!(
-                            "{w} {:?} / {b} {:?}: this network needs {want_w:?} / {want_b:?}",
-                            wt.size(),
-                            bt.size()
-                        )));
+        let pair =
+            |w: &str, b: &str, dim: i64, per_class: i64| -> Result<Option<(Tensor, Tensor)>, _> {
+                match (tensors.get(w), tensors.get(b)) {
+                    (None, None) => Ok(None),
+                    (Some(wt), Some(bt)) => {
+                        let want_w = [dim, classes * per_class];
+                        let want_b = [classes * per_class];
+                        if wt.size() != want_w || bt.size() != want_b {
+                            return Err(bad(format!(
+                                "{w} {:?} / {b} {:?}: this network needs {want_w:?} / {want_b:?}",
+                                wt.size(),
+                                bt.size()
+                            )));
+                        }
+                        let f = |t: &Tensor| t.to_kind(tch::Kind::Float).to_device(device);
+                        Ok(Some((f(wt), f(bt))))
                     }
-                    let f = |t: &Tensor| t.to_kind(tch::Kind::Float).to_device(device);
-                    Ok(Some((f(wt), f(bt))))
+                    _ => Err(bad(format!("{w} and {b} come together; the file has one"))),
                 }
-                _ => Err(bad(format!("{w} and {b} come together; the file has one"))),
-            }
-        };
-        let box_regression =
-            pair(BOX_WEIGHT, BOX_BIAS, 4)?.map(|(weight, bias)| BoxRegression { weight, bias });
-        let svm = pair(SVM_WEIGHT, SVM_BIAS, 1)?.map(|(weight, bias)| ClassSvms { weight, bias });
+            };
+        let box_dim = info
+            .box_regression
+            .as_ref()
+            .map_or(dim, |r| r.features.dim(dim));
+        let box_regression = pair(BOX_WEIGHT, BOX_BIAS, box_dim, 4)?
+            .map(|(weight, bias)| BoxRegression { weight, bias });
+        let svm =
+            pair(SVM_WEIGHT, SVM_BIAS, dim, 1)?.map(|(weight, bias)| ClassSvms { weight, bias });
         if box_regression.is_some() != info.box_regression.is_some()
             || svm.is_some() != info.svm.is_some()
         {

@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::regions::RegionCache;
 use super::TrainError;
-use crate::box_regression::{targets, BoxRegression, BoxRegressor, MIN_SIZE};
+use crate::box_regression::{targets, BoxRegression, BoxRegressor, RegressionFeatures, MIN_SIZE};
 use crate::classifier::Ensemble;
 use crate::model::heads::{BoxRegressionInfo, Heads, HeadsInfo, SvmInfo};
 use crate::svm::{norm_scale, train_with_mining, ClassSvms, LinearSvm, MiningReport, SvmParams};
@@ -18,6 +18,7 @@ use crate::svm::{norm_scale, train_with_mining, ClassSvms, LinearSvm, MiningRepo
 #[derive(Debug, Clone)]
 pub struct HeadsParams {
     pub box_regression: bool,
+    pub regression_features: RegressionFeatures,
     pub svm: bool,
     /// Ridge penalties tried; the one with the least held-out error is used.
     pub lambdas: Vec<f64>,
@@ -36,6 +37,7 @@ impl Default for HeadsParams {
     fn default() -> Self {
         HeadsParams {
             box_regression: true,
+            regression_features: RegressionFeatures::Grid,
             svm: true,
             lambdas: vec![1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0],
             min_iou: 0.6,
@@ -47,27 +49,67 @@ impl Default for HeadsParams {
     }
 }
 
-/// The pooled features of every cached region, `[regions, dim]` row-major, through the
-/// ensemble's first member (prepared for inference, as at detect time).
+/// Features of the cached regions: the pooled ones of every region (the SVMs'), and the
+/// regression features of the regions that train box regression.
+pub struct RegionFeatures {
+    /// `[regions, pooled_dim]` row-major.
+    pub pooled: Vec<f32>,
+    pub pooled_dim: usize,
+    /// `[regression rows, regression_dim]` row-major, in the order of `regression_rows`.
+    pub regression: Vec<f32>,
+    pub regression_dim: usize,
+    pub regression_rows: Vec<usize>,
+}
+
+/// Runs every cached region through the ensemble's first member (prepared for inference, as
+/// at detect time) once: pooled features for all, regression features (`what`) for
+/// `regression_rows` (sorted) only, so that a large grid is kept for the few that need it.
 pub fn region_features(
     ensemble: &Ensemble,
     cache: &RegionCache,
     batch: usize,
+    what: RegressionFeatures,
+    regression_rows: Vec<usize>,
     on_batch: &dyn Fn(usize),
-) -> (Vec<f32>, usize) {
-    let config = ensemble.models[0].config();
-    let dim = ensemble.models[0].net.feature_dim() as usize;
-    let mut out = Vec::with_capacity(cache.len() * dim);
+) -> RegionFeatures {
+    let model = &ensemble.models[0];
+    let config = model.config();
+    let pooled_dim = model.net.feature_dim() as usize;
+    let regression_dim = what.dim(pooled_dim as i64) as usize;
+    let mut pooled = Vec::with_capacity(cache.len() * pooled_dim);
+    let mut regression = Vec::with_capacity(regression_rows.len() * regression_dim);
+    let mut next = 0;
     let indices: Vec<usize> = (0..cache.len()).collect();
+    let host = |t: &Tensor| {
+        let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        Vec::<f32>::try_from(t.flatten(0, -1)).expect("f32 features")
+    };
     for chunk in indices.chunks(batch.max(1)) {
         let picks: Vec<(usize, bool)> = chunk.iter().map(|&i| (i, false)).collect();
         let (crops, _) = cache.batch(&picks, config.mean, config.std, ensemble.device);
-        let (_, features) = ensemble.scores_and_features(&crops);
-        let f = features[0].to_device(Device::Cpu).contiguous();
-        out.extend(Vec::<f32>::try_from(f.flatten(0, -1)).expect("f32 features"));
+        let out = tch::no_grad(|| model.net.forward_t(&ensemble.network_input(&crops), false));
+        pooled.extend(host(&out.features));
+        let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
+        let mut take = Vec::new();
+        while next < regression_rows.len() && regression_rows[next] <= last {
+            take.push((regression_rows[next] - first) as i64);
+            next += 1;
+        }
+        if !take.is_empty() {
+            let rows = what
+                .of(&out)
+                .index_select(0, &Tensor::from_slice(&take).to_device(ensemble.device));
+            regression.extend(host(&rows));
+        }
         on_batch(chunk.len());
     }
-    (out, dim)
+    RegionFeatures {
+        pooled,
+        pooled_dim,
+        regression,
+        regression_dim,
+        regression_rows,
+    }
 }
 
 /// Each region's best overlap with an object of each class: `[regions][classes]`, with the
@@ -90,29 +132,44 @@ fn overlaps(cache: &RegionCache, classes: usize) -> Vec<Vec<(f64, Option<BBox>)>
         .collect()
 }
 
-/// Trains the heads `p` asks for on `cache` with `features` (from [`region_features`]) for a
-/// network of `classes` outputs (background first).
+/// Trains the heads `p` asks for over the ensemble's first member (`classes` outputs,
+/// background first) on `cache`; returns them with the features they were trained on.
 pub fn train_heads(
+    ensemble: &Ensemble,
     cache: &RegionCache,
-    features: &[f32],
-    dim: usize,
-    classes: usize,
     p: &HeadsParams,
-    mut seconds: Vec<(String, f64)>,
-) -> Result<Heads, TrainError> {
-    let n = cache.len();
-    if features.len() != n * dim {
-        return Err(TrainError::Data(format!(
-            "{} feature values for {n} regions of {dim}",
-            features.len()
-        )));
-    }
+    on_batch: &dyn Fn(usize),
+) -> Result<(Heads, RegionFeatures), TrainError> {
+    let classes = ensemble.classes().len();
     let best = overlaps(cache, classes);
-    let all = Tensor::from_slice(features).view([n as i64, dim as i64]);
+    let pairs = if p.box_regression {
+        regression_pairs(cache, &best, p.min_iou)
+    } else {
+        Vec::new()
+    };
+    let start = Instant::now();
+    let f = region_features(
+        ensemble,
+        cache,
+        p.batch,
+        p.regression_features,
+        pairs.iter().map(|r| r.0).collect(),
+        on_batch,
+    );
+    let mut seconds = vec![("features".to_string(), start.elapsed().as_secs_f64())];
+    tracing::info!(
+        "features of {} regions ({}-d pooled, {} regression rows of {}) in {:.1} s",
+        cache.len(),
+        f.pooled_dim,
+        f.regression_rows.len(),
+        f.regression_dim,
+        seconds[0].1
+    );
+    let (features, dim, n) = (&f.pooled[..], f.pooled_dim, cache.len());
     let mut heads = Heads::default();
     if p.box_regression {
         let start = Instant::now();
-        let (regression, info) = fit_box_regression(cache, &all, &best, classes, p)?;
+        let (regression, info) = fit_box_regression(cache, &f, &pairs, classes, p)?;
         heads.box_regression = Some(regression);
         heads.info.box_regression = Some(info);
         seconds.push(("box regression".into(), start.elapsed().as_secs_f64()));
@@ -163,25 +220,18 @@ pub fn train_heads(
         seconds,
         ..heads.info
     };
-    Ok(heads)
+    Ok((heads, f))
 }
 
-/// Per class: the rows of regions that train its regressor and their targets.
-type ClassRows = Vec<(Vec<i64>, Vec<f32>)>;
-
-fn fit_box_regression(
+/// R-CNN's regression pairs: each region whose best overlap with an object (of any class) is
+/// at least `min_iou`, with that object's class and box. `(region, class, object box)`, in
+/// region order.
+fn regression_pairs(
     cache: &RegionCache,
-    all: &Tensor,
     best: &[Vec<(f64, Option<BBox>)>],
-    classes: usize,
-    p: &HeadsParams,
-) -> Result<(BoxRegression, BoxRegressionInfo), TrainError> {
-    // R-CNN: each region trains the regressor of the class of its best-overlapping object.
-    let (mut fit_rows, mut held_rows): (ClassRows, ClassRows) = (
-        vec![(Vec::new(), Vec::new()); classes],
-        vec![(Vec::new(), Vec::new()); classes],
-    );
-    let mut counts = vec![0usize; classes];
+    min_iou: f64,
+) -> Vec<(usize, usize, BBox)> {
+    let mut pairs = Vec::new();
     for (i, r) in cache.regions.iter().enumerate() {
         let Some((c, &(iou, Some(g)))) = best[i]
             .iter()
@@ -192,20 +242,43 @@ fn fit_box_regression(
             continue;
         };
         let (w, h) = (r.bbox.x2 - r.bbox.x1, r.bbox.y2 - r.bbox.y1);
-        if iou < p.min_iou || w < MIN_SIZE || h < MIN_SIZE {
-            continue;
+        if iou >= min_iou && w >= MIN_SIZE && h >= MIN_SIZE {
+            pairs.push((i, c, g));
         }
+    }
+    pairs
+}
+
+/// Per class: the rows of regions that train its regressor and their targets.
+type ClassRows = Vec<(Vec<i64>, Vec<f32>)>;
+
+fn fit_box_regression(
+    cache: &RegionCache,
+    f: &RegionFeatures,
+    pairs: &[(usize, usize, BBox)],
+    classes: usize,
+    p: &HeadsParams,
+) -> Result<(BoxRegression, BoxRegressionInfo), TrainError> {
+    // Rows of `f.regression` per class, split into fitting and held-out images.
+    let (mut fit_rows, mut held_rows): (ClassRows, ClassRows) = (
+        vec![(Vec::new(), Vec::new()); classes],
+        vec![(Vec::new(), Vec::new()); classes],
+    );
+    let mut counts = vec![0usize; classes];
+    for (row, &(i, c, g)) in pairs.iter().enumerate() {
+        let r = &cache.regions[i];
         counts[c] += 1;
-        let held =
-            p.hold_out_every > 1 && r.image as usize % p.hold_out_every == p.hold_out_every - 1;
+        let every = p.hold_out_every;
+        let held = every > 1 && r.image as usize % every == every - 1;
         let rows = if held {
             &mut held_rows[c]
         } else {
             &mut fit_rows[c]
         };
-        rows.0.push(i as i64);
+        rows.0.push(row as i64);
         rows.1.extend(targets(&r.bbox, &g).map(|t| t as f32));
     }
+    let all = Tensor::from_slice(&f.regression).view([pairs.len() as i64, f.regression_dim as i64]);
     let take = |rows: &(Vec<i64>, Vec<f32>)| {
         let idx = Tensor::from_slice(&rows.0);
         (
@@ -260,10 +333,10 @@ fn fit_box_regression(
             Some(fit(&x, &t, lambda)?)
         });
     }
-    let dim = all.size()[1];
     Ok((
-        BoxRegression::new(&regressors, dim),
+        BoxRegression::new(&regressors, f.regression_dim as i64),
         BoxRegressionInfo {
+            features: p.regression_features,
             lambda,
             lambdas: p.lambdas.clone(),
             held_out_mse,
