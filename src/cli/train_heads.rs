@@ -42,6 +42,9 @@ pub struct TrainHeadsArgs {
     /// pool the SVMs read (which keeps no position).
     #[arg(long, value_enum, default_value_t = RegressionFeatures::Grid)]
     bbox_features: RegressionFeatures,
+    /// Box regression learns from its pairs as they are only, not also mirrored left-right.
+    #[arg(long)]
+    no_bbox_flip: bool,
     /// Ridge penalties tried for box regression; the one with the least error on held-out
     /// training images (every fifth) is kept.
     #[arg(long, value_delimiter = ',', default_values_t = HeadsParams::default().lambdas)]
@@ -80,6 +83,7 @@ pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let params = HeadsParams {
         box_regression: both || args.bbox_reg,
         regression_features: args.bbox_features,
+        flip: !args.no_bbox_flip,
         svm: both || args.svm,
         lambdas: args.lambda.clone(),
         svm_params: inception_rcnn::svm::SvmParams {

@@ -25,6 +25,8 @@ pub struct BoxRegressionInfo {
     /// A proposal trains the regressor of the class of its best-overlapping object when their
     /// IoU is at least this (R-CNN: 0.6).
     pub min_iou: f64,
+    /// Whether each pair was also learnt mirrored left-right.
+    pub flip: bool,
     /// Training regions of each class (column order, background first).
     pub regions: Vec<usize>,
 }

@@ -31,6 +31,8 @@ pub struct HeadsParams {
     pub batch: usize,
     /// Every `hold_out_every`-th training image is held out to choose lambda.
     pub hold_out_every: usize,
+    /// Box regression also learns from each pair mirrored left-right.
+    pub flip: bool,
 }
 
 impl Default for HeadsParams {
@@ -45,6 +47,7 @@ impl Default for HeadsParams {
             svm_params: SvmParams::default(),
             batch: 128,
             hold_out_every: 5,
+            flip: true,
         }
     }
 }
@@ -57,6 +60,9 @@ pub struct RegionFeatures {
     pub pooled_dim: usize,
     /// `[regression rows, regression_dim]` row-major, in the order of `regression_rows`.
     pub regression: Vec<f32>,
+    /// The same of the crops flipped left-right (when asked for): more pairs for regression,
+    /// whose `tx` changes sign.
+    pub regression_flipped: Vec<f32>,
     pub regression_dim: usize,
     pub regression_rows: Vec<usize>,
 }
@@ -70,6 +76,7 @@ pub fn region_features(
     batch: usize,
     what: RegressionFeatures,
     regression_rows: Vec<usize>,
+    flip: bool,
     on_batch: &dyn Fn(usize),
 ) -> RegionFeatures {
     let model = &ensemble.models[0];
@@ -103,10 +110,21 @@ pub fn region_features(
         }
         on_batch(chunk.len());
     }
+    let mut regression_flipped = Vec::new();
+    if flip {
+        for chunk in regression_rows.chunks(batch.max(1)) {
+            let picks: Vec<(usize, bool)> = chunk.iter().map(|&i| (i, true)).collect();
+            let (crops, _) = cache.batch(&picks, config.mean, config.std, ensemble.device);
+            let input = ensemble.network_input(&crops);
+            let out = tch::no_grad(|| model.net.forward_t(&input, false));
+            regression_flipped.extend(host(what.of(&out)));
+        }
+    }
     RegionFeatures {
         pooled,
         pooled_dim,
         regression,
+        regression_flipped,
         regression_dim,
         regression_rows,
     }
@@ -154,6 +172,7 @@ pub fn train_heads(
         p.batch,
         p.regression_features,
         pairs.iter().map(|r| r.0).collect(),
+        p.box_regression && p.flip,
         on_batch,
     );
     let mut seconds = vec![("features".to_string(), start.elapsed().as_secs_f64())];
@@ -275,10 +294,23 @@ fn fit_box_regression(
         } else {
             &mut fit_rows[c]
         };
+        let t = targets(&r.bbox, &g).map(|t| t as f32);
         rows.0.push(row as i64);
-        rows.1.extend(targets(&r.bbox, &g).map(|t| t as f32));
+        rows.1.extend(t);
+        // The mirrored pair (rows after the unflipped ones) fits, never judges lambda.
+        if !held && !f.regression_flipped.is_empty() {
+            fit_rows[c].0.push((pairs.len() + row) as i64);
+            fit_rows[c].1.extend([-t[0], t[1], t[2], t[3]]);
+        }
     }
-    let all = Tensor::from_slice(&f.regression).view([pairs.len() as i64, f.regression_dim as i64]);
+    let all = Tensor::cat(
+        &[
+            Tensor::from_slice(&f.regression),
+            Tensor::from_slice(&f.regression_flipped),
+        ],
+        0,
+    )
+    .view([-1, f.regression_dim as i64]);
     let take = |rows: &(Vec<i64>, Vec<f32>)| {
         let idx = Tensor::from_slice(&rows.0);
         (
@@ -341,6 +373,7 @@ fn fit_box_regression(
             lambdas: p.lambdas.clone(),
             held_out_mse,
             min_iou: p.min_iou,
+            flip: !f.regression_flipped.is_empty(),
             regions: counts,
         },
     ))
