@@ -324,6 +324,19 @@ fn train_heads_then_detect_with_and_without_them() {
             && stdout.contains("svm raccoon: 6 positives"),
         "{stdout}"
     );
+    // The network it reads is never overwritten.
+    let o = rcnn()
+        .args(["train-heads", "--device", "cpu", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(run.join("model.safetensors"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("model.safetensors"),
+        "{stderr}"
+    );
     let heads: PathBuf = run.join("model-heads.safetensors");
     let plain = run.join("model.safetensors");
     // The model file with heads reads the network's outputs unchanged: softmax without

@@ -84,5 +84,24 @@ pub fn run(args: ModelInfoArgs, threads: Option<usize>) -> anyhow::Result<()> {
             thousands(summary.params_with_aux())
         );
     }
+    let info = &model.heads.info;
+    if let Some(r) = &info.box_regression {
+        println!(
+            "heads: box regression on {:?} features (ridge lambda {}, pairs of IoU >= {}{}, \
+             per class {:?})",
+            r.features,
+            r.lambda,
+            r.min_iou,
+            if r.flip { " and their mirrors" } else { "" },
+            &r.regions[1.min(r.regions.len())..]
+        );
+    }
+    if let Some(s) = &info.svm {
+        let positives: Vec<usize> = s.classes.iter().skip(1).map(|c| c.positives).collect();
+        println!(
+            "heads: class SVMs (C {}, hard-negative mining; positives per class {positives:?})",
+            s.params.c
+        );
+    }
     Ok(())
 }
