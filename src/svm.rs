@@ -404,6 +404,76 @@ mod tests {
     }
 
     #[test]
+    fn the_solver_finds_liblinears_svm() {
+        // liblinear -s 3 (scikit-learn's LinearSVC) on the same data: tests/fixtures/svm.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/svm/liblinear.json"
+        );
+        let f: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let num = |k: &str| f[k].as_f64().unwrap();
+        let pts: Vec<Vec<f32>> = f["x"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect()
+            })
+            .collect();
+        let rows: Vec<&[f32]> = pts.iter().map(|p| &p[..]).collect();
+        let y: Vec<f64> = f["y"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let (c, bias) = (num("c"), num("bias_feature"));
+        let cost: Vec<f64> = y
+            .iter()
+            .map(|&y| {
+                if y > 0.0 {
+                    c * num("positive_weight")
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let problem = Problem {
+            rows: &rows,
+            y: &y,
+            cost: &cost,
+            bias_feature: bias,
+        };
+        let mut alpha = vec![0.0; y.len()];
+        let svm = fit_dual_cd(&problem, &mut alpha, 1e-8, 1_000_000, 4);
+        let objective = objective(&svm, &rows, &y, &cost, bias);
+        assert!(
+            (objective - num("objective")).abs() < 1e-6 * num("objective"),
+            "{objective}"
+        );
+        let want: Vec<f64> = f["w"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (a, b) in svm.w.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-3, "w {:?} vs liblinear {want:?}", svm.w);
+        }
+        assert!(
+            (svm.b - num("b")).abs() < 1e-3,
+            "b {} vs {}",
+            svm.b,
+            num("b")
+        );
+    }
+
+    #[test]
     fn mining_finds_the_hard_negatives_the_random_start_missed() {
         // Positives near x = 1; 2000 easy negatives near x = -1 and 20 hard ones near x = 0.6,
         // which the random first set (4 negatives a positive... of 10 positives) likely misses.
