@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use eval::{BBox, PixelConvention};
-use inception_rcnn::box_regression::apply;
-use inception_rcnn::box_regression::RegressionFeatures;
+use inception_rcnn::box_regression::{apply, RegressionFeatures};
 use inception_rcnn::classifier::{Ensemble, Head};
 use inception_rcnn::model::config::IMAGENET_MEAN;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
@@ -16,21 +15,8 @@ use inception_rcnn::train::heads::{train_heads, HeadsParams};
 use inception_rcnn::train::regions::{CacheSpec, RegionCache};
 use tch::{Device, Kind, Tensor};
 
-const IMAGES: [&str; 6] = [
-    "raccoon-155",
-    "raccoon-132",
-    "raccoon-166",
-    "raccoon-159",
-    "raccoon-131",
-    "raccoon-39",
-];
-
-/// One libtorch thread a test: the harness runs tests side by side on two cores.
-const TORCH_THREADS: i32 = 1;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{root, IMAGES, TORCH_THREADS};
 
 fn cache(dir: &Path) -> RegionCache {
     let keys: Vec<SplitEntry> = IMAGES

@@ -13,28 +13,12 @@ use inception_rcnn::train::regions::{CacheSpec, RegionCache};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::{root, IMAGES, TORCH_THREADS};
+
 /// Where the library-level tests train: `RCNN_TEST_DEVICE` (scripts/gpu-check.sh), else the CPU.
 fn device() -> Device {
     inception_rcnn::device::test_device()
-}
-
-/// Six of the smallest raccoon photos of the train split, one raccoon each.
-const IMAGES: [&str; 6] = [
-    "raccoon-155",
-    "raccoon-132",
-    "raccoon-166",
-    "raccoon-159",
-    "raccoon-131",
-    "raccoon-39",
-];
-
-/// libtorch threads per test: the harness runs these tests side by side, and more threads than
-/// cores make libtorch's spinning OpenMP workers slow each other several-fold (32 to 190 s for
-/// this file on two cores, against 18 s one test at a time).
-const TORCH_THREADS: i32 = 1;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn write_split(dir: &Path) -> PathBuf {

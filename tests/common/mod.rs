@@ -1,0 +1,23 @@
+//! What the training and heads tests share: six small raccoon photos and how many libtorch
+//! threads a test may use.
+
+use std::path::Path;
+
+/// Six of the smallest raccoon photos of the train split, one raccoon each.
+pub const IMAGES: [&str; 6] = [
+    "raccoon-155",
+    "raccoon-132",
+    "raccoon-166",
+    "raccoon-159",
+    "raccoon-131",
+    "raccoon-39",
+];
+
+/// libtorch threads per test: the harness runs these tests side by side, and more threads than
+/// cores make libtorch's spinning OpenMP workers slow each other several-fold (32 to 190 s for
+/// tests/train.rs on two cores, against 18 s one test at a time).
+pub const TORCH_THREADS: i32 = 1;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
