@@ -6,10 +6,10 @@
 set -euo pipefail
 model=$1 images=$2 gt=$3 subset=$4 out=$5
 shift 5
-rcnn=${RCNN:-target/release/rcnn}
+rcnn=${RCNN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rcnn}
 mkdir -p "$out"
 printf '%-22s %s\n' variant "AP50 per class (VOC all-point) | mean AP50 | COCO AP@[.5:.95] AP50 AP75 | detect s"
-for variant in softmax softmax+reg svm svm+reg; do
+for variant in ${VARIANTS:-softmax softmax+reg svm svm+reg}; do
   flags=(--head "${variant%%+*}")
   [[ $variant == *+reg ]] || flags+=(--no-bbox-reg)
   dir="$out/$variant"
