@@ -5,7 +5,7 @@
 # BCCD detector (trained the same way, plus `rcnn train-heads`: box regression and class SVMs)
 # does the same on the 72 BCCD test photos. Then the other
 # stages on their own: proposals with their recall, the evaluator on a reference set with
-# published AP, and the region classifier (the paper's network, an imported state dict, speed).
+# published AP, and the region classifier (the paper's network, an imported state dict).
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh >/dev/null
@@ -57,5 +57,4 @@ $rcnn import-weights tests/fixtures/googlenet_parity/googlenet_tv10_f16.pth --ou
 $rcnn model-info --model "$out/googlenet_tv10.safetensors" --device cpu | tail -n 2
 
 echo
-echo "== rcnn bench classifier (batch 1 and 32; the full table: rcnn bench classifier)"
-$rcnn bench classifier --batch-sizes 1,32 --min-seconds 0.5
+echo "(speed against PyTorch: rcnn bench classifier, rcnn bench detect; README, Benchmarks)"
