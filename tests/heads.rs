@@ -10,30 +10,16 @@ use inception_rcnn::box_regression::{apply, RegressionFeatures};
 use inception_rcnn::classifier::{Ensemble, Head};
 use inception_rcnn::model::config::IMAGENET_MEAN;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
-use inception_rcnn::train::data::{load_images, SplitEntry};
+
 use inception_rcnn::train::heads::{train_heads, HeadsParams};
 use inception_rcnn::train::regions::{CacheSpec, RegionCache};
 use tch::{Device, Kind, Tensor};
 
 mod common;
-use common::{root, IMAGES, TORCH_THREADS};
+use common::{root, six_raccoons, IMAGES, TORCH_THREADS};
 
 fn cache(dir: &Path) -> RegionCache {
-    let keys: Vec<SplitEntry> = IMAGES
-        .iter()
-        .map(|s| SplitEntry {
-            key: s.to_string(),
-            whole: None,
-        })
-        .collect();
-    let data = root().join("data/raccoon");
-    let loaded = load_images(
-        &data.join("images"),
-        &data.join("annotations"),
-        Some(&keys),
-        None,
-    )
-    .unwrap();
+    let loaded = six_raccoons();
     let spec = CacheSpec {
         max_proposals: 300,
         max_background: 64,

@@ -14,7 +14,7 @@ use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams};
 use tch::{Device, Kind, Tensor};
 
 mod common;
-use common::{root, IMAGES, TORCH_THREADS};
+use common::{root, six_raccoons, IMAGES, TORCH_THREADS};
 
 /// Where the library-level tests train: `RCNN_TEST_DEVICE` (scripts/gpu-check.sh), else the CPU.
 fn device() -> Device {
@@ -31,21 +31,7 @@ fn write_split(dir: &Path) -> PathBuf {
 fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     tch::set_num_threads(TORCH_THREADS);
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<SplitEntry> = IMAGES
-        .iter()
-        .map(|s| SplitEntry {
-            key: s.to_string(),
-            whole: None,
-        })
-        .collect();
-    let data = root().join("data/raccoon");
-    let loaded = load_images(
-        &data.join("images"),
-        &data.join("annotations"),
-        Some(&keys),
-        None,
-    )
-    .unwrap();
+    let loaded = six_raccoons();
     assert_eq!(loaded.images.len(), 6);
     assert_eq!(loaded.classes.names, ["raccoon"]);
     assert!(loaded

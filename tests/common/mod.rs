@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use inception_rcnn::train::data::{load_images, Loaded, SplitEntry};
+
 /// Six of the smallest raccoon photos of the train split, one raccoon each.
 pub const IMAGES: [&str; 6] = [
     "raccoon-155",
@@ -20,4 +22,23 @@ pub const TORCH_THREADS: i32 = 1;
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// [`IMAGES`] with their boxes, loaded as `rcnn train` loads a split.
+pub fn six_raccoons() -> Loaded {
+    let keys: Vec<SplitEntry> = IMAGES
+        .iter()
+        .map(|s| SplitEntry {
+            key: s.to_string(),
+            whole: None,
+        })
+        .collect();
+    let data = root().join("data/raccoon");
+    load_images(
+        &data.join("images"),
+        &data.join("annotations"),
+        Some(&keys),
+        None,
+    )
+    .unwrap()
 }
