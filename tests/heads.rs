@@ -16,7 +16,7 @@ use inception_rcnn::train::regions::{CacheSpec, RegionCache};
 use tch::{Device, Kind, Tensor};
 
 mod common;
-use common::{root, six_raccoons, IMAGES, TORCH_THREADS};
+use common::{root, six_raccoons, train_command, IMAGES, TORCH_THREADS};
 
 fn cache(dir: &Path) -> RegionCache {
     let loaded = six_raccoons();
@@ -256,31 +256,8 @@ fn train_heads_then_detect_with_and_without_them() {
     std::fs::write(&split, IMAGES.map(|k| format!("{k}\n")).concat()).unwrap();
     let run = dir.path().join("run");
     let data = root().join("data/raccoon");
-    let o = rcnn()
-        .args(["train", "--device", "cpu", "--images"])
-        .arg(data.join("images"))
-        .arg("--annotations")
-        .arg(data.join("annotations"))
-        .arg("--split")
-        .arg(&split)
-        .args([
-            "--width",
-            "0.125",
-            "--input-size",
-            "80",
-            "--max-proposals",
-            "200",
-        ])
-        .args([
-            "--max-background",
-            "32",
-            "--steps",
-            "2",
-            "--checkpoint-every",
-            "2",
-        ])
-        .arg("--out")
-        .arg(&run)
+    let o = train_command(&split, &run, false)
+        .args(["--steps", "2", "--checkpoint-every", "2"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

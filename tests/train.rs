@@ -2,7 +2,7 @@
 //! weights saved reload to the same outputs, and a killed run resumes on the same schedule.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use inception_rcnn::bench::classifier::Precision;
@@ -14,7 +14,7 @@ use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams};
 use tch::{Device, Kind, Tensor};
 
 mod common;
-use common::{root, six_raccoons, IMAGES, TORCH_THREADS};
+use common::{root, six_raccoons, train_command, IMAGES, TORCH_THREADS};
 
 /// Where the library-level tests train: `RCNN_TEST_DEVICE` (scripts/gpu-check.sh), else the CPU.
 fn device() -> Device {
@@ -191,51 +191,6 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
         let logits = tch::no_grad(|| saved.net.forward_t(&x, false).main);
         assert_eq!(logits.isfinite().all().int64_value(&[]), 1);
     }
-}
-
-/// `rcnn train` with a tiny network on the images of `split`; callers add the run's length.
-fn train_command(split: &Path, out: &Path, resume: bool) -> Command {
-    let data = root().join("data/raccoon");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
-    c.args([
-        "--threads",
-        &TORCH_THREADS.to_string(),
-        "train",
-        "--device",
-        "cpu",
-    ])
-    .arg("--images")
-    .arg(data.join("images"))
-    .arg("--annotations")
-    .arg(data.join("annotations"))
-    .arg("--split")
-    .arg(split)
-    .args([
-        "--width",
-        "0.125",
-        "--input-size",
-        "80",
-        "--max-proposals",
-        "200",
-        "--max-background",
-        "32",
-        "--batch-positives",
-        "8",
-        "--batch-background",
-        "24",
-        "--lr-every-epochs",
-        "0.5",
-        "--log-every",
-        "5",
-    ])
-    .arg("--out")
-    .arg(out)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    if resume {
-        c.arg("--resume");
-    }
-    c
 }
 
 /// log.csv without its seconds column.

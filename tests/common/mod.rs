@@ -2,6 +2,7 @@
 //! threads a test may use.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use inception_rcnn::train::data::{load_images, Loaded, SplitEntry};
 
@@ -41,4 +42,49 @@ pub fn six_raccoons() -> Loaded {
         None,
     )
     .unwrap()
+}
+
+/// `rcnn train` with a tiny network on the images of `split`; callers add the run's length.
+pub fn train_command(split: &Path, out: &Path, resume: bool) -> Command {
+    let data = root().join("data/raccoon");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
+    c.args([
+        "--threads",
+        &TORCH_THREADS.to_string(),
+        "train",
+        "--device",
+        "cpu",
+    ])
+    .arg("--images")
+    .arg(data.join("images"))
+    .arg("--annotations")
+    .arg(data.join("annotations"))
+    .arg("--split")
+    .arg(split)
+    .args([
+        "--width",
+        "0.125",
+        "--input-size",
+        "80",
+        "--max-proposals",
+        "200",
+        "--max-background",
+        "32",
+        "--batch-positives",
+        "8",
+        "--batch-background",
+        "24",
+        "--lr-every-epochs",
+        "0.5",
+        "--log-every",
+        "5",
+    ])
+    .arg("--out")
+    .arg(out)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if resume {
+        c.arg("--resume");
+    }
+    c
 }
