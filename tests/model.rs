@@ -355,22 +355,43 @@ fn the_paper_auxiliary_heads_need_79_pixels_and_run_from_there() {
     assert!(Model::new(&config, Vec::new(), Device::Cpu).is_ok());
 }
 
-/// A small network of `layout` whose batch norms (torchvision layout) hold statistics and
-/// affine weights far from their initial values, so that folding them is not the identity.
+/// Standard normal values from a local seeded generator: tests run in parallel and share
+/// libtorch's random generator, so a seeded draw from it is not reproducible.
+fn local_randn(shape: &[i64], seed: u64, device: Device) -> Tensor {
+    let mut rng = proposals::rng::SplitMix64::new(seed);
+    let n: i64 = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            // Box-Muller.
+            let (u, v) = (rng.uniform().max(1e-12), rng.uniform());
+            ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+        })
+        .collect();
+    Tensor::from_slice(&values).view(shape).to_device(device)
+}
+
+/// A small network of `layout` with every weight drawn from a local seeded generator, whose
+/// batch norms (torchvision layout) hold statistics and affine weights far from their initial
+/// values, so that folding them is not the identity.
 fn seeded_with_batch_norm_statistics(layout: Layout, seed: i64, device: Device) -> Model {
-    tch::manual_seed(seed);
     let model = Model::new(&small(layout), Vec::new(), device).unwrap();
     // In name order: the VarStore's map iterates in a different order in every instance.
     let mut variables: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (name, mut t) in variables {
+        for (k, (name, mut t)) in variables.into_iter().enumerate() {
             let shape = t.size();
-            let opts = (Kind::Float, device);
+            let draw = local_randn(&shape, (seed as u64) << 32 | k as u64, device);
             if name.ends_with("running_mean") || name.ends_with("bn.bias") {
-                t.copy_(&(Tensor::randn(&shape, opts) * 0.3));
+                t.copy_(&(draw * 0.3));
             } else if name.ends_with("running_var") || name.ends_with("bn.weight") {
-                t.copy_(&(Tensor::rand(&shape, opts) + 0.5));
+                t.copy_(&(draw.abs() * 0.3 + 0.5));
+            } else if shape.len() > 1 {
+                // Weights as PyTorch's default initialisation scales them: 1 / sqrt(fan-in).
+                let fan_in = shape[1..].iter().product::<i64>() as f64;
+                t.copy_(&(draw / fan_in.sqrt()));
+            } else {
+                t.copy_(&(draw * 0.01));
             }
         }
     });
@@ -397,8 +418,7 @@ fn inference_weights_keep_the_logits_folded_and_channels_last() {
         let folded = prepared_copy(&reference, Kind::Float, false);
         let last = prepared_copy(&reference, Kind::Float, true);
         for batch in [7, 32, 256] {
-            tch::manual_seed(batch);
-            let x = Tensor::randn([batch, 3, 96, 96], (Kind::Float, device));
+            let x = local_randn(&[batch, 3, 96, 96], batch as u64, device);
             let (want, a, b) = tch::no_grad(|| {
                 (
                     reference.net.forward_t(&x, false).main,
@@ -429,8 +449,7 @@ fn reduced_precision_stays_finite_and_close_on_large_inputs() {
     for layout in [Layout::Paper, Layout::Torchvision] {
         let original = seeded_with_batch_norm_statistics(layout, 5, device);
         let fp32 = prepared_copy(&original, Kind::Float, false);
-        tch::manual_seed(3);
-        let x = Tensor::randn([8, 3, 96, 96], (Kind::Float, device)) * 300.0;
+        let x = local_randn(&[8, 3, 96, 96], 3, device) * 300.0;
         let want = tch::no_grad(|| fp32.net.forward_t(&x, false).main);
         for kind in [Kind::Half, Kind::BFloat16] {
             let m = prepared_copy(&original, kind, false);
