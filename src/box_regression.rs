@@ -8,6 +8,7 @@ use eval::BBox;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::model::heads::affine;
 use crate::model::Logits;
 
 /// What the regressors read.
@@ -136,11 +137,7 @@ impl BoxRegressor {
 
     /// `[N, 4]` deltas for `[N, D]` features (on the features' device).
     pub fn deltas(&self, features: &Tensor) -> Tensor {
-        let device = features.device();
-        features
-            .to_kind(Kind::Float)
-            .matmul(&self.weight.to_device(device))
-            + self.bias.to_device(device)
+        affine(features, &self.weight, &self.bias)
     }
 }
 
@@ -184,13 +181,8 @@ impl BoxRegression {
 
     /// `[n, classes, 4]` deltas for `[n, features]`, on the features' device.
     pub fn deltas(&self, features: &Tensor) -> Tensor {
-        let device = features.device();
         let n = features.size()[0];
-        (features
-            .to_kind(Kind::Float)
-            .matmul(&self.weight.to_device(device))
-            + self.bias.to_device(device))
-        .view([n, self.classes(), 4])
+        affine(features, &self.weight, &self.bias).view([n, self.classes(), 4])
     }
 
     pub fn to_device(&self, device: Device) -> Self {

@@ -232,13 +232,17 @@ impl Ensemble {
 
 /// A `[n, classes]` tensor as rows on the host (one copy back).
 pub fn rows(scores: &Tensor) -> Vec<Vec<f32>> {
-    let scores = scores
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous();
     let classes = scores.size()[1] as usize;
-    let flat: Vec<f32> = Vec::<f32>::try_from(scores.flatten(0, -1)).expect("f32 scores");
-    flat.chunks(classes).map(<[f32]>::to_vec).collect()
+    host_values(scores)
+        .chunks(classes)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+/// Every value of a tensor on any device, as f32 on the host in row-major order (one copy).
+pub fn host_values(t: &Tensor) -> Vec<f32> {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    Vec::<f32>::try_from(t.flatten(0, -1)).expect("a float tensor")
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use eval::BBox;
 use proposals::RgbImage;
 use tch::{Device, Kind, Tensor};
 
-use crate::classifier::{rows, Ensemble};
+use crate::classifier::{host_values, rows, Ensemble};
 use crate::warp::{normalisation, placement, WarpParams, WarpSource};
 
 /// Where the R-CNN warp runs.
@@ -361,11 +361,7 @@ impl<'e, T> DeviceStage<'e, T> {
             if item.deltas.is_empty() {
                 return Vec::new();
             }
-            let d = Tensor::cat(&item.deltas, 0)
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
-                .contiguous();
-            Vec::<f32>::try_from(d.flatten(0, -1)).expect("f32 deltas")
+            host_values(&Tensor::cat(&item.deltas, 0))
         });
         self.times.readback += start.elapsed().as_secs_f64();
         Some(Ok(Scored {

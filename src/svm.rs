@@ -8,7 +8,7 @@
 //! more on 10^4-10^5 examples and gain nothing for a linear model.
 
 use proposals::rng::SplitMix64;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
     for i in (1..v.len()).rev() {
@@ -289,11 +289,7 @@ impl ClassSvms {
 
     /// Raw margins `[n, classes]` for `[n, dim]` features, on the features' device.
     pub fn margins(&self, features: &Tensor) -> Tensor {
-        let device = features.device();
-        features
-            .to_kind(Kind::Float)
-            .matmul(&self.weight.to_device(device))
-            + self.bias.to_device(device)
+        crate::model::heads::affine(features, &self.weight, &self.bias)
     }
 
     pub fn to_device(&self, device: Device) -> Self {

@@ -57,6 +57,15 @@ pub struct Heads {
     pub info: HeadsInfo,
 }
 
+/// `features @ weight + bias` in f32, on the features' device: every head is such a map.
+pub fn affine(features: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
+    let device = features.device();
+    features
+        .to_kind(tch::Kind::Float)
+        .matmul(&weight.to_device(device))
+        + bias.to_device(device)
+}
+
 const BOX_WEIGHT: &str = "heads.box_regression.weight";
 const BOX_BIAS: &str = "heads.box_regression.bias";
 const SVM_WEIGHT: &str = "heads.svm.weight";

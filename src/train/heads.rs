@@ -6,12 +6,12 @@
 use std::time::Instant;
 
 use eval::{BBox, PixelConvention};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::regions::RegionCache;
 use super::TrainError;
 use crate::box_regression::{targets, BoxRegression, BoxRegressor, RegressionFeatures, MIN_SIZE};
-use crate::classifier::Ensemble;
+use crate::classifier::{host_values, Ensemble};
 use crate::model::heads::{BoxRegressionInfo, Heads, HeadsInfo, SvmInfo};
 use crate::svm::{norm_scale, train_with_mining, ClassSvms, LinearSvm, MiningReport, SvmParams};
 
@@ -87,15 +87,11 @@ pub fn region_features(
     let mut regression = Vec::with_capacity(regression_rows.len() * regression_dim);
     let mut next = 0;
     let indices: Vec<usize> = (0..cache.len()).collect();
-    let host = |t: &Tensor| {
-        let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-        Vec::<f32>::try_from(t.flatten(0, -1)).expect("f32 features")
-    };
     for chunk in indices.chunks(batch.max(1)) {
         let picks: Vec<(usize, bool)> = chunk.iter().map(|&i| (i, false)).collect();
         let (crops, _) = cache.batch(&picks, config.mean, config.std, ensemble.device);
         let out = tch::no_grad(|| model.net.forward_t(&ensemble.network_input(&crops), false));
-        pooled.extend(host(&out.features));
+        pooled.extend(host_values(&out.features));
         let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
         let mut take = Vec::new();
         while next < regression_rows.len() && regression_rows[next] <= last {
@@ -106,7 +102,7 @@ pub fn region_features(
             let rows = what
                 .of(&out)
                 .index_select(0, &Tensor::from_slice(&take).to_device(ensemble.device));
-            regression.extend(host(&rows));
+            regression.extend(host_values(&rows));
         }
         on_batch(chunk.len());
     }
@@ -117,7 +113,7 @@ pub fn region_features(
             let (crops, _) = cache.batch(&picks, config.mean, config.std, ensemble.device);
             let input = ensemble.network_input(&crops);
             let out = tch::no_grad(|| model.net.forward_t(&input, false));
-            regression_flipped.extend(host(what.of(&out)));
+            regression_flipped.extend(host_values(what.of(&out)));
         }
     }
     RegionFeatures {
