@@ -16,6 +16,7 @@ pub mod device;
 pub mod device_stage;
 pub mod journal;
 pub mod model;
+pub mod multibox;
 pub mod nms;
 #[cfg(feature = "opencv-contrib")]
 pub mod opencv_search;

@@ -10,6 +10,7 @@ pub(crate) mod proposals;
 mod range;
 mod train;
 mod train_heads;
+mod train_multibox;
 mod visualize;
 
 use std::io::IsTerminal;
@@ -62,6 +63,9 @@ enum Command {
     /// R-CNN's heads over a trained network: class-specific box regression and class SVMs
     /// with hard-negative mining, on the features of the run's cached regions.
     TrainHeads(train_heads::TrainHeadsArgs),
+    /// Train a MultiBox network (learned, class-agnostic proposals; Erhan et al. 2014) on whole
+    /// images: k-means priors, bipartite matching, the paper's SGD; checkpoints, --resume.
+    TrainMultibox(train_multibox::TrainMultiBoxArgs),
     /// Draw detections from any detections file; with ground truth, hits, false positives and
     /// misses in distinct colours.
     Visualize(visualize::VisualizeArgs),
@@ -188,6 +192,7 @@ pub fn main() -> ExitCode {
         Command::Visualize(args) => visualize::run(args),
         Command::Train(args) => train::run(args, cli.threads),
         Command::TrainHeads(args) => train_heads::run(args, cli.threads),
+        Command::TrainMultibox(args) => train_multibox::run(args, cli.threads),
         Command::MapEval(args) => eval::cli::run(&args)
             .map(|_| ())
             .map_err(anyhow::Error::from),

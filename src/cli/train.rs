@@ -364,7 +364,7 @@ fn network_config(args: &TrainArgs, init: &Init, classes: i64) -> anyhow::Result
     Ok(config)
 }
 
-fn config_of_file(path: &Path) -> anyhow::Result<GoogLeNetConfig> {
+pub(crate) fn config_of_file(path: &Path) -> anyhow::Result<GoogLeNetConfig> {
     if let Ok((config, _)) = Model::read_config(path) {
         return Ok(config);
     }

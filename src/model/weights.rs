@@ -69,6 +69,14 @@ impl Model {
     /// scores (see [`Model::validate`]).
     pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
         let (tensors, metadata) = read_tensors(path)?;
+        if metadata.get("task").map(String::as_str) == Some(crate::multibox::TASK) {
+            return Err(ModelError::Format {
+                path: path.to_path_buf(),
+                message: "a MultiBox model (learned proposals), not a region classifier: pass it \
+                          to --multibox"
+                    .into(),
+            });
+        }
         let (config, classes) = config_from_metadata(path, &metadata)?;
         let mut model = Model::new(&config, classes, device)?;
         load_state_dict(&mut model.vs, &tensors, path)?;

@@ -90,6 +90,11 @@ impl TrainLog {
 
     /// `loss.png` (loss against step) and `accuracy.png` (training accuracy and validation AP).
     pub fn plot(&self, dir: &Path) -> Result<(), TrainError> {
+        self.plot_with(dir, &CLASSIFIER_PLOTS)
+    }
+
+    /// The two curves with `labels`' titles.
+    pub fn plot_with(&self, dir: &Path, labels: &PlotLabels) -> Result<(), TrainError> {
         let series = |f: &dyn Fn(&LogRow) -> Option<f64>| -> Vec<(f64, f64)> {
             self.rows
                 .iter()
@@ -105,23 +110,23 @@ impl TrainLog {
             * 1.05;
         eval::plots::curve_chart(
             &dir.join("loss.png"),
-            "training loss (softmax cross-entropy, auxiliary heads x0.3)",
+            labels.loss_title,
             "step",
             "loss",
             &[("loss".to_string(), loss)],
             y_max,
         )?;
         let mut curves = vec![(
-            "training accuracy".to_string(),
-            series(&|r| Some(r.accuracy)),
+            labels.accuracy.to_string(),
+            series(&|r| Some(r.accuracy).filter(|v| v.is_finite())),
         )];
         let val = series(&|r| r.val_ap);
         if !val.is_empty() {
-            curves.push(("validation AP50 (ILSVRC rules)".to_string(), val));
+            curves.push((labels.validation.to_string(), val));
         }
         eval::plots::curve_chart(
             &dir.join("accuracy.png"),
-            "training accuracy and validation AP",
+            labels.accuracy_title,
             "step",
             "",
             &curves,
@@ -130,6 +135,30 @@ impl TrainLog {
         Ok(())
     }
 }
+
+/// Titles of the training curves (the log's columns serve the classifier and MultiBox).
+pub struct PlotLabels {
+    pub loss_title: &'static str,
+    pub accuracy_title: &'static str,
+    pub accuracy: &'static str,
+    pub validation: &'static str,
+}
+
+pub const CLASSIFIER_PLOTS: PlotLabels = PlotLabels {
+    loss_title: "training loss (softmax cross-entropy, auxiliary heads x0.3)",
+    accuracy_title: "training accuracy and validation AP",
+    accuracy: "training accuracy",
+    validation: "validation AP50 (ILSVRC rules)",
+};
+
+/// MultiBox's log: `accuracy` is the mean IoU of matched predictions, `val_ap` the validation
+/// recall@0.5 of the top boxes.
+pub const MULTIBOX_PLOTS: PlotLabels = PlotLabels {
+    loss_title: "MultiBox training loss (logistic confidence + 0.3 x location)",
+    accuracy_title: "matched IoU (training) and validation recall",
+    accuracy: "mean IoU of matched predictions",
+    validation: "validation recall@0.5 (top boxes)",
+};
 
 impl Drop for TrainLog {
     fn drop(&mut self) {

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod heads;
 pub mod log;
+pub mod multibox;
 pub mod regions;
 pub mod sgd;
 
