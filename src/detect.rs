@@ -29,8 +29,11 @@ pub struct DetectParams {
     pub workers: usize,
     /// Where crops are warped.
     pub warp: WarpMode,
-    /// Precomputed proposals by image name (file stem), instead of selective search.
+    /// Precomputed proposals by image path, instead of selective search.
     pub precomputed: Option<HashMap<PathBuf, Vec<BBox>>>,
+    /// Learned proposals by image path (MultiBox's best boxes), put before selective search's
+    /// and mixed with them ([`crate::propose::mix`], the entry's recipe).
+    pub learned: Option<HashMap<PathBuf, Vec<BBox>>>,
     /// Tops each image's proposals up to this many with seeded random boxes (benchmarks: R-CNN's
     /// 2000 regions per image where selective search finds fewer); 0 for none.
     pub min_proposals: usize,
@@ -92,7 +95,14 @@ fn prepare(path: &Path, p: &DetectParams) -> Result<Prepared, String> {
             .get(path)
             .cloned()
             .ok_or_else(|| "the proposals file has no boxes for this image".to_string())?,
-        None => proposals::selective_search(&rgb, &p.search),
+        None => {
+            let found = proposals::selective_search(&rgb, &p.search);
+            match p.learned.as_ref().map(|l| l.get(path)) {
+                Some(Some(l)) => crate::propose::mix(l, &found),
+                Some(None) => return Err("MultiBox found no boxes for this image".into()),
+                None => found,
+            }
+        }
     };
     boxes.truncate(p.max_proposals);
     top_up(&mut boxes, p.min_proposals.min(p.max_proposals), rgb.dim());

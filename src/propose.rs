@@ -26,6 +26,134 @@ impl Backend {
     }
 }
 
+/// Where proposals come from: `rcnn proposals --mode`, and the same flag of `rcnn detect` and
+/// `rcnn train`, so that a detector is trained on the proposals it will see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProposalMode {
+    /// Selective search, 8 strategies.
+    Fast,
+    /// Selective search, 80 strategies (Uijlings et al.).
+    Quality,
+    /// The best --multibox-top boxes of a MultiBox network (--multibox) alone.
+    Multibox,
+    /// GoogLeNet's detection entry: fast selective search plus the best --multibox-top boxes
+    /// of a MultiBox network, duplicates removed.
+    Entry,
+}
+
+impl ProposalMode {
+    /// The selective search this mode runs, if any.
+    pub fn search(self) -> Option<Mode> {
+        match self {
+            ProposalMode::Fast | ProposalMode::Entry => Some(Mode::Fast),
+            ProposalMode::Quality => Some(Mode::Quality),
+            ProposalMode::Multibox => None,
+        }
+    }
+
+    /// Whether it needs a MultiBox network.
+    pub fn learned(self) -> bool {
+        matches!(self, ProposalMode::Multibox | ProposalMode::Entry)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProposalMode::Fast => "fast",
+            ProposalMode::Quality => "quality",
+            ProposalMode::Multibox => "multibox",
+            ProposalMode::Entry => "entry",
+        }
+    }
+}
+
+/// Two proposals this close (IoU, inclusive pixels) are one in the entry's mix.
+pub const DUPLICATE_IOU: f64 = 0.9;
+
+/// The entry's mix: the learned boxes first (best first), then selective search's, each box
+/// dropped where it duplicates one already kept (IoU >= [`DUPLICATE_IOU`]).
+pub fn mix(learned: &[BBox], search: &[BBox]) -> Vec<BBox> {
+    let mut kept: Vec<BBox> = Vec::with_capacity(learned.len() + search.len());
+    for b in learned.iter().chain(search) {
+        let duplicate = kept
+            .iter()
+            .any(|k| k.iou(b, eval::PixelConvention::Inclusive) >= DUPLICATE_IOU);
+        if !duplicate {
+            kept.push(*b);
+        }
+    }
+    kept
+}
+
+/// MultiBox's boxes for a set of images, as training uses them: alone (`--mode multibox`) or
+/// mixed with selective search's (`--mode entry`). `source` names what made them (the model
+/// file, its size, the boxes kept); two sets are equal when their sources are, so that a region
+/// cache built from other boxes is rebuilt.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct LearnedProposals {
+    pub source: String,
+    pub alone: bool,
+    #[serde(skip)]
+    pub boxes: std::sync::Arc<HashMap<PathBuf, Vec<BBox>>>,
+}
+
+impl PartialEq for LearnedProposals {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.alone == other.alone
+    }
+}
+
+impl LearnedProposals {
+    /// What the boxes of `path` are once `search` (selective search's, run only when needed)
+    /// is added.
+    pub fn proposals_for(&self, path: &Path, search: impl FnOnce() -> Vec<BBox>) -> Vec<BBox> {
+        let learned = self.boxes.get(path).map_or(&[][..], Vec::as_slice);
+        if self.alone {
+            learned.to_vec()
+        } else {
+            mix(learned, &search())
+        }
+    }
+}
+
+/// The best `top` MultiBox boxes of each of `images`, decoded here (in parallel) and run on
+/// the device `batch` images at a time; `on_image` hears of each image (with its error, if it
+/// could not be read). Returns boxes by image path and the seconds spent per image (decode
+/// excluded).
+pub fn multibox_proposals(
+    mb: &crate::multibox::MultiBox,
+    images: &[PathBuf],
+    top: usize,
+    batch: usize,
+    mut on_image: impl FnMut(&Path, Option<&str>),
+) -> (HashMap<PathBuf, Vec<BBox>>, f64) {
+    use rayon::prelude::*;
+    let mut out = HashMap::new();
+    let mut seconds = 0.0;
+    for chunk in images.chunks(batch.max(1)) {
+        let decoded: Vec<_> = chunk
+            .par_iter()
+            .map(|p| crate::decode::decode(p).map_err(|e| e.to_string()))
+            .collect();
+        let ok: Vec<(&PathBuf, &RgbImage)> = chunk
+            .iter()
+            .zip(&decoded)
+            .filter_map(|(p, d)| d.as_ref().ok().map(|img| (p, img)))
+            .collect();
+        let start = Instant::now();
+        let found = mb.propose(&ok.iter().map(|x| x.1).collect::<Vec<_>>(), top);
+        seconds += start.elapsed().as_secs_f64();
+        for ((p, _), boxes) in ok.iter().zip(found) {
+            out.insert((*p).clone(), boxes.into_iter().map(|(b, _)| b).collect());
+        }
+        for (p, d) in chunk.iter().zip(&decoded) {
+            on_image(p, d.as_ref().err().map(String::as_str));
+        }
+    }
+    let n = out.len().max(1) as f64;
+    (out, seconds / n)
+}
+
 /// Proposals of one image.
 #[derive(Debug, Clone)]
 pub struct ImageRun {

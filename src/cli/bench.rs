@@ -573,6 +573,7 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
             workers,
             warp: args.warp,
             precomputed: None,
+            learned: None,
             min_proposals: max_proposals,
         };
         detect(warm, &ensemble, &params, |_| {});
@@ -636,6 +637,7 @@ fn bench_cpu_stages(
         workers: 1,
         warp: args.warp,
         precomputed: None,
+        learned: None,
         min_proposals: max_proposals,
     };
     println!(

@@ -13,7 +13,7 @@ use inception_rcnn::device_stage::{default_batch, WarpMode};
 use inception_rcnn::journal::{Entry, Journal};
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
-use inception_rcnn::propose::read_proposals;
+use inception_rcnn::propose::{read_proposals, ProposalMode};
 use inception_rcnn::visualize::{draw, save_jpeg, write_index, Mark};
 
 use super::DeviceArgs;
@@ -80,6 +80,8 @@ pub struct DetectArgs {
     /// running selective search.
     #[arg(long, value_name = "FILE")]
     proposals: Option<PathBuf>,
+    #[command(flatten)]
+    source: super::proposals::ProposalOptions,
     /// Draw each image's detections (score at least --visualize-threshold) into DIR, with an
     /// index.html showing them as a grid.
     #[arg(long, value_name = "DIR")]
@@ -195,6 +197,10 @@ fn settings(
         "top_per_class": args.top_per_class,
         "top_per_image": args.top_per_image,
         "proposals": args.proposals.as_deref().map(file),
+        "proposal_mode": args.source.mode.name(),
+        "scale": f(args.source.scale),
+        "multibox": args.source.multibox.as_deref().map(file),
+        "multibox_top": args.source.multibox_top,
         "visualize": args.visualize,
         "visualize_threshold": f(args.visualize_threshold),
         "shard": args.shard.map(|(k, n)| format!("{k}/{n}")),
@@ -434,9 +440,18 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         .map(|(_, c)| c.clone())
         .collect();
     let precomputed = precomputed_proposals(&args, &images, &names)?;
+    anyhow::ensure!(
+        precomputed.is_none() || args.source.mode == ProposalMode::Fast,
+        "--proposals FILE replaces the search: it takes no --mode {}",
+        args.source.mode.name()
+    );
+    let multibox = args.source.load_multibox(|| Ok(device))?;
     let batch = args.batch.unwrap_or_else(|| default_batch(device));
-    let params = DetectParams {
-        search: proposals::SearchParams::new(proposals::Mode::Fast),
+    let mut params = DetectParams {
+        search: args
+            .source
+            .search_params()
+            .unwrap_or_else(|| proposals::SearchParams::new(proposals::Mode::Fast)),
         max_proposals: args.max_proposals,
         post: PostParams {
             score_threshold: args.score_threshold,
@@ -449,6 +464,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         workers: args.workers.unwrap_or_else(default_workers),
         warp: args.warp,
         precomputed,
+        learned: None,
         min_proposals: 0,
     };
     std::fs::create_dir_all(&args.out)
@@ -533,6 +549,32 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             "resumed {resumed} images from the journal; {} to go",
             images.len()
         );
+    }
+    if let Some(mb) = &multibox {
+        // MultiBox first, over the images still to do, batched on the device; selective search
+        // (for the entry's mix) then runs in the pipeline's workers.
+        let bar = super::progress_bar(
+            images.len() as u64,
+            "multibox [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        );
+        let (found, seconds) = inception_rcnn::propose::multibox_proposals(
+            mb,
+            &images,
+            args.source.multibox_top,
+            16,
+            |_, _| bar.inc(1),
+        );
+        bar.finish_and_clear();
+        tracing::info!(
+            "MultiBox: {} images, {:.1} ms per image on the device",
+            found.len(),
+            seconds * 1e3
+        );
+        if args.source.mode == ProposalMode::Multibox {
+            params.precomputed = Some(found);
+        } else {
+            params.learned = Some(found);
+        }
     }
     let mut write_error: Option<anyhow::Error> = None;
     bar.set_length(images.len() as u64);

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use inception_rcnn::decode::{collect_images, decode};
+use inception_rcnn::multibox::MultiBox;
 use inception_rcnn::propose::{
-    objects_per_run, propose, quality, write_proposals, Backend, ImageRun, TOPS,
+    mix, objects_per_run, propose, quality, write_proposals, Backend, ImageRun, ProposalMode,
+    TOPS,
 };
 use indicatif::ProgressBar;
-use proposals::{Mode, QualityPoint, SearchParams};
+use proposals::{Mode, QualityPoint, RgbImage, SearchParams};
 
 #[derive(Args, Debug)]
 pub struct ProposalsArgs {
@@ -20,9 +22,8 @@ pub struct ProposalsArgs {
     /// prints recall at IoU 0.5 and 0.7 and MABO.
     #[arg(long, value_name = "PATH")]
     gt: Option<PathBuf>,
-    /// fast: 8 strategies; quality: 80 (Uijlings et al.).
-    #[arg(long, default_value = "fast", value_parser = parse_mode)]
-    mode: Mode,
+    #[command(flatten)]
+    source: ProposalOptions,
     /// ours (pure Rust) or opencv (ximgproc, for comparison).
     #[arg(long, value_enum, default_value_t = Backend::Ours)]
     backend: Backend,
@@ -38,16 +39,70 @@ pub struct ProposalsArgs {
     /// Width images are resized to before the search (R-CNN: 500; 0 keeps the size).
     #[arg(long, default_value_t = 500, value_parser = super::range::proposal_width)]
     width: usize,
-    /// Multiplies segmentation scale k and minimum size (GoogLeNet's entry: 2).
-    #[arg(long, default_value_t = 2.0, value_parser = super::range::scale)]
-    scale: f32,
     /// Seed of the ranking's random numbers.
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
 
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    s.parse()
+/// Where proposals come from: the same flags in `rcnn proposals`, `rcnn detect` and `rcnn
+/// train`.
+#[derive(Args, Debug, Clone)]
+pub struct ProposalOptions {
+    /// fast / quality: selective search with 8 / 80 strategies; multibox: the best
+    /// --multibox-top boxes of the --multibox network; entry: fast selective search plus those
+    /// boxes, duplicates (IoU >= 0.9) removed, as GoogLeNet's detection entry.
+    #[arg(long, value_enum, default_value_t = ProposalMode::Fast)]
+    pub mode: ProposalMode,
+    /// Multiplies selective search's segmentation scale k and minimum size (GoogLeNet's entry:
+    /// 2, half the boxes of 1).
+    #[arg(long, default_value_t = 2.0, value_parser = super::range::scale)]
+    pub scale: f32,
+    /// A MultiBox model file (`rcnn train-multibox`), for --mode multibox and entry.
+    #[arg(long, value_name = "FILE")]
+    pub multibox: Option<PathBuf>,
+    /// MultiBox boxes kept per image (the entry: 200).
+    #[arg(long, default_value_t = 200, value_parser = super::range::count)]
+    pub multibox_top: usize,
+}
+
+impl ProposalOptions {
+    /// The MultiBox network the mode needs, loaded onto `device`; a mode that needs none with
+    /// --multibox, or one that needs it without, is refused.
+    pub fn load_multibox(
+        &self,
+        device: impl FnOnce() -> anyhow::Result<tch::Device>,
+    ) -> anyhow::Result<Option<MultiBox>> {
+        match (&self.multibox, self.mode.learned()) {
+            (Some(path), true) => Ok(Some(MultiBox::load(path, device()?)?)),
+            (None, true) => anyhow::bail!(
+                "--mode {} needs --multibox FILE (a network from `rcnn train-multibox`)",
+                self.mode.name()
+            ),
+            (Some(_), false) => anyhow::bail!(
+                "--multibox is used by --mode multibox or entry, not --mode {}",
+                self.mode.name()
+            ),
+            (None, false) => Ok(None),
+        }
+    }
+
+    /// Selective search's settings (R-CNN's 500 px width, seed 0), for the modes that run it.
+    pub fn search_params(&self) -> Option<SearchParams> {
+        self.mode
+            .search()
+            .map(|m| search_params(m, 500, self.scale, 0))
+    }
+
+    /// A short description for logs and tables.
+    pub fn describe(&self) -> String {
+        let ss = |m: &str| format!("selective search {m} x{}", self.scale);
+        match self.mode {
+            ProposalMode::Fast => ss("fast"),
+            ProposalMode::Quality => ss("quality"),
+            ProposalMode::Multibox => format!("MultiBox top {}", self.multibox_top),
+            ProposalMode::Entry => format!("{} + MultiBox top {}", ss("fast"), self.multibox_top),
+        }
+    }
 }
 
 pub fn search_params(mode: Mode, width: usize, scale: f32, seed: u64) -> SearchParams {
@@ -69,6 +124,20 @@ pub fn run_all(
     top: Option<usize>,
     quiet: bool,
 ) -> (Vec<ImageRun>, usize) {
+    run_with(images, backend, Some(mode), params, None, top, quiet)
+}
+
+/// [`run_all`] for any source: selective search (`mode`), MultiBox's best `learned.1` boxes
+/// (batched on the device, 16 images at a time), or both mixed.
+pub fn run_with(
+    images: &[PathBuf],
+    backend: Backend,
+    mode: Option<Mode>,
+    params: &SearchParams,
+    learned: Option<(&MultiBox, usize)>,
+    top: Option<usize>,
+    quiet: bool,
+) -> (Vec<ImageRun>, usize) {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -77,21 +146,55 @@ pub fn run_all(
             "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
         )
     };
-    bar.set_prefix(format!("{} {mode}", backend.name()));
+    bar.set_prefix(match (mode, learned) {
+        (Some(m), None) => format!("{} {m}", backend.name()),
+        (Some(m), Some(_)) => format!("{} {m} + multibox", backend.name()),
+        (None, _) => "multibox".to_string(),
+    });
     let mut runs = Vec::with_capacity(images.len());
     let mut skipped = 0;
     let names = inception_rcnn::decode::image_names(images);
-    for (path, name) in images.iter().zip(names) {
-        let result = decode(path)
-            .map_err(|e| e.to_string())
-            .and_then(|img| propose(&img, backend, mode, params));
+    let names: Vec<(&PathBuf, String)> = images.iter().zip(names).collect();
+    for chunk in names.chunks(16) {
+        let decoded: Vec<Result<RgbImage, String>> = chunk
+            .iter()
+            .map(|(p, _)| decode(p).map_err(|e| e.to_string()))
+            .collect();
+        // MultiBox sees the chunk's images as one batch; its time is shared among them.
+        let mut learned_boxes = std::collections::HashMap::new();
+        let mut learned_seconds = 0.0;
+        if let Some((mb, n)) = learned {
+            let ok: Vec<(usize, &RgbImage)> = decoded
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.as_ref().ok().map(|img| (i, img)))
+                .collect();
+            let start = std::time::Instant::now();
+            let found = mb.propose(&ok.iter().map(|x| x.1).collect::<Vec<_>>(), n);
+            learned_seconds = start.elapsed().as_secs_f64() / ok.len().max(1) as f64;
+            for ((i, _), boxes) in ok.iter().zip(found) {
+                learned_boxes.insert(*i, boxes.into_iter().map(|(b, _)| b).collect::<Vec<_>>());
+            }
+        }
+        for (i, ((path, name), img)) in chunk.iter().zip(decoded).enumerate() {
+        let result = img.and_then(|img| {
+            let learned = learned_boxes.remove(&i);
+            match (mode, learned) {
+                (Some(m), None) => propose(&img, backend, m, params),
+                (Some(m), Some(l)) => propose(&img, backend, m, params)
+                    .map(|(ss, s)| (mix(&l, &ss), s + learned_seconds)),
+                (None, Some(l)) => Ok((l, learned_seconds)),
+                (None, None) => Ok((Vec::new(), 0.0)),
+            }
+        });
+        let (path, name) = ((*path).clone(), name.clone());
         match result {
             Ok((mut boxes, seconds)) => {
                 if let Some(n) = top {
                     boxes.truncate(n);
                 }
                 runs.push(ImageRun {
-                    image: path.clone(),
+                    image: path,
                     name,
                     boxes,
                     seconds,
@@ -103,6 +206,7 @@ pub fn run_all(
             }
         }
         bar.inc(1);
+        }
     }
     bar.finish_and_clear();
     (runs, skipped)
@@ -139,8 +243,30 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         eval::check_output_dir(parent.unwrap_or(std::path::Path::new(".")))?;
         eval::check_not_input(file)?;
     }
-    let params = search_params(args.mode, args.width, args.scale, args.seed);
-    let (runs, skipped) = run_all(&images, args.backend, args.mode, &params, args.top, false);
+    let src = &args.source;
+    let search = src.mode.search();
+    let params = search_params(
+        search.unwrap_or(Mode::Fast),
+        args.width,
+        src.scale,
+        args.seed,
+    );
+    let multibox = src.load_multibox(|| {
+        Ok(inception_rcnn::device::select(
+            inception_rcnn::device::DeviceChoice::Auto,
+            threads,
+        )?)
+    })?;
+    let learned = multibox.as_ref().map(|m| (m, src.multibox_top));
+    let (runs, skipped) = run_with(
+        &images,
+        args.backend,
+        search,
+        &params,
+        learned,
+        args.top,
+        false,
+    );
     println!("{:<32} {:>8} {:>10}", "image", "boxes", "seconds");
     for r in &runs {
         println!("{:<32} {:>8} {:>10.3}", r.name, r.boxes.len(), r.seconds);
@@ -149,11 +275,11 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     secs.sort_by(f64::total_cmp);
     let median = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
     println!(
-        "{} images ({} skipped), {} {} mode: {:.1} boxes per image, median {:.3} s per image",
+        "{} images ({} skipped), {} ({}): {:.1} boxes per image, median {:.3} s per image",
         runs.len(),
         skipped,
+        src.describe(),
         args.backend.name(),
-        args.mode,
         runs.iter().map(|r| r.boxes.len()).sum::<usize>() as f64 / runs.len().max(1) as f64,
         median
     );
@@ -188,11 +314,7 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 ("recall@0.7".to_string(), points(|q| q.recall_70)),
                 ("MABO".to_string(), points(|q| q.mabo)),
             ];
-            let title = format!(
-                "{} selective search, {} mode",
-                args.backend.name(),
-                args.mode
-            );
+            let title = format!("{} ({})", src.describe(), args.backend.name());
             eval::plots::line_chart(
                 plot,
                 &title,

@@ -7,6 +7,7 @@ use clap::Args;
 use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::device;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+use inception_rcnn::propose::{LearnedProposals, ProposalMode};
 use inception_rcnn::train::data::{load_images, read_split};
 use inception_rcnn::train::regions::{cache_dir, CacheSpec, RegionCache};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams, Validation};
@@ -114,6 +115,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 500, value_parser = super::range::count)]
     val_proposals: usize,
     #[command(flatten)]
+    source: super::proposals::ProposalOptions,
+    #[command(flatten)]
     device: DeviceArgs,
     /// Precision of activations: fp32, or bf16/fp16 with f32 master weights (fp16 with a
     /// dynamic loss scale). Checkpoints and model files are f32 either way.
@@ -170,9 +173,42 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let config = network_config(&args, &init, class_names.len() as i64)?;
     let device = device::select(args.device.device, threads)?;
 
+    let multibox = args.source.load_multibox(|| Ok(device))?;
+    // MultiBox's boxes for the training and validation images, batched on the device, before
+    // the cache (whose workers add selective search's).
+    let learned = |images: &[inception_rcnn::train::data::TrainImage]| {
+        multibox.as_ref().map(|mb| {
+            let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+            let (boxes, _) = inception_rcnn::propose::multibox_proposals(
+                mb,
+                &paths,
+                args.source.multibox_top,
+                16,
+                |_, _| {},
+            );
+            let file = args.source.multibox.as_deref().expect("loaded from a file");
+            LearnedProposals {
+                source: format!(
+                    "{} ({} bytes), top {}",
+                    file.display(),
+                    std::fs::metadata(file).map_or(0, |m| m.len()),
+                    args.source.multibox_top
+                ),
+                alone: args.source.mode == ProposalMode::Multibox,
+                boxes: std::sync::Arc::new(boxes),
+            }
+        })
+    };
     let spec = CacheSpec {
         max_proposals: args.max_proposals,
         max_background: args.max_background,
+        search_mode: args
+            .source
+            .mode
+            .search()
+            .map_or("none".into(), |m| m.to_string()),
+        search_scale: args.source.scale,
+        learned: learned(&train_set.images),
         ..CacheSpec::new(
             train_set.images.clone(),
             config.input_size as i32,
@@ -228,6 +264,7 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
                 &val.images,
                 train_set.classes.len(),
                 &spec.search_params(),
+                learned(&val.images).as_ref(),
                 args.val_proposals,
             );
             tracing::info!("{} validation images", v.len());

@@ -139,11 +139,13 @@ pub struct Validation {
 }
 
 impl Validation {
-    /// Proposals of every image once (the first `max_proposals`), and its ground truth.
+    /// Proposals of every image once (the first `max_proposals`; selective search's, with
+    /// `learned` MultiBox's mixed in or alone), and its ground truth.
     pub fn prepare(
         images: &[TrainImage],
         n_classes: usize,
         search: &proposals::SearchParams,
+        learned: Option<&crate::propose::LearnedProposals>,
         max_proposals: usize,
     ) -> Validation {
         let mut gt = GroundTruth::default();
@@ -155,7 +157,11 @@ impl Validation {
                 .enumerate()
                 .filter_map(|(i, im)| match crate::decode::decode(&im.path) {
                     Ok(img) => {
-                        let mut b = proposals::selective_search(&img, search);
+                        let ss = || proposals::selective_search(&img, search);
+                        let mut b = match learned {
+                            Some(l) => l.proposals_for(&im.path, ss),
+                            None => ss(),
+                        };
                         b.truncate(max_proposals);
                         Some((i, b))
                     }
@@ -198,6 +204,7 @@ impl Validation {
                 workers: crate::detect::default_workers(),
                 warp: crate::device_stage::WarpMode::Device,
                 precomputed: Some(precomputed),
+                learned: None,
                 min_proposals: 0,
             },
         }

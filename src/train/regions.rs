@@ -67,6 +67,9 @@ pub struct CacheSpec {
     pub fg_iou: f64,
     pub seed: u64,
     pub images: Vec<TrainImage>,
+    /// MultiBox's boxes, alone or added to selective search's (none: selective search only).
+    #[serde(default)]
+    pub learned: Option<crate::propose::LearnedProposals>,
 }
 
 impl CacheSpec {
@@ -85,6 +88,7 @@ impl CacheSpec {
             fg_iou: 0.5,
             seed,
             images,
+            learned: None,
         }
     }
 
@@ -142,7 +146,11 @@ type ImageRegions = Result<(Vec<(BBox, u32, f32)>, Vec<u8>), String>;
 
 fn image_regions(index: usize, image: &TrainImage, spec: &CacheSpec) -> ImageRegions {
     let img = decode(&image.path).map_err(|e| e.to_string())?;
-    let mut boxes = proposals::selective_search(&img, &spec.search_params());
+    let search = || proposals::selective_search(&img, &spec.search_params());
+    let mut boxes = match &spec.learned {
+        Some(l) => l.proposals_for(&image.path, search),
+        None => search(),
+    };
     boxes.truncate(spec.max_proposals);
     let labelled = label_regions(&image.objects, &boxes, spec.fg_iou);
     let (positives, background): (Vec<_>, Vec<_>) = labelled.into_iter().partition(|r| r.1 != 0);
