@@ -56,6 +56,13 @@ pub struct MultiBox {
     pub info: MultiBoxInfo,
 }
 
+/// Whether `path` is a MultiBox model file (its metadata says so); false for anything that
+/// cannot be read as one of our model files.
+pub fn is_multibox_file(path: &Path) -> bool {
+    crate::model::weights::read_file_metadata(path)
+        .is_ok_and(|m| m.get("task").map(String::as_str) == Some(TASK))
+}
+
 /// A box in normalised coordinates from inclusive pixel corners of a `w` x `h` image.
 pub fn normalise(b: &BBox, w: f64, h: f64) -> [f64; 4] {
     [b.x1 / w, b.y1 / h, (b.x2 + 1.0) / w, (b.y2 + 1.0) / h]

@@ -22,12 +22,32 @@ pub struct ModelInfoArgs {
 
 pub fn run(args: ModelInfoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let device = device::select(args.device.device, threads)?;
+    let mut multibox = None;
     let model = match &args.model {
+        Some(path) if inception_rcnn::multibox::is_multibox_file(path) => {
+            let mb = inception_rcnn::multibox::MultiBox::load(path, device)?;
+            let i = mb.info.clone();
+            multibox = Some((i, mb.model.net.grid_dim()));
+            mb.model
+        }
         Some(path) => Model::load(path, device)?,
         None => Model::new(&args.network.config(), Vec::new(), device)?,
     };
     let c = model.config();
     let summary = summarize(&model);
+    if let Some((i, grid)) = &multibox {
+        println!(
+            "MultiBox (learned proposals): {} priors, head {grid} -> {} (4 offsets and an \
+             objectness logit per prior) over inception 5b on a 3x3 grid; the backbone's fc \
+             below is not used",
+            i.priors,
+            5 * i.priors
+        );
+        println!(
+            "trained: {} steps on {} images ({} objects); alpha {}; matching: {}; priors: {}",
+            i.steps, i.training_images, i.training_objects, i.alpha, i.matching, i.prior_source
+        );
+    }
     println!(
         "GoogLeNet, {} layout, {} classes, width {}, input {}x{}x3{}{}",
         c.layout,

@@ -83,7 +83,7 @@ pub struct TrainMultiBoxArgs {
     #[arg(long)]
     no_flip: bool,
     /// Each side of a training crop keeps at least this fraction of the image (1: no crops).
-    #[arg(long, default_value_t = 0.7, value_parser = super::range::fraction)]
+    #[arg(long, default_value_t = 0.7, value_parser = super::range::iou64)]
     min_crop: f64,
     /// The gradient's norm is clipped to this.
     #[arg(long, default_value_t = 10.0, value_parser = super::range::positive)]
@@ -105,7 +105,6 @@ pub struct TrainMultiBoxArgs {
 }
 
 pub fn run(args: TrainMultiBoxArgs, threads: Option<usize>) -> anyhow::Result<()> {
-    anyhow::ensure!(args.min_crop > 0.0, "--min-crop must be above 0");
     eval::check_output_dir(&args.out)?;
     let split = args.split.as_deref().map(read_split).transpose()?;
     let train_set = load_images(&args.images, &args.annotations, split.as_deref(), None)?;

@@ -194,6 +194,11 @@ pub fn write_tensors(
 /// Tensors by name.
 pub type TensorMap = HashMap<String, Tensor>;
 
+/// The string metadata of a safetensors file, without its tensors.
+pub fn read_file_metadata(path: &Path) -> Result<HashMap<String, String>, ModelError> {
+    read_metadata(path, &read_bytes(path)?)
+}
+
 /// Reads a safetensors file: its tensors (on the CPU) and its string metadata.
 pub fn read_tensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>), ModelError> {
     let bytes = read_bytes(path)?;
