@@ -88,7 +88,9 @@ impl MultiBox {
     ) -> Result<MultiBox, ModelError> {
         let k = priors.len() as i64;
         if k == 0 {
-            return Err(ModelError::Config("MultiBox needs at least one prior".into()));
+            return Err(ModelError::Config(
+                "MultiBox needs at least one prior".into(),
+            ));
         }
         let config = GoogLeNetConfig {
             num_classes: 1,
@@ -139,8 +141,8 @@ impl MultiBox {
 
     /// The priors as normalised boxes.
     pub fn priors(&self) -> Vec<[f64; 4]> {
-        let v: Vec<f32> = Vec::try_from(self.priors.reshape([-1]).to_kind(Kind::Float))
-            .expect("priors are f32");
+        let v: Vec<f32> =
+            Vec::try_from(self.priors.reshape([-1]).to_kind(Kind::Float)).expect("priors are f32");
         v.chunks_exact(4)
             .map(|c| [c[0] as f64, c[1] as f64, c[2] as f64, c[3] as f64])
             .collect()

@@ -125,9 +125,11 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
         let (h, w, _) = img.dim();
         assert_eq!(boxes.len(), 20);
         assert!(boxes.windows(2).all(|p| p[0].1 >= p[1].1));
-        assert!(boxes
-            .iter()
-            .all(|(b, _)| b.x1 >= 0.0 && b.y1 >= 0.0 && b.x2 <= (w - 1) as f64 && b.y2 <= (h - 1) as f64 && b.x1 <= b.x2));
+        assert!(boxes.iter().all(|(b, _)| b.x1 >= 0.0
+            && b.y1 >= 0.0
+            && b.x2 <= (w - 1) as f64
+            && b.y2 <= (h - 1) as f64
+            && b.x1 <= b.x2));
     }
 
     // Killed after its first checkpoint and resumed: the same weights as the run in one go.
@@ -135,8 +137,8 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
     ok(train(&split, &part, 40, false), "train-multibox 40");
     ok(train(&split, &part, 80, true), "train-multibox --resume");
     let (a, _) = inception_rcnn::model::weights::read_tensors(&model).unwrap();
-    let (b, _) = inception_rcnn::model::weights::read_tensors(&part.join("model.safetensors"))
-        .unwrap();
+    let (b, _) =
+        inception_rcnn::model::weights::read_tensors(&part.join("model.safetensors")).unwrap();
     assert_eq!(a.len(), b.len());
     for (name, t) in &a {
         assert!(t.equal(&b[name]), "{name} differs after --resume");
@@ -153,7 +155,9 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
         let mut c = rcnn();
         c.arg("proposals").args(&imgs).args(["--mode", mode]);
         if mode != "fast" {
-            c.arg("--multibox").arg(&model).args(["--multibox-top", "7"]);
+            c.arg("--multibox")
+                .arg(&model)
+                .args(["--multibox-top", "7"]);
         }
         ok(c.arg("--out").arg(&out).output().unwrap(), mode);
         read_csv(&out)
@@ -167,13 +171,19 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
         // The same boxes as the library's, best first.
         let direct = mb.propose(&[img], 7);
         for (a, (b, _)) in learned[name].iter().zip(&direct[0]) {
-            assert!((a.x1 - b.x1).abs() < 1e-3 && (a.y2 - b.y2).abs() < 1e-3, "{a:?} {b:?}");
+            assert!(
+                (a.x1 - b.x1).abs() < 1e-3 && (a.y2 - b.y2).abs() < 1e-3,
+                "{a:?} {b:?}"
+            );
         }
         // The mix: every box of either source is in it or duplicates one that is; none twice.
         let mix = &entry[name];
         assert!(mix.len() <= learned[name].len() + search[name].len());
         for b in learned[name].iter().chain(&search[name]) {
-            assert!(mix.iter().any(|m| iou(m, b) >= DUPLICATE_IOU), "{name}: {b:?} lost");
+            assert!(
+                mix.iter().any(|m| iou(m, b) >= DUPLICATE_IOU),
+                "{name}: {b:?} lost"
+            );
         }
         for (i, a) in mix.iter().enumerate() {
             assert!(mix[..i].iter().all(|b| iou(a, b) < DUPLICATE_IOU));
@@ -213,7 +223,10 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
             .output()
             .unwrap(),
     );
-    assert!(e.contains("a MultiBox model") && e.contains("--multibox"), "{e}");
+    assert!(
+        e.contains("a MultiBox model") && e.contains("--multibox"),
+        "{e}"
+    );
 
     // rcnn detect with the entry's proposals: the proposals per image are the mix's.
     let d = dir.path().join("det");
@@ -241,8 +254,16 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
     // rcnn train on MultiBox's boxes alone: the region cache says where its proposals came from.
     let t = dir.path().join("train");
     let mut c = common::train_command(&split, &t, false);
-    c.args(["--steps", "2", "--mode", "multibox", "--multibox-top", "7", "--multibox"])
-        .arg(&model);
+    c.args([
+        "--steps",
+        "2",
+        "--mode",
+        "multibox",
+        "--multibox-top",
+        "7",
+        "--multibox",
+    ])
+    .arg(&model);
     let r = c.output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let listing: Vec<_> = walk(&t);

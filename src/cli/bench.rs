@@ -57,6 +57,12 @@ struct ProposalsBenchArgs {
     /// Our superpixel-scale factors: 1 is the paper's k, 2 GoogLeNet's entry.
     #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = super::range::scale)]
     scales: Vec<f32>,
+    /// Also time a MultiBox network (`rcnn train-multibox`): its best --multibox-top boxes
+    /// alone and the entry's mix with fast selective search x2, against OpenCV's fast mode.
+    #[arg(long, value_name = "FILE")]
+    multibox: Option<PathBuf>,
+    #[arg(long, default_value_t = 200, value_parser = super::range::count)]
+    multibox_top: usize,
 }
 
 fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
@@ -205,7 +211,7 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Classifier(a) => bench_classifier(a, threads),
         BenchCommand::Eval(a) => bench_eval(a),
-        BenchCommand::Proposals(a) => bench_proposals(a),
+        BenchCommand::Proposals(a) => bench_proposals(a, threads),
         BenchCommand::Nms(a) => bench_nms(a, threads),
         BenchCommand::Detect(a) => bench_detect(a, threads),
         BenchCommand::Train(a) => bench_train(a, threads),
@@ -398,7 +404,7 @@ fn reference_python(arg: Option<&str>) -> Option<PathBuf> {
     }
 }
 
-fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
+fn bench_proposals(args: ProposalsBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
     use inception_rcnn::propose::{objects_per_run, quality, Backend, ImageRun};
 
     let mut images = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.images))?;
@@ -484,6 +490,34 @@ fn bench_proposals(args: ProposalsBenchArgs) -> anyhow::Result<()> {
                     "  x{scale} top {top}: recall@0.5 {:.4} vs OpenCV {:.4}, MABO {:.4} vs {:.4}",
                     a.recall_50, b.recall_50, a.mabo, b.mabo
                 );
+            }
+        }
+        if let (Some(path), proposals::Mode::Fast) = (&args.multibox, mode) {
+            // MultiBox on the device, 16 images a batch, its time shared among them; the mix
+            // adds our fast search x2 on the CPU.
+            let mb = inception_rcnn::multibox::MultiBox::load(
+                path,
+                device::select(device::DeviceChoice::Auto, threads)?,
+            )?;
+            let top = args.multibox_top;
+            let x2 = super::proposals::search_params(proposals::Mode::Fast, 500, 2.0, 0);
+            for (name, search) in [
+                ("multibox", None),
+                ("entry x2", Some(proposals::Mode::Fast)),
+            ] {
+                let (runs, _) = super::proposals::run_with(
+                    &images,
+                    Backend::Ours,
+                    search,
+                    &x2,
+                    Some((&mb, top)),
+                    None,
+                    true,
+                );
+                let objects = objects_per_run(&runs, &gt);
+                let q = &quality(&runs, &objects, classes.len(), &all)[0];
+                let m = median(&runs);
+                row(name, q, m, format!("{:.1}x", m_theirs / m));
             }
         }
     }

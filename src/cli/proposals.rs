@@ -7,8 +7,7 @@ use clap::Args;
 use inception_rcnn::decode::{collect_images, decode};
 use inception_rcnn::multibox::MultiBox;
 use inception_rcnn::propose::{
-    mix, objects_per_run, propose, quality, write_proposals, Backend, ImageRun, ProposalMode,
-    TOPS,
+    mix, objects_per_run, propose, quality, write_proposals, Backend, ImageRun, ProposalMode, TOPS,
 };
 use indicatif::ProgressBar;
 use proposals::{Mode, QualityPoint, RgbImage, SearchParams};
@@ -177,35 +176,35 @@ pub fn run_with(
             }
         }
         for (i, ((path, name), img)) in chunk.iter().zip(decoded).enumerate() {
-        let result = img.and_then(|img| {
-            let learned = learned_boxes.remove(&i);
-            match (mode, learned) {
-                (Some(m), None) => propose(&img, backend, m, params),
-                (Some(m), Some(l)) => propose(&img, backend, m, params)
-                    .map(|(ss, s)| (mix(&l, &ss), s + learned_seconds)),
-                (None, Some(l)) => Ok((l, learned_seconds)),
-                (None, None) => Ok((Vec::new(), 0.0)),
-            }
-        });
-        let (path, name) = ((*path).clone(), name.clone());
-        match result {
-            Ok((mut boxes, seconds)) => {
-                if let Some(n) = top {
-                    boxes.truncate(n);
+            let result = img.and_then(|img| {
+                let learned = learned_boxes.remove(&i);
+                match (mode, learned) {
+                    (Some(m), None) => propose(&img, backend, m, params),
+                    (Some(m), Some(l)) => propose(&img, backend, m, params)
+                        .map(|(ss, s)| (mix(&l, &ss), s + learned_seconds)),
+                    (None, Some(l)) => Ok((l, learned_seconds)),
+                    (None, None) => Ok((Vec::new(), 0.0)),
                 }
-                runs.push(ImageRun {
-                    image: path,
-                    name,
-                    boxes,
-                    seconds,
-                });
+            });
+            let (path, name) = ((*path).clone(), name.clone());
+            match result {
+                Ok((mut boxes, seconds)) => {
+                    if let Some(n) = top {
+                        boxes.truncate(n);
+                    }
+                    runs.push(ImageRun {
+                        image: path,
+                        name,
+                        boxes,
+                        seconds,
+                    });
+                }
+                Err(e) => {
+                    bar.suspend(|| tracing::warn!("skipped: {e}"));
+                    skipped += 1;
+                }
             }
-            Err(e) => {
-                bar.suspend(|| tracing::warn!("skipped: {e}"));
-                skipped += 1;
-            }
-        }
-        bar.inc(1);
+            bar.inc(1);
         }
     }
     bar.finish_and_clear();

@@ -232,8 +232,8 @@ pub fn kmeans(points: &[[f64; 4]], k: usize, seed: u64) -> Vec<[f64; 4]> {
         }
         let mut sums = vec![([0.0; 4], 0usize); k];
         for (a, p) in assignment.iter().zip(points) {
-            for d in 0..4 {
-                sums[*a].0[d] += p[d];
+            for (s, v) in sums[*a].0.iter_mut().zip(p) {
+                *s += v;
             }
             sums[*a].1 += 1;
         }
@@ -311,7 +311,7 @@ pub fn hungarian(cost: &[Vec<f64>], columns: usize) -> Vec<usize> {
 
 /// MultiBox's matching: each ground-truth box to a distinct prior, minimising the summed L2
 /// distance of corners. Where an image has more boxes than priors, the largest are matched.
-pub fn assign(gt: &[[f64; 4]], priors: &[[f64; 4]]) -> Vec<(usize, [f64; 4])> {
+pub fn assign(gt: &[[f64; 4]], priors: &[[f64; 4]]) -> Matches {
     let mut boxes = gt.to_vec();
     if boxes.len() > priors.len() {
         let area = |b: &[f64; 4]| (b[2] - b[0]) * (b[3] - b[1]);
@@ -334,7 +334,7 @@ pub fn assign(gt: &[[f64; 4]], priors: &[[f64; 4]]) -> Vec<(usize, [f64; 4])> {
 pub fn loss(
     boxes: &Tensor,
     logits: &Tensor,
-    matches: &[Vec<(usize, [f64; 4])>],
+    matches: &[Matches],
     alpha: f64,
 ) -> (Tensor, f64) {
     let (n, k) = (logits.size()[0], logits.size()[1]);
@@ -361,9 +361,7 @@ pub fn loss(
             None,
             Reduction::Sum,
         );
-        let g = Tensor::from_slice(&targets)
-            .view([-1, 4])
-            .to_device(device);
+        let g = Tensor::from_slice(&targets).view([-1, 4]).to_device(device);
         let l = boxes
             .to_kind(Kind::Float)
             .view([-1, 4])
@@ -377,13 +375,17 @@ pub fn loss(
         tch::no_grad(|| {
             let idx = Tensor::from_slice(&index).to_device(device);
             let l: Vec<f32> = crate::classifier::host_values(
-                &boxes.to_kind(Kind::Float).view([-1, 4]).index_select(0, &idx),
+                &boxes
+                    .to_kind(Kind::Float)
+                    .view([-1, 4])
+                    .index_select(0, &idx),
             );
             let ious: f64 = l
                 .chunks_exact(4)
                 .zip(targets.chunks_exact(4))
                 .map(|(p, g)| {
-                    let b = |v: &[f32]| BBox::new(v[0] as f64, v[1] as f64, v[2] as f64, v[3] as f64);
+                    let b =
+                        |v: &[f32]| BBox::new(v[0] as f64, v[1] as f64, v[2] as f64, v[3] as f64);
                     b(p).iou(&b(g), eval::PixelConvention::Continuous)
                 })
                 .sum();
@@ -422,6 +424,9 @@ pub fn recall(mb: &MultiBox, set: &ImageSet, top: usize) -> f64 {
         .map_or(0.0, |q| q.recall_50)
 }
 
+/// An image's matches: (prior, target box).
+pub type Matches = Vec<(usize, [f64; 4])>;
+
 /// The mini-batch of `step`: seeded by (seed, step), so a resumed run draws the same.
 fn batch(
     set: &ImageSet,
@@ -429,7 +434,7 @@ fn batch(
     step: usize,
     norm: &Normaliser,
     priors: &[[f64; 4]],
-) -> (Tensor, Vec<Vec<(usize, [f64; 4])>>) {
+) -> (Tensor, Vec<Matches>) {
     let mut rng = SplitMix64::new(r.seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let size = r.config.input_size;
     let mut inputs = Vec::with_capacity(r.batch);
@@ -654,18 +659,26 @@ mod tests {
             distinct.sort();
             distinct.dedup();
             assert_eq!(distinct.len(), 3);
-            assert!((total(&got) - best).abs() < 1e-12, "{} vs {best}", total(&got));
+            assert!(
+                (total(&got) - best).abs() < 1e-12,
+                "{} vs {best}",
+                total(&got)
+            );
         }
     }
 
     #[test]
     fn matching_takes_distinct_priors_even_when_one_is_nearest_to_both() {
-        let priors = [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.1, 0.0, 0.6, 0.5]];
-        let gt = [[0.05, 0.0, 0.55, 0.5], [0.5, 0.5, 1.0, 1.0]];
+        let priors = [
+            [0.0, 0.0, 0.5, 0.5],
+            [0.5, 0.5, 1.0, 1.0],
+            [0.1, 0.0, 0.6, 0.5],
+        ];
+        let gt = [[0.02, 0.0, 0.52, 0.5], [0.5, 0.5, 1.0, 1.0]];
         let m = assign(&gt, &priors);
         assert_eq!(m.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1]);
-        // Both near prior 0 and 2: one each.
-        let gt = [[0.0, 0.0, 0.5, 0.5], [0.1, 0.0, 0.6, 0.5]];
+        // Both nearest prior 0 on their own: the second gives way to prior 2, the cheaper whole.
+        let gt = [[0.0, 0.0, 0.5, 0.5], [0.04, 0.0, 0.54, 0.5]];
         let m = assign(&gt, &priors);
         assert_eq!(m.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 2]);
     }
@@ -673,7 +686,11 @@ mod tests {
     #[test]
     fn kmeans_recovers_separated_clusters() {
         let mut rng = SplitMix64::new(3);
-        let centres = [[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.9], [0.0, 0.4, 1.0, 0.6]];
+        let centres = [
+            [0.1, 0.1, 0.3, 0.3],
+            [0.5, 0.5, 0.9, 0.9],
+            [0.0, 0.4, 1.0, 0.6],
+        ];
         let points: Vec<[f64; 4]> = (0..300)
             .map(|i| centres[i % 3].map(|c| c + 0.01 * (rng.uniform() - 0.5)))
             .collect();
@@ -696,9 +713,23 @@ mod tests {
             if let Some(v) = seen.first() {
                 // Back to the image's coordinates.
                 let (w, h) = (c[2] - c[0], c[3] - c[1]);
-                let x = if m { [1.0 - v[2], 1.0 - v[0]] } else { [v[0], v[2]] };
-                let back = [x[0] * w + c[0], v[1] * h + c[1], x[1] * w + c[0], v[3] * h + c[1]];
-                let clipped = [0.2f64.max(c[0]), 0.2f64.max(c[1]), 0.4f64.min(c[2]), 0.6f64.min(c[3])];
+                let x = if m {
+                    [1.0 - v[2], 1.0 - v[0]]
+                } else {
+                    [v[0], v[2]]
+                };
+                let back = [
+                    x[0] * w + c[0],
+                    v[1] * h + c[1],
+                    x[1] * w + c[0],
+                    v[3] * h + c[1],
+                ];
+                let clipped = [
+                    0.2f64.max(c[0]),
+                    0.2f64.max(c[1]),
+                    0.4f64.min(c[2]),
+                    0.6f64.min(c[3]),
+                ];
                 for d in 0..4 {
                     assert!((back[d] - clipped[d]).abs() < 1e-9, "{back:?} {clipped:?}");
                 }
@@ -709,7 +740,8 @@ mod tests {
     #[test]
     fn the_loss_is_the_papers_by_hand() {
         // One image, K = 2: prior 1 matched to g.
-        let boxes = Tensor::from_slice(&[0.0f32, 0.0, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0]).view([1, 2, 4]);
+        let boxes =
+            Tensor::from_slice(&[0.0f32, 0.0, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0]).view([1, 2, 4]);
         let logits = Tensor::from_slice(&[0.3f32, -0.2]).view([1, 2]);
         let g = [0.6, 0.5, 1.0, 0.9];
         let (l, iou) = loss(&boxes, &logits, &[vec![(1, g)]], 0.3);
@@ -717,8 +749,15 @@ mod tests {
         let conf = -(1.0 - sig(0.3)).ln() - sig(-0.2).ln();
         let loc = 0.5 * (0.01 + 0.0 + 0.0 + 0.01);
         let want = conf + 0.3 * loc;
-        assert!((l.double_value(&[]) - want).abs() < 1e-5, "{} vs {want}", l.double_value(&[]));
-        let want_iou = BBox::new(0.5, 0.5, 1.0, 1.0).iou(&BBox::new(0.6, 0.5, 1.0, 0.9), eval::PixelConvention::Continuous);
+        assert!(
+            (l.double_value(&[]) - want).abs() < 1e-5,
+            "{} vs {want}",
+            l.double_value(&[])
+        );
+        let want_iou = BBox::new(0.5, 0.5, 1.0, 1.0).iou(
+            &BBox::new(0.6, 0.5, 1.0, 0.9),
+            eval::PixelConvention::Continuous,
+        );
         assert!((iou - want_iou).abs() < 1e-6);
     }
 }
