@@ -55,7 +55,8 @@ enum Command {
     ModelInfo(model_info::ModelInfoArgs),
     /// Convert a torchvision GoogLeNet state dict (.pth or .safetensors) into a model file.
     ImportWeights(import_weights::ImportWeightsArgs),
-    /// Selective-search region proposals, with recall and MABO against ground truth.
+    /// Region proposals (selective search, MultiBox's learned boxes, or the entry's mix of
+    /// both), with recall and MABO against ground truth.
     Proposals(proposals::ProposalsArgs),
     /// Train the region classifier on warped regions (R-CNN sampling, the paper's SGD, Polyak
     /// averaging), from scratch or from other weights; checkpoints, --resume, validation AP.
