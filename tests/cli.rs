@@ -284,7 +284,7 @@ fn proposals_on_real_photos_with_recall_output_and_plot() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("2 images (1 skipped), ours fast mode"),
+        text.contains("2 images (1 skipped), selective search fast x2 (ours)"),
         "{text}"
     );
     assert!(
