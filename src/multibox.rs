@@ -205,7 +205,6 @@ impl MultiBox {
             )));
         }
         mb.model.validate(path)?;
-        mb.model.vs.freeze();
         Ok(mb)
     }
 
