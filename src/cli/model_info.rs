@@ -38,10 +38,11 @@ pub fn run(args: ModelInfoArgs, threads: Option<usize>) -> anyhow::Result<()> {
     if let Some((i, grid)) = &multibox {
         println!(
             "MultiBox (learned proposals): {} priors, head {grid} -> {} (4 offsets and an \
-             objectness logit per prior) over inception 5b on a 3x3 grid; the backbone's fc \
-             below is not used",
+             objectness logit per prior; {} parameters, not in the table below) over inception \
+             5b on a 3x3 grid; the backbone's fc below is not used",
             i.priors,
-            5 * i.priors
+            5 * i.priors,
+            thousands((grid + 1) * 5 * i.priors as i64)
         );
         println!(
             "trained: {} steps on {} images ({} objects); alpha {}; matching: {}; priors: {}",
