@@ -41,6 +41,10 @@ echo
 echo "== rcnn proposals (fast selective search on five raccoon photos, recall against their boxes)"
 $rcnn proposals data/raccoon/images/raccoon-{1,10,100,105,106}.jpg --gt data/raccoon/annotations \
   --out "$out/proposals.csv" --plot "$out/recall.png" | tail -n 16
+echo "-- the same photos with the entry's proposals: fast search x2 plus MultiBox's best 200"
+$rcnn proposals data/raccoon/images/raccoon-{1,10,100,105,106}.jpg --gt data/raccoon/annotations \
+  --mode entry --multibox data/models/raccoon-multibox-paper-w025-s224.safetensors \
+  | tail -n 16 | sed -n '1p;3p;$p'
 
 echo
 echo "== rcnn map-eval (the VOC toy set: published AP 0.886364 11-point, 0.895833 all-point)"
