@@ -93,6 +93,9 @@ for prec in fp32 bf16 fp16; do
   step "demo detector, $prec" 300 bash -c "'$rcnn' -q detect data/raccoon/test-images.txt --model data/models/raccoon-googlenet-paper-w025-s96.safetensors --device cuda --precision $prec --out /tmp/rcnn-demo-$prec && '$rcnn' map-eval --gt data/raccoon/annotations --dets /tmp/rcnn-demo-$prec/detections.csv --subset data/raccoon/test.txt --metric ilsvrc"
 done
 
+# --- the entry's proposals: MultiBox on the device, with the demo detector ----------------------
+step "demo detector, entry's proposals (MultiBox on CUDA)" 300 bash -c "'$rcnn' detect data/raccoon/test-images.txt --model data/models/raccoon-googlenet-paper-w025-s96.safetensors --device cuda --mode entry --multibox data/models/raccoon-multibox-paper-w025-s224.safetensors --out /tmp/rcnn-demo-entry 2>&1 | grep -E 'MultiBox|images/s' && '$rcnn' map-eval --gt data/raccoon/annotations --dets /tmp/rcnn-demo-entry/detections.csv --subset data/raccoon/test.txt --metric voc"
+
 # --- benchmarks --------------------------------------------------------------------------------
 if [ "$quick" = 1 ]; then sizes=(--batch-sizes 256 --min-seconds 0.3); images=(--images 12); else sizes=(--batch-sizes 64,256 --min-seconds 0.5); images=(); fi
 compile=()

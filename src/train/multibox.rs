@@ -331,12 +331,7 @@ pub fn assign(gt: &[[f64; 4]], priors: &[[f64; 4]]) -> Matches {
 /// The loss of a batch: predicted boxes `[N, K, 4]`, logits `[N, K]`, each image's matches
 /// (prior, target). Returns the loss and the mean IoU of matched predictions with their
 /// targets (a training diagnostic; NaN without matches).
-pub fn loss(
-    boxes: &Tensor,
-    logits: &Tensor,
-    matches: &[Matches],
-    alpha: f64,
-) -> (Tensor, f64) {
+pub fn loss(boxes: &Tensor, logits: &Tensor, matches: &[Matches], alpha: f64) -> (Tensor, f64) {
     let (n, k) = (logits.size()[0], logits.size()[1]);
     let device = logits.device();
     let mut index = Vec::new();
