@@ -22,29 +22,10 @@ rcnn train --images data/raccoon/images --annotations data/raccoon/annotations \
 --layout paper --width 0.25 --input-size 96 --steps 3000 --out runs/raccoon"
 )]
 pub struct TrainArgs {
-    /// Folder of training images (searched recursively).
-    #[arg(long, value_name = "DIR")]
-    images: PathBuf,
-    /// Folder of PASCAL VOC / ILSVRC XML annotations, one file per image, named as the image.
-    #[arg(long, value_name = "DIR")]
-    annotations: PathBuf,
-    /// Train on these images only: one name a line (with or without extension).
-    #[arg(long, value_name = "FILE")]
-    split: Option<PathBuf>,
-    /// Held-out images (same folders) scored at each checkpoint: AP at IoU 0.5, ILSVRC rules.
-    /// Nothing is chosen by it: the saved model is always the last averaged weights.
-    #[arg(long, value_name = "FILE")]
-    val_split: Option<PathBuf>,
-    /// First weights: `scratch`, or a model file / state dict whose fitting tensors are copied
-    /// (a classifier for other classes starts fresh).
-    #[arg(long, value_name = "scratch|FILE", default_value = "scratch")]
-    init: String,
-    /// Network layout (ignored with --init FILE, which decides it).
-    #[arg(long, value_enum, default_value_t = Layout::Paper)]
-    layout: Layout,
-    /// Width multiplier (ignored with --init FILE).
-    #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
-    width: f64,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    network: InitArgs,
     /// Side of the warped regions in pixels.
     #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
@@ -68,25 +49,11 @@ pub struct TrainArgs {
     /// Background regions per mini-batch (R-CNN: 96).
     #[arg(long, default_value_t = 96, value_parser = super::range::count0)]
     batch_background: usize,
-    /// Base learning rate.
-    #[arg(long, default_value_t = 0.01, value_parser = super::range::lr)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.9, value_parser = super::range::fraction)]
-    momentum: f64,
-    /// Weight decay (not on biases).
-    #[arg(long, default_value_t = 0.0002, value_parser = super::range::fraction)]
-    weight_decay: f64,
-    /// The learning rate is multiplied by this every --lr-every-epochs (the paper: 0.96 every 8).
-    #[arg(long, default_value_t = 0.96, value_parser = super::range::decay)]
-    lr_decay: f64,
-    #[arg(long, default_value_t = 8.0, value_parser = super::range::positive)]
-    lr_every_epochs: f64,
+    #[command(flatten)]
+    sgd: SgdArgs,
     /// Weight of each auxiliary classifier's loss (the paper: 0.3).
     #[arg(long, default_value_t = 0.3, value_parser = super::range::non_negative)]
     aux_weight: f64,
-    /// Cap of the Polyak (moving) average's decay.
-    #[arg(long, default_value_t = 0.999, value_parser = super::range::decay)]
-    polyak: f64,
     /// No random horizontal flips.
     #[arg(long)]
     no_flip: bool,
@@ -124,6 +91,107 @@ pub struct TrainArgs {
     precision: Precision,
 }
 
+/// The training data: `rcnn train` and `rcnn train-multibox` read the same.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Folder of training images (searched recursively).
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// Folder of PASCAL VOC / ILSVRC XML annotations, one file per image, named as the image.
+    #[arg(long, value_name = "DIR")]
+    pub annotations: PathBuf,
+    /// Train on these images only: one name a line (with or without extension).
+    #[arg(long, value_name = "FILE")]
+    pub split: Option<PathBuf>,
+    /// Held-out images (same folders) scored at each checkpoint (train: AP at IoU 0.5, ILSVRC
+    /// rules; train-multibox: recall@0.5 of the best --val-top boxes). Nothing is chosen by it:
+    /// the saved model is always the last averaged weights.
+    #[arg(long, value_name = "FILE")]
+    pub val_split: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The training images of --split (warnings logged), registered with `also` (other input
+    /// files) as inputs that no output may replace.
+    pub fn load(
+        &self,
+        classes: Option<&eval::ClassList>,
+        also: impl IntoIterator<Item = PathBuf>,
+    ) -> anyhow::Result<inception_rcnn::train::data::Loaded> {
+        let split = self.split.as_deref().map(read_split).transpose()?;
+        let train_set = load_images(&self.images, &self.annotations, split.as_deref(), classes)?;
+        for w in &train_set.warnings {
+            tracing::warn!("{w}");
+        }
+        eval::protect_inputs(
+            train_set
+                .images
+                .iter()
+                .map(|i| i.path.clone())
+                .chain(self.split.clone())
+                .chain(self.val_split.clone())
+                .chain(also),
+        );
+        Ok(train_set)
+    }
+}
+
+/// The network's first weights and, from scratch, its shape.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// First weights: `scratch`, or a model file / state dict whose fitting tensors are copied
+    /// (a head for other outputs starts fresh).
+    #[arg(long, value_name = "scratch|FILE", default_value = "scratch")]
+    pub init: String,
+    /// Network layout (ignored with --init FILE, which decides it).
+    #[arg(long, value_enum, default_value_t = Layout::Paper)]
+    pub layout: Layout,
+    /// Width multiplier (ignored with --init FILE).
+    #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
+    pub width: f64,
+}
+
+impl InitArgs {
+    pub fn init(&self) -> Init {
+        match self.init.as_str() {
+            "scratch" => Init::Scratch,
+            path => Init::File(PathBuf::from(path)),
+        }
+    }
+
+    /// The network: from --init's file when given (its layout and width), else from the flags.
+    pub fn config(&self) -> anyhow::Result<GoogLeNetConfig> {
+        Ok(match self.init() {
+            Init::Scratch => GoogLeNetConfig {
+                width: self.width,
+                ..GoogLeNetConfig::new(self.layout)
+            },
+            Init::File(path) => config_of_file(&path)?,
+        })
+    }
+}
+
+/// The paper's optimisation: SGD with momentum, a stepped schedule, Polyak averaging.
+#[derive(Args, Debug)]
+pub struct SgdArgs {
+    /// Base learning rate.
+    #[arg(long, default_value_t = 0.01, value_parser = super::range::lr)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9, value_parser = super::range::fraction)]
+    pub momentum: f64,
+    /// Weight decay (not on biases).
+    #[arg(long, default_value_t = 0.0002, value_parser = super::range::fraction)]
+    pub weight_decay: f64,
+    /// The learning rate is multiplied by this every --lr-every-epochs (the paper: 0.96 every 8).
+    #[arg(long, default_value_t = 0.96, value_parser = super::range::decay)]
+    pub lr_decay: f64,
+    #[arg(long, default_value_t = 8.0, value_parser = super::range::positive)]
+    pub lr_every_epochs: f64,
+    /// Cap of the Polyak (moving) average's decay.
+    #[arg(long, default_value_t = 0.999, value_parser = super::range::decay)]
+    pub polyak: f64,
+}
+
 pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     anyhow::ensure!(args.ensemble >= 1, "--ensemble must be at least 1");
     anyhow::ensure!(
@@ -132,31 +200,16 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     );
     // The output folder is checked before hours of work, and no output replaces an input.
     eval::check_output_dir(&args.out)?;
-    let split = args.split.as_deref().map(read_split).transpose()?;
     let classes = args
         .classes
         .as_deref()
         .map(eval::ClassList::read)
         .transpose()?;
-    let train_set = load_images(
-        &args.images,
-        &args.annotations,
-        split.as_deref(),
+    let init_file = (args.network.init != "scratch").then(|| PathBuf::from(&args.network.init));
+    let train_set = args.data.load(
         classes.as_ref(),
+        args.classes.clone().into_iter().chain(init_file),
     )?;
-    for w in &train_set.warnings {
-        tracing::warn!("{w}");
-    }
-    eval::protect_inputs(
-        train_set
-            .images
-            .iter()
-            .map(|i| i.path.clone())
-            .chain(args.split.clone())
-            .chain(args.val_split.clone())
-            .chain(args.classes.clone())
-            .chain((args.init != "scratch").then(|| PathBuf::from(&args.init))),
-    );
     let class_names: Vec<String> = std::iter::once("__background__".to_string())
         .chain(train_set.classes.names.iter().cloned())
         .collect();
@@ -166,11 +219,8 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
         train_set.images.len(),
         class_names.len() - 1
     );
-    let init = match args.init.as_str() {
-        "scratch" => Init::Scratch,
-        path => Init::File(PathBuf::from(path)),
-    };
-    let config = network_config(&args, &init, class_names.len() as i64)?;
+    let init = args.network.init();
+    let config = network_config(&args, class_names.len() as i64)?;
     let device = device::select(args.device.device, threads)?;
 
     let multibox = args.source.load_multibox(|| Ok(device))?;
@@ -248,12 +298,12 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
         tracing::warn!("no positive regions: every mini-batch is background");
     }
 
-    let validation = match &args.val_split {
+    let validation = match &args.data.val_split {
         Some(path) => {
             let keys = read_split(path)?;
             let val = load_images(
-                &args.images,
-                &args.annotations,
+                &args.data.images,
+                &args.data.annotations,
                 Some(&keys),
                 Some(&train_set.classes),
             )?;
@@ -291,13 +341,13 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
             init: init.clone(),
             positives: args.batch_positives,
             background: args.batch_background,
-            lr: args.lr,
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
-            lr_decay: args.lr_decay,
-            lr_every_epochs: args.lr_every_epochs,
+            lr: args.sgd.lr,
+            momentum: args.sgd.momentum,
+            weight_decay: args.sgd.weight_decay,
+            lr_decay: args.sgd.lr_decay,
+            lr_every_epochs: args.sgd.lr_every_epochs,
             aux_weight: args.aux_weight,
-            polyak: args.polyak,
+            polyak: args.sgd.polyak,
             flip: !args.no_flip,
             seed: args.seed + member as u64,
             cache_regions: cache.len(),
@@ -386,14 +436,8 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
 
 /// The network to train: from --init's file when given (its layout and width), else from the
 /// flags; always with the auxiliary heads and `classes` outputs.
-fn network_config(args: &TrainArgs, init: &Init, classes: i64) -> anyhow::Result<GoogLeNetConfig> {
-    let mut config = match init {
-        Init::Scratch => GoogLeNetConfig {
-            width: args.width,
-            ..GoogLeNetConfig::new(args.layout)
-        },
-        Init::File(path) => config_of_file(path)?,
-    };
+fn network_config(args: &TrainArgs, classes: i64) -> anyhow::Result<GoogLeNetConfig> {
+    let mut config = args.network.config()?;
     config.num_classes = classes;
     config.input_size = args.input_size;
     config.aux_logits = true;
@@ -401,7 +445,7 @@ fn network_config(args: &TrainArgs, init: &Init, classes: i64) -> anyhow::Result
     Ok(config)
 }
 
-pub(crate) fn config_of_file(path: &Path) -> anyhow::Result<GoogLeNetConfig> {
+fn config_of_file(path: &Path) -> anyhow::Result<GoogLeNetConfig> {
     if let Ok((config, _)) = Model::read_config(path) {
         return Ok(config);
     }

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use inception_rcnn::device;
-use inception_rcnn::model::{GoogLeNetConfig, Layout};
 use inception_rcnn::train::data::{load_images, read_split};
 use inception_rcnn::train::multibox::{
     kmeans, prior_points, train_multibox, ImageSet, MultiBoxParams, MultiBoxRecipe,
 };
-use inception_rcnn::train::{Event, Init};
+use inception_rcnn::train::Event;
 
+use super::train::{DataArgs, InitArgs, SgdArgs};
 use super::{progress_bar, DeviceArgs};
 
 #[derive(Args, Debug)]
@@ -23,29 +23,12 @@ rcnn train-multibox --images data/bccd/images --annotations data/bccd/annotation
 --steps 1500 --out runs/bccd-multibox"
 )]
 pub struct TrainMultiBoxArgs {
-    /// Folder of training images (searched recursively).
-    #[arg(long, value_name = "DIR")]
-    images: PathBuf,
-    /// Folder of PASCAL VOC / ILSVRC XML annotations, one file per image (classes are ignored:
-    /// MultiBox is class-agnostic).
-    #[arg(long, value_name = "DIR")]
-    annotations: PathBuf,
-    /// Train on these images only: one name a line (with or without extension).
-    #[arg(long, value_name = "FILE")]
-    split: Option<PathBuf>,
-    /// Held-out images scored at each checkpoint: recall@0.5 of the top --val-top boxes.
-    #[arg(long, value_name = "FILE")]
-    val_split: Option<PathBuf>,
-    /// First weights of the backbone: `scratch`, or a model file / state dict whose fitting
-    /// tensors are copied (a detector's network is a good start).
-    #[arg(long, value_name = "scratch|FILE", default_value = "scratch")]
-    init: String,
-    /// Network layout (ignored with --init FILE, which decides it).
-    #[arg(long, value_enum, default_value_t = Layout::Paper)]
-    layout: Layout,
-    /// Width multiplier (ignored with --init FILE).
-    #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
-    width: f64,
+    // Classes in the annotations are ignored: MultiBox is class-agnostic.
+    #[command(flatten)]
+    data: DataArgs,
+    // A detector's network is a good start for the backbone.
+    #[command(flatten)]
+    network: InitArgs,
     /// Side the whole image is resized to.
     #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
@@ -65,20 +48,8 @@ pub struct TrainMultiBoxArgs {
     /// Images per mini-batch.
     #[arg(long, default_value_t = 32, value_parser = super::range::count)]
     batch: usize,
-    #[arg(long, default_value_t = 0.01, value_parser = super::range::lr)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.9, value_parser = super::range::fraction)]
-    momentum: f64,
-    #[arg(long, default_value_t = 0.0002, value_parser = super::range::fraction)]
-    weight_decay: f64,
-    /// The learning rate is multiplied by this every --lr-every-epochs (the paper: 0.96 every 8).
-    #[arg(long, default_value_t = 0.96, value_parser = super::range::decay)]
-    lr_decay: f64,
-    #[arg(long, default_value_t = 8.0, value_parser = super::range::positive)]
-    lr_every_epochs: f64,
-    /// Cap of the Polyak averaging decay.
-    #[arg(long, default_value_t = 0.999, value_parser = super::range::decay)]
-    polyak: f64,
+    #[command(flatten)]
+    sgd: SgdArgs,
     /// No left-right flips.
     #[arg(long)]
     no_flip: bool,
@@ -106,31 +77,10 @@ pub struct TrainMultiBoxArgs {
 
 pub fn run(args: TrainMultiBoxArgs, threads: Option<usize>) -> anyhow::Result<()> {
     eval::check_output_dir(&args.out)?;
-    let split = args.split.as_deref().map(read_split).transpose()?;
-    let train_set = load_images(&args.images, &args.annotations, split.as_deref(), None)?;
-    for w in &train_set.warnings {
-        tracing::warn!("{w}");
-    }
-    eval::protect_inputs(
-        train_set
-            .images
-            .iter()
-            .map(|i| i.path.clone())
-            .chain(args.split.clone())
-            .chain(args.val_split.clone())
-            .chain((args.init != "scratch").then(|| PathBuf::from(&args.init))),
-    );
-    let init = match args.init.as_str() {
-        "scratch" => Init::Scratch,
-        path => Init::File(PathBuf::from(path)),
-    };
-    let mut config = match &init {
-        Init::Scratch => GoogLeNetConfig {
-            width: args.width,
-            ..GoogLeNetConfig::new(args.layout)
-        },
-        Init::File(path) => super::train::config_of_file(path)?,
-    };
+    let init_file = (args.network.init != "scratch").then(|| PathBuf::from(&args.network.init));
+    let train_set = args.data.load(None, init_file)?;
+    let init = args.network.init();
+    let mut config = args.network.config()?;
     config.input_size = args.input_size;
     config.aux_logits = false;
     config.num_classes = 1;
@@ -153,10 +103,10 @@ pub fn run(args: TrainMultiBoxArgs, threads: Option<usize>) -> anyhow::Result<()
         priors.len(),
         points.len()
     );
-    let validation = match &args.val_split {
+    let validation = match &args.data.val_split {
         Some(path) => {
             let keys = read_split(path)?;
-            let val = load_images(&args.images, &args.annotations, Some(&keys), None)?;
+            let val = load_images(&args.data.images, &args.data.annotations, Some(&keys), None)?;
             let v = ImageSet::load(&val.images, true);
             tracing::info!("{} validation images", v.len());
             Some(v)
@@ -169,12 +119,12 @@ pub fn run(args: TrainMultiBoxArgs, threads: Option<usize>) -> anyhow::Result<()
         priors: args.priors,
         alpha: args.alpha,
         batch: args.batch,
-        lr: args.lr,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        lr_decay: args.lr_decay,
-        lr_every_epochs: args.lr_every_epochs,
-        polyak: args.polyak,
+        lr: args.sgd.lr,
+        momentum: args.sgd.momentum,
+        weight_decay: args.sgd.weight_decay,
+        lr_decay: args.sgd.lr_decay,
+        lr_every_epochs: args.sgd.lr_every_epochs,
+        polyak: args.sgd.polyak,
         flip: !args.no_flip,
         min_crop: args.min_crop,
         clip: args.clip_grad,
