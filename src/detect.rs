@@ -31,9 +31,9 @@ pub struct DetectParams {
     pub warp: WarpMode,
     /// Precomputed proposals by image path, instead of selective search.
     pub precomputed: Option<HashMap<PathBuf, Vec<BBox>>>,
-    /// Learned proposals by image path (MultiBox's best boxes), put before selective search's
-    /// and mixed with them ([`crate::propose::mix`], the entry's recipe).
-    pub learned: Option<HashMap<PathBuf, Vec<BBox>>>,
+    /// Learned proposals (MultiBox's best boxes), alone or mixed with selective search's, as
+    /// training uses them ([`crate::propose::LearnedProposals::proposals_for`]).
+    pub learned: Option<crate::propose::LearnedProposals>,
     /// Tops each image's proposals up to this many with seeded random boxes (benchmarks: R-CNN's
     /// 2000 regions per image where selective search finds fewer); 0 for none.
     pub min_proposals: usize,
@@ -96,11 +96,10 @@ fn prepare(path: &Path, p: &DetectParams) -> Result<Prepared, String> {
             .cloned()
             .ok_or_else(|| "the proposals file has no boxes for this image".to_string())?,
         None => {
-            let found = proposals::selective_search(&rgb, &p.search);
-            match p.learned.as_ref().map(|l| l.get(path)) {
-                Some(Some(l)) => crate::propose::mix(l, &found),
-                Some(None) => return Err("MultiBox found no boxes for this image".into()),
-                None => found,
+            let search = || proposals::selective_search(&rgb, &p.search);
+            match &p.learned {
+                Some(l) => l.proposals_for(path, search),
+                None => search(),
             }
         }
     };

@@ -557,24 +557,17 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             images.len() as u64,
             "multibox [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
         );
-        let (found, seconds) = inception_rcnn::propose::multibox_proposals(
-            mb,
-            &images,
-            args.source.multibox_top,
-            16,
-            |_, _| bar.inc(1),
-        );
+        let (learned, seconds) = args
+            .source
+            .learned(Some(mb), &images, || bar.inc(1))
+            .expect("a MultiBox network");
         bar.finish_and_clear();
         tracing::info!(
             "MultiBox: {} images, {:.1} ms per image on the device",
-            found.len(),
+            learned.boxes.len(),
             seconds * 1e3
         );
-        if args.source.mode == ProposalMode::Multibox {
-            params.precomputed = Some(found);
-        } else {
-            params.learned = Some(found);
-        }
+        params.learned = Some(learned);
     }
     let mut write_error: Option<anyhow::Error> = None;
     bar.set_length(images.len() as u64);

@@ -7,7 +7,8 @@ use clap::Args;
 use inception_rcnn::decode::{collect_images, decode};
 use inception_rcnn::multibox::MultiBox;
 use inception_rcnn::propose::{
-    mix, objects_per_run, propose, quality, write_proposals, Backend, ImageRun, ProposalMode, TOPS,
+    mix, multibox_proposals, objects_per_run, propose, quality, write_proposals, Backend, ImageRun,
+    LearnedProposals, ProposalMode, TOPS,
 };
 use indicatif::ProgressBar;
 use proposals::{Mode, QualityPoint, RgbImage, SearchParams};
@@ -83,6 +84,30 @@ impl ProposalOptions {
             ),
             (None, false) => Ok(None),
         }
+    }
+
+    /// MultiBox's best boxes for `images` (batched on the device; `on_image` after each), as the
+    /// mode uses them, and the seconds per image; `None` for selective search alone.
+    pub fn learned(
+        &self,
+        multibox: Option<&MultiBox>,
+        images: &[PathBuf],
+        on_image: impl FnMut(),
+    ) -> Option<(LearnedProposals, f64)> {
+        let mb = multibox?;
+        let (boxes, seconds) = multibox_proposals(mb, images, self.multibox_top, 16, on_image);
+        let file = self.multibox.as_deref().expect("loaded from a file");
+        let learned = LearnedProposals {
+            source: format!(
+                "{} ({} bytes), top {}",
+                file.display(),
+                std::fs::metadata(file).map_or(0, |m| m.len()),
+                self.multibox_top
+            ),
+            alone: self.mode == ProposalMode::Multibox,
+            boxes: std::sync::Arc::new(boxes),
+        };
+        Some((learned, seconds))
     }
 
     /// Selective search's settings (R-CNN's 500 px width, seed 0), for the modes that run it.

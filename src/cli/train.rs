@@ -7,7 +7,6 @@ use clap::Args;
 use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::device;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
-use inception_rcnn::propose::{LearnedProposals, ProposalMode};
 use inception_rcnn::train::data::{load_images, read_split};
 use inception_rcnn::train::regions::{cache_dir, CacheSpec, RegionCache};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams, Validation};
@@ -227,27 +226,10 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     // MultiBox's boxes for the training and validation images, batched on the device, before
     // the cache (whose workers add selective search's).
     let learned = |images: &[inception_rcnn::train::data::TrainImage]| {
-        multibox.as_ref().map(|mb| {
-            let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
-            let (boxes, _) = inception_rcnn::propose::multibox_proposals(
-                mb,
-                &paths,
-                args.source.multibox_top,
-                16,
-                |_, _| {},
-            );
-            let file = args.source.multibox.as_deref().expect("loaded from a file");
-            LearnedProposals {
-                source: format!(
-                    "{} ({} bytes), top {}",
-                    file.display(),
-                    std::fs::metadata(file).map_or(0, |m| m.len()),
-                    args.source.multibox_top
-                ),
-                alone: args.source.mode == ProposalMode::Multibox,
-                boxes: std::sync::Arc::new(boxes),
-            }
-        })
+        let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+        args.source
+            .learned(multibox.as_ref(), &paths, || {})
+            .map(|(l, _)| l)
     };
     let spec = CacheSpec {
         max_proposals: args.max_proposals,
