@@ -42,6 +42,26 @@ impl Ensemble {
         kind: Kind,
         channels_last: bool,
     ) -> Result<Self, ModelError> {
+        Self::build(models, kind, channels_last, true)
+    }
+
+    /// An ensemble of whole-image classifiers: members must agree on input size and classes,
+    /// but each keeps its own normalisation (and `transform_input`), applied by
+    /// [`Ensemble::image_scores`] to the same pixels.
+    pub fn of_image_classifiers(
+        models: Vec<Model>,
+        kind: Kind,
+        channels_last: bool,
+    ) -> Result<Self, ModelError> {
+        Self::build(models, kind, channels_last, false)
+    }
+
+    fn build(
+        models: Vec<Model>,
+        kind: Kind,
+        channels_last: bool,
+        same_normalisation: bool,
+    ) -> Result<Self, ModelError> {
         let first = models
             .first()
             .ok_or_else(|| ModelError::Config("an ensemble needs at least one model".into()))?;
@@ -50,8 +70,7 @@ impl Ensemble {
             let (a, b) = (first.config(), m.config());
             if a.input_size != b.input_size
                 || a.num_classes != b.num_classes
-                || a.mean != b.mean
-                || a.std != b.std
+                || (same_normalisation && (a.mean != b.mean || a.std != b.std))
             {
                 return Err(ModelError::Config(format!(
                     "model {} (input {}, {} classes) does not match model 1 (input {}, {} classes) or its normalisation",
@@ -147,6 +166,26 @@ impl Ensemble {
                 .models
                 .iter()
                 .map(|m| m.net.forward_t(&input, false).main.softmax(-1, Kind::Float))
+                .reduce(|a, b| a + b)
+                .expect("at least one model");
+            sum / self.models.len() as f64
+        })
+    }
+
+    /// Mean softmax over the members for `[n, 3, s, s]` pixels (0..255, any float kind) on the
+    /// device, each member normalising them with its own mean and std; `[n, classes]` f32 on
+    /// the device.
+    pub fn image_scores(&self, pixels: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let sum = self
+                .models
+                .iter()
+                .map(|m| {
+                    let c = m.config();
+                    let norm = crate::device_stage::Normaliser::new(c.mean, c.std, self.device);
+                    let input = self.network_input(&norm.apply(pixels));
+                    m.net.forward_t(&input, false).main.softmax(-1, Kind::Float)
+                })
                 .reduce(|a, b| a + b)
                 .expect("at least one model");
             sum / self.models.len() as f64

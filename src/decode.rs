@@ -62,11 +62,7 @@ pub fn decode(path: &Path) -> Result<RgbImage, DecodeError> {
 
 pub use eval::names::IMAGE_EXTENSIONS;
 
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
-}
+use eval::names::is_image_file as is_image;
 
 /// The images named by `inputs`: folders (recursively), image files, and list files (`.txt`,
 /// one path per line, relative to the list). Sorted and deduplicated, so that image indices are

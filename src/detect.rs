@@ -147,7 +147,7 @@ pub fn for_each_prepared(
 /// Runs `work(i)` for `0..n` on `workers` threads and hands the results to `consume` in order
 /// of `i`. At most `window` results wait ahead of the next one due, so memory stays bounded
 /// however uneven the items are.
-fn in_order<R: Send>(
+pub(crate) fn in_order<R: Send>(
     n: usize,
     workers: usize,
     window: usize,

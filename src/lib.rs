@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod box_regression;
 pub mod classifier;
+pub mod classify;
 pub mod decode;
 pub mod detect;
 pub mod device;

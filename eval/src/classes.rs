@@ -8,6 +8,10 @@ use crate::EvalError;
 /// The 200 ILSVRC detection classes (DET_ID, WNID, name), from the devkit's meta_det.mat.
 const ILSVRC_200: &str = include_str!("../../data/ilsvrc/det_synsets_200.tsv");
 
+/// The 1000 ILSVRC2012 classification classes (0-based index, WNID, name), in the order of
+/// Caffe's and torchvision's classifiers: WNIDs sorted.
+const ILSVRC_1000: &str = include_str!("../../data/ilsvrc/cls_synsets_1000.tsv");
+
 /// Classes by index. A class is found by name, by WNID, or (for ILSVRC) by 1-based DET_ID.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassList {
@@ -22,6 +26,12 @@ impl ClassList {
     /// The ILSVRC 200, index i = DET_ID - 1.
     pub fn ilsvrc200() -> Self {
         Self::parse_tsv(ILSVRC_200, Path::new("data/ilsvrc/det_synsets_200.tsv"))
+            .expect("shipped class list parses")
+    }
+
+    /// The 1000 ILSVRC2012 classification classes, index i = the classifier's output i.
+    pub fn ilsvrc1000() -> Self {
+        Self::parse_tsv(ILSVRC_1000, Path::new("data/ilsvrc/cls_synsets_1000.tsv"))
             .expect("shipped class list parses")
     }
 
@@ -48,7 +58,8 @@ impl ClassList {
     }
 
     /// Reads a class file: one class a line, either `name`, or the ILSVRC form
-    /// `DET_ID<TAB>WNID<TAB>name` (lines starting with `#` are comments).
+    /// `ID<TAB>WNID<TAB>name` with consecutive IDs from 1 (ILSVRC's DET_ID) or from 0 (the
+    /// classification list's index); lines starting with `#` are comments.
     pub fn read(path: &Path) -> Result<Self, EvalError> {
         let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
         Self::parse_tsv(&text, path)
@@ -57,6 +68,8 @@ impl ClassList {
     fn parse_tsv(text: &str, path: &Path) -> Result<Self, EvalError> {
         let mut names = Vec::new();
         let mut wnids = Vec::new();
+        // The first ID says whether the file counts from 0 or from 1.
+        let mut first_id: Option<usize> = None;
         for (i, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() || line.starts_with('#') {
@@ -69,8 +82,13 @@ impl ClassList {
                     wnids.push(String::new());
                 }
                 [id, wnid, name] => {
-                    let expected = names.len() + 1;
-                    if id.trim().parse::<usize>().ok() != Some(expected) {
+                    let parsed = id.trim().parse::<usize>().ok();
+                    let base = *first_id.get_or_insert(match parsed {
+                        Some(0) => 0,
+                        _ => 1,
+                    });
+                    let expected = names.len() + base;
+                    if parsed != Some(expected) {
                         return Err(EvalError::parse(
                             path,
                             i + 1,
@@ -155,5 +173,21 @@ mod tests {
         assert_eq!(c.index("dog"), Some(1));
         let err = ClassList::parse_tsv("1\tn1\ta\n3\tn3\tc\n", Path::new("x.tsv")).unwrap_err();
         assert_eq!(err.to_string(), "x.tsv:2: expected class ID 2, got `3`");
+        let err = ClassList::parse_tsv("0\tn0\ta\n2\tn2\tc\n", Path::new("x.tsv")).unwrap_err();
+        assert_eq!(err.to_string(), "x.tsv:2: expected class ID 1, got `2`");
+    }
+
+    #[test]
+    fn ilsvrc_1000_in_the_classifiers_order() {
+        let c = ClassList::ilsvrc1000();
+        assert_eq!(c.len(), 1000);
+        assert_eq!(
+            (c.wnids[0].as_str(), c.names[0].as_str()),
+            ("n01440764", "tench")
+        );
+        assert_eq!(c.names[999], "toilet tissue");
+        assert_eq!(c.index("n15075141"), Some(999));
+        // Sorted WNIDs: the order every Caffe and torchvision ILSVRC2012 classifier uses.
+        assert!(c.wnids.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod boxes;
 pub mod classes;
+pub mod classification;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod dataset;

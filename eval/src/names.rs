@@ -15,6 +15,13 @@ use crate::EvalError;
 /// Extensions of the images we read, compared without case.
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
 
+/// Whether `path` ends in one of [`IMAGE_EXTENSIONS`] (any case).
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
 /// `name` without a trailing known image extension (`a.b.jpg` -> `a.b`; `a.b` stays).
 pub fn strip_image_extension(name: &str) -> &str {
     match name.rsplit_once('.') {
