@@ -1,4 +1,4 @@
-//! The run journal behind `rcnn detect --resume`: one JSON line per finished image, appended
+//! The run journal behind `rcnn detect --resume` (and `rcnn classify --resume`): one JSON line per finished image, appended
 //! and flushed as the image finishes, so a killed run loses at most the image in flight. A
 //! line cut short by the kill is ignored on resume.
 
@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use eval::BBox;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::postprocess::Detected;
@@ -117,12 +118,25 @@ impl Journal {
         resume: bool,
         settings: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(Journal, HashMap<String, Entry>), JournalError> {
-        let path = dir.join(".rcnn-detect.journal");
+        let (journal, entries) =
+            Self::open_file::<Entry>(&dir.join(".rcnn-detect.journal"), resume, settings)?;
+        let done = entries.into_iter().map(|e| (e.image.clone(), e)).collect();
+        Ok((journal, done))
+    }
+
+    /// The journal at `path` holding entries of any serialisable kind (one a line, in the
+    /// order they were appended), with the rules of [`Journal::open`].
+    pub fn open_file<E: DeserializeOwned>(
+        path: &Path,
+        resume: bool,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(Journal, Vec<E>), JournalError> {
+        let path = path.to_path_buf();
         let io = |error| JournalError::Io {
             path: path.clone(),
             error,
         };
-        let mut done = HashMap::new();
+        let mut done = Vec::new();
         let mut fresh = !resume;
         if resume {
             if let Ok(text) = std::fs::read_to_string(&path) {
@@ -147,11 +161,11 @@ impl Journal {
                     // Only whole lines that parse: the last may have been cut by the kill.
                     match (
                         line.ends_with('\n'),
-                        serde_json::from_str::<Entry>(line.trim_end()),
+                        serde_json::from_str::<E>(line.trim_end()),
                     ) {
                         (true, Ok(e)) => {
                             valid += line.len();
-                            done.insert(e.image.clone(), e);
+                            done.push(e);
                         }
                         _ => break,
                     }
@@ -187,7 +201,7 @@ impl Journal {
 
     /// Appends one finished image (call it once all of the image's own outputs are written)
     /// and syncs it, so that a resumed run never trusts an image whose outputs were lost.
-    pub fn append(&mut self, e: &Entry) -> Result<(), JournalError> {
+    pub fn append<E: Serialize>(&mut self, e: &E) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(e).expect("entries serialise");
         line.push(b'\n');
         self.file

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use inception_rcnn::classifier::{rows, Ensemble};
-use inception_rcnn::classify::{classify, make_crops, plan, top_k, Classified, ClassifyParams, Crops};
+use inception_rcnn::classify::{
+    classify, make_crops, plan, top_k, Classified, ClassifyParams, Crops,
+};
 use inception_rcnn::decode::decode;
 use inception_rcnn::device_stage::upload;
 use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
@@ -23,7 +25,8 @@ fn weights() -> PathBuf {
 }
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/classify/expected.json")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/classify/expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -32,12 +35,20 @@ fn photos() -> Vec<PathBuf> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| root().join("tests/fixtures/classify").join(p["png"].as_str().unwrap()))
+        .map(|p| {
+            root()
+                .join("tests/fixtures/classify")
+                .join(p["png"].as_str().unwrap())
+        })
         .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn model(transform_input: bool) -> Model {
@@ -52,7 +63,10 @@ fn model(transform_input: bool) -> Model {
 
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn top5(p: &[f32]) -> Vec<usize> {
@@ -75,7 +89,9 @@ fn every_crop_and_every_mean_equals_torchvisions() {
             let specs = plan(h as i64, w as i64, crops, 224);
             let pixels = make_crops(&upload(&rgb, Device::Cpu), &specs, 224);
             let ours = rows(&tch::no_grad(|| ensemble.image_scores(&pixels)));
-            let theirs = want["per_crop_transform_input_true"][crops.name()][name].as_array().unwrap();
+            let theirs = want["per_crop_transform_input_true"][crops.name()][name]
+                .as_array()
+                .unwrap();
             assert_eq!(ours.len(), theirs.len(), "{name}: {} crops", crops.name());
             for (i, (o, t)) in ours.iter().zip(theirs).enumerate() {
                 let d = max_difference(o, &floats(t));
@@ -90,7 +106,11 @@ fn every_crop_and_every_mean_equals_torchvisions() {
         };
         let mut seen = 0;
         classify(&images, &ensemble, &params, |c| {
-            let Classified::Done { image, probabilities } = c else {
+            let Classified::Done {
+                image,
+                probabilities,
+            } = c
+            else {
                 panic!("a photo failed")
             };
             assert_eq!(image, images[seen], "in order");
@@ -98,8 +118,17 @@ fn every_crop_and_every_mean_equals_torchvisions() {
             let name = image.file_name().unwrap().to_str().unwrap();
             let theirs = floats(&want["probabilities"]["transform_input_true"][crops.name()][name]);
             let d = max_difference(&probabilities, &theirs);
-            assert!(d < 1e-4, "{name}, {} crops: mean differs by {d}", crops.name());
-            assert_eq!(top5(&probabilities), top5(&theirs), "{name}, {} crops", crops.name());
+            assert!(
+                d < 1e-4,
+                "{name}, {} crops: mean differs by {d}",
+                crops.name()
+            );
+            assert_eq!(
+                top5(&probabilities),
+                top5(&theirs),
+                "{name}, {} crops",
+                crops.name()
+            );
         });
         assert_eq!(seen, 3);
     }
@@ -119,4 +148,204 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The fixture's weights imported by `rcnn import-weights`, transform_input on and off.
+fn imported(dir: &Path) -> (PathBuf, PathBuf) {
+    let (a, b) = (
+        dir.join("ti-on.safetensors"),
+        dir.join("ti-off.safetensors"),
+    );
+    for (out, flag) in [(&a, "true"), (&b, "false")] {
+        run(rcnn()
+            .arg("import-weights")
+            .arg(weights())
+            .arg("--out")
+            .arg(out)
+            .args(["--transform-input", flag, "--device", "cpu"]));
+    }
+    (a, b)
+}
+
+fn classify_json(out: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(out.join("classifications.json")).unwrap();
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// All ten probabilities of an image from `--top 10` output, by class.
+fn all_probabilities(entry: &Value) -> Vec<f32> {
+    let mut p = vec![f32::NAN; 10];
+    for t in entry["top"].as_array().unwrap() {
+        p[t["class"].as_u64().unwrap() as usize] = t["probability"].as_f64().unwrap() as f32;
+    }
+    p
+}
+
+#[test]
+fn an_ensemble_of_two_normalisations_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = imported(dir.path());
+    let want = expected();
+    for crops in ["1", "10"] {
+        let out = dir.path().join(format!("out{crops}"));
+        let stdout = run(rcnn()
+            .arg("classify")
+            .arg(root().join("tests/fixtures/classify"))
+            .arg("--model")
+            .arg(&a)
+            .arg("--model")
+            .arg(&b)
+            .args([
+                "--crops", crops, "--top", "10", "--batch", "7", "--device", "cpu", "-q", "--out",
+            ])
+            .arg(&out));
+        assert!(stdout.contains("3 images"), "{stdout}");
+        let got = classify_json(&out);
+        assert_eq!(got.len(), 3);
+        for entry in got {
+            let png = Path::new(entry["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let theirs = floats(&want["probabilities"]["ensemble"][crops][&png]);
+            let ours = all_probabilities(&entry);
+            let d = max_difference(&ours, &theirs);
+            assert!(d < 1e-4, "{png}, {crops} crops, ensemble: {d}");
+            // Best first.
+            let listed: Vec<usize> = entry["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["class"].as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(listed[..5], top5(&theirs)[..], "{png}");
+        }
+        // The CSV says the same, one row per rank.
+        let csv = std::fs::read_to_string(out.join("classifications.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 3 * 10);
+        assert!(csv.starts_with("image,rank,class,wnid,name,probability\n"));
+    }
+}
+
+#[test]
+fn top_k_error_from_labels_files_and_folder_trees_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = imported(dir.path());
+    let want = expected();
+    // Ten made-up WNIDs name the fixture network's classes.
+    let classes = dir.path().join("classes.tsv");
+    let tsv: String = (0..10)
+        .map(|i| format!("{i}\tn0000000{i}\tthing {i}\n"))
+        .collect();
+    std::fs::write(&classes, tsv).unwrap();
+    // The reference's best class for two photos; the sixth best for the third: top-1 and
+    // top-5 error are both 1/3.
+    let rank = |png: &str, k: usize| {
+        let p = floats(&want["probabilities"]["transform_input_true"]["1"][png]);
+        top_k(&p, 10)[k].0
+    };
+    let labelled = [
+        ("raccoon-1-334x263.png", rank("raccoon-1-334x263.png", 0)),
+        ("raccoon-10-263x306.png", rank("raccoon-10-263x306.png", 0)),
+        ("bccd-00000-300x300.png", rank("bccd-00000-300x300.png", 5)),
+    ];
+    // As a folder tree, with a truncated photo that must be skipped, not fatal.
+    let tree = dir.path().join("val");
+    for (png, class) in labelled {
+        let d = tree.join(format!("n0000000{class}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(
+            root().join("tests/fixtures/classify").join(png),
+            d.join(png),
+        )
+        .unwrap();
+    }
+    let bytes =
+        std::fs::read(root().join("tests/fixtures/classify/raccoon-1-334x263.png")).unwrap();
+    std::fs::write(
+        tree.join(format!("n0000000{}", labelled[0].1))
+            .join("cut.png"),
+        &bytes[..bytes.len() / 3],
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = dir.path().join("report.json");
+    let classify = |labels: &Path, out: &Path| {
+        let mut c = rcnn();
+        c.arg("classify")
+            .arg(&tree)
+            .arg("--model")
+            .arg(&a)
+            .arg("--classes")
+            .arg(&classes)
+            .arg("--labels")
+            .arg(labels)
+            .arg("--report")
+            .arg(&report)
+            .args(["--crops", "1", "--device", "cpu", "--out"])
+            .arg(out);
+        c
+    };
+    let stdout = run(&mut classify(&tree, &out));
+    assert!(stdout.contains("3 images (1 skipped"), "{stdout}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let third = 1.0 / 3.0;
+    assert_eq!(r["overall"]["images"], 3);
+    assert!(
+        (r["overall"]["top1_error"].as_f64().unwrap() - third).abs() < 1e-12,
+        "{r}"
+    );
+    assert!(
+        (r["overall"]["top5_error"].as_f64().unwrap() - third).abs() < 1e-12,
+        "{r}"
+    );
+    let csv = std::fs::read_to_string(out.join("classifications.csv")).unwrap();
+    assert!(
+        csv.contains(&format!(",1,{0},n0000000{0},thing {0},", labelled[0].1)),
+        "{csv}"
+    );
+    // The same labels as a file: WNIDs for two, an index for the third, and a bad line.
+    let file = dir.path().join("labels.txt");
+    std::fs::write(
+        &file,
+        format!(
+            "raccoon-1-334x263.png n0000000{}\nraccoon-10-263x306 n0000000{}\nbccd-00000-300x300.png {}\nno label here\n",
+            labelled[0].1, labelled[1].1, labelled[2].1
+        ),
+    )
+    .unwrap();
+    let out2 = dir.path().join("out2");
+    // The outputs cannot be written (a folder where the CSV goes): the run fails after every
+    // image is in the journal; --resume then finishes without classifying anything again.
+    std::fs::create_dir_all(out2.join("classifications.csv")).unwrap();
+    let failed = classify(&file, &out2).output().unwrap();
+    assert!(!failed.status.success());
+    std::fs::remove_dir(out2.join("classifications.csv")).unwrap();
+    let resumed = classify(&file, &out2).arg("--resume").output().unwrap();
+    assert!(resumed.status.success());
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        stderr.contains("resumed 3 images from the journal; 1 to go"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("labels.txt:4"),
+        "the bad line is named: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out2.join("classifications.csv")).unwrap(),
+        csv
+    );
+    let r2: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r2["overall"], r["overall"]);
+    assert!(
+        !out2.join(".rcnn-classify.journal").exists(),
+        "the journal goes once outputs are written"
+    );
 }

@@ -1,6 +1,7 @@
 //! Flags to library calls: the only place that knows about clap, progress bars and exit codes.
 
 mod bench;
+mod classify;
 mod detect;
 mod env;
 mod import_weights;
@@ -49,6 +50,9 @@ struct Cli {
 enum Command {
     /// Detect objects in images: proposals, warped crops, an ensemble of GoogLeNets, NMS.
     Detect(detect::DetectArgs),
+    /// Classify whole images as GoogLeNet did at ILSVRC 2014: 1, 10 or the paper's 144 crops,
+    /// softmax averaged over crops and networks; top-1/top-5 error against labels.
+    Classify(classify::ClassifyArgs),
     /// Join the outputs of `rcnn detect --shard K/N` runs.
     Merge(merge::MergeArgs),
     /// Print GoogLeNet's stages: output shape, parameters and multiply-adds of each.
@@ -184,6 +188,7 @@ pub fn main() -> ExitCode {
     inception_rcnn::decode::set_max_pixels(cli.max_pixels);
     let result = match cli.command {
         Command::Detect(args) => detect::run(args, cli.threads),
+        Command::Classify(args) => classify::run(args, cli.threads),
         Command::Merge(args) => merge::run(args),
         Command::ModelInfo(args) => model_info::run(args, cli.threads),
         Command::ImportWeights(args) => import_weights::run(args, cli.threads),
@@ -263,6 +268,7 @@ mod tests {
         use clap::Parser;
         for args in [
             &["detect", "x.jpg", "--model", "m", "--out", "o"][..],
+            &["classify", "x.jpg", "--model", "m", "--out", "o"],
             &["train", "--images", "i", "--annotations", "a", "--out", "o"],
             &["proposals", "i"],
             &["visualize", "i", "--dets", "d", "--out", "o"],
