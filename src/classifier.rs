@@ -27,6 +27,9 @@ pub struct Ensemble {
     pub head: Head,
     /// Class-specific box regression of every proposal (every member carries a regressor).
     pub box_regression: bool,
+    /// Each member's own normalisation of 0..255 pixels, on the device
+    /// ([`Ensemble::image_scores`]).
+    normalisers: Vec<crate::device_stage::Normaliser>,
 }
 
 impl Ensemble {
@@ -92,7 +95,12 @@ impl Ensemble {
         for m in &mut models {
             m.net.prepare_inference(kind, channels_last);
         }
+        let normalisers = models
+            .iter()
+            .map(|m| crate::device_stage::Normaliser::new(m.config().mean, m.config().std, device))
+            .collect();
         Ok(Ensemble {
+            normalisers,
             models,
             device,
             kind,
@@ -180,9 +188,8 @@ impl Ensemble {
             let sum = self
                 .models
                 .iter()
-                .map(|m| {
-                    let c = m.config();
-                    let norm = crate::device_stage::Normaliser::new(c.mean, c.std, self.device);
+                .zip(&self.normalisers)
+                .map(|(m, norm)| {
                     let input = self.network_input(&norm.apply(pixels));
                     m.net.forward_t(&input, false).main.softmax(-1, Kind::Float)
                 })

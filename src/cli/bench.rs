@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use inception_rcnn::bench::classifier::{self, ClassifierBench, ClassifierRow, Precision};
 use inception_rcnn::bench::gpu::GpuInfo;
 use inception_rcnn::bench::reference;
+use inception_rcnn::classify::Crops;
 use inception_rcnn::device;
 use inception_rcnn::model::Layout;
 use tch::Device;
@@ -30,6 +31,10 @@ enum BenchCommand {
     /// The whole detect pipeline: seconds per image in each stage, with one and with six
     /// full-size networks (untrained: the timing is the same), and images/s.
     Detect(DetectBenchArgs),
+    /// `rcnn classify`'s pipeline (decode, crops on the device, batched forward passes) with
+    /// 1, 10 and 144 crops and 1 and 7 networks: images/s, and crops/s against the networks'
+    /// raw crops/s at the same batch size measured in the same run.
+    Classify(ClassifyBenchArgs),
     /// Per-class NMS against torchvision's batched_nms on the same boxes.
     Nms(NmsBenchArgs),
     /// Training steps (upload, forward with auxiliary heads, backward, SGD, Polyak): regions/s
@@ -67,6 +72,39 @@ struct ProposalsBenchArgs {
 
 fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
     s.parse()
+}
+
+#[derive(Args, Debug)]
+struct ClassifyBenchArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Images (cycled through when --images asks for more than there are).
+    #[arg(long, default_value = "data/raccoon/images")]
+    from: PathBuf,
+    /// Timed images per row (default: enough for four full batches of crops, and at least 40
+    /// on CUDA, 2 on the CPU; a run's last batch is padded, which a short row would feel).
+    #[arg(long, value_parser = super::range::synthetic)]
+    images: Option<usize>,
+    /// Crop counts to time.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Crops::One, Crops::Ten, Crops::Paper])]
+    crops: Vec<Crops>,
+    /// Ensemble sizes to time (the paper's test used 7).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 7], value_parser = super::range::networks)]
+    networks: Vec<usize>,
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
+    /// Crops per forward pass (default: 256 on CUDA, 32 on the CPU).
+    #[arg(long, value_parser = super::range::batch)]
+    batch: Option<usize>,
+    /// Decode workers (default: one per core but one).
+    #[arg(long, value_parser = super::range::threads)]
+    workers: Option<usize>,
+    /// Channels-last weights and inputs (default: on for fp16/bf16 on CUDA).
+    #[arg(long, value_name = "BOOL")]
+    channels_last: Option<bool>,
+    /// Width multiplier of the (untrained, torchvision-layout, 1000-class) networks.
+    #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
+    width: f64,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +252,7 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
         BenchCommand::Proposals(a) => bench_proposals(a, threads),
         BenchCommand::Nms(a) => bench_nms(a, threads),
         BenchCommand::Detect(a) => bench_detect(a, threads),
+        BenchCommand::Classify(a) => bench_classify(a, threads),
         BenchCommand::Train(a) => bench_train(a, threads),
     }
 }
@@ -644,6 +683,131 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
     if !args.worker_sweep.is_empty() {
         bench_cpu_stages(&images, &args, device, max_proposals)?;
     }
+    Ok(())
+}
+
+fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    use inception_rcnn::bench::gpu::synchronize;
+    use inception_rcnn::classifier::Ensemble;
+    use inception_rcnn::classify::{classify, ClassifyParams};
+    use inception_rcnn::detect::default_workers;
+    use inception_rcnn::device_stage::default_batch;
+    use inception_rcnn::model::{GoogLeNetConfig, Model};
+    use tch::{Kind, Tensor};
+
+    let device = device::select(args.device.device, threads)?;
+    let cuda = device.is_cuda();
+    let batch = args.batch.unwrap_or_else(|| default_batch(device));
+    let n_images = |crops: Crops| {
+        args.images.unwrap_or(
+            (4 * batch)
+                .div_ceil(crops.count())
+                .max(if cuda { 40 } else { 2 }),
+        )
+    };
+    let workers = args.workers.unwrap_or_else(default_workers);
+    let channels_last = args
+        .channels_last
+        .unwrap_or(cuda && args.precision != Precision::Fp32);
+    let all = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
+    anyhow::ensure!(!all.is_empty(), "no images in {}", args.from.display());
+    let config = GoogLeNetConfig {
+        width: args.width,
+        num_classes: 1000,
+        transform_input: true,
+        ..GoogLeNetConfig::new(Layout::Torchvision)
+    };
+    println!(
+        "rcnn classify, steady state: images of {} (one untimed first), torchvision GoogLeNet x{} width, 1000 classes, {}, {}, batch {}, {} workers, on {}",
+        args.from.display(),
+        args.width,
+        args.precision.name(),
+        if channels_last { "channels-last" } else { "NCHW" },
+        batch,
+        workers,
+        device::describe(device)
+    );
+    print_gpu(device);
+    println!("raw: the networks' forward passes alone on a ready batch (what `rcnn bench classifier` times), crops/s through every network");
+    println!(
+        "{:>4} {:>5} {:>9} {:>10} {:>11} {:>6} {:>8} {:>8} {:>9} {:>9} {:>8}",
+        "nets",
+        "crops",
+        "images/s",
+        "crops/s",
+        "raw crops/s",
+        "ratio",
+        "decode",
+        "crops",
+        "classify",
+        "readback",
+        "starved"
+    );
+    for &n in args.networks.iter().filter(|&&n| n > 0) {
+        let models = (0..n)
+            .map(|i| {
+                tch::manual_seed(i as i64);
+                Model::new(&config, Vec::new(), device)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ensemble =
+            Ensemble::of_image_classifiers(models, args.precision.kind(), channels_last)?;
+        let s = ensemble.input_size();
+        let input = ensemble.network_input(&Tensor::randn(
+            [batch as i64, 3, s, s],
+            (Kind::Float, device),
+        ));
+        let (raw, _) = tch::no_grad(|| {
+            classifier::median_rate(
+                device,
+                batch as i64,
+                if cuda { 5 } else { 1 },
+                3,
+                Duration::from_secs(1),
+                || {
+                    for m in &ensemble.models {
+                        let _ = m.net.forward_t(&input, false);
+                    }
+                },
+            )
+        });
+        for &crops in &args.crops {
+            let params = ClassifyParams {
+                crops,
+                batch,
+                workers,
+            };
+            let images: Vec<PathBuf> = all.iter().cycle().take(n_images(crops)).cloned().collect();
+            // One untimed image: allocator and cuDNN's algorithm search.
+            classify(&images[..1], &ensemble, &params, |_| {});
+            synchronize(device);
+            let mut done = 0;
+            let t = classify(&images, &ensemble, &params, |c| {
+                done += usize::from(matches!(
+                    c,
+                    inception_rcnn::classify::Classified::Done { .. }
+                ));
+            });
+            let per = |x: f64| x / done.max(1) as f64;
+            let crops_per_s = (done * crops.count()) as f64 / t.wall;
+            println!(
+                "{:>4} {:>5} {:>6} {:>9.3} {:>10.2} {:>11.2} {:>6.2} {:>8.4} {:>8.4} {:>9.4} {:>9.4} {:>8.4}",
+                n,
+                crops.name(),
+                done,
+                done as f64 / t.wall,
+                crops_per_s,
+                raw,
+                crops_per_s / raw,
+                per(t.decode),
+                per(t.crops),
+                per(t.classify),
+                per(t.readback),
+                per(t.starved),
+            );
+        }
+    }
+    println!("(crops/s: crops classified per second by the whole ensemble, each through every network; ratio: against raw at the same batch; the stage columns are seconds per image, decode summed over the workers, which overlap the device)");
     Ok(())
 }
 
