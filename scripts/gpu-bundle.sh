@@ -15,13 +15,13 @@ bundle_tool=${DEVICE_BUNDLE:-../shared/tools/device-bundle}
 cargo build --release --no-default-features --locked -p inception-rcnn --bin rcnn
 # The test executables of the suites gpu-check.sh runs on CUDA.
 mapfile -t tests < <(cargo test --release --no-default-features --no-run --locked -p inception-rcnn \
-  --lib --test model --test detect --test train --message-format=json 2>/dev/null |
+  --lib --test model --test detect --test train --test classify --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["target"]["name"] + " " + m["executable"])')
-[ "${#tests[@]}" -eq 4 ] || { echo "gpu-bundle.sh: expected 4 test executables, got ${#tests[@]}" >&2; exit 1; }
+[ "${#tests[@]}" -eq 5 ] || { echo "gpu-bundle.sh: expected 5 test executables, got ${#tests[@]}" >&2; exit 1; }
 
 mkdir -p .device
 "$bundle_tool" "$CARGO_TARGET_DIR/release/rcnn" .device >/dev/null

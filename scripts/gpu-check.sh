@@ -9,7 +9,7 @@
 #
 # GPU_CHECK_QUICK=1 runs smaller benchmarks; GPU_CHECK_COMPILE=1 adds torch.compile's column.
 # Each step runs under a time limit and the report is written whatever fails; the exit status
-# says whether everything passed. Planned to take about 7 minutes on an H100 (a lent machine's
+# says whether everything passed. Planned to take about 8 minutes on an H100 (a lent machine's
 # command may run 10), most of it the benchmarks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -81,9 +81,11 @@ if [ -n "$bundle" ]; then
   # The CLI training tests compare a resumed run bit for bit and so run on the CPU whatever
   # RCNN_TEST_DEVICE says: nothing to learn from them here.
   step "tests on CUDA: train" 300 "$b/tests/train" tiny_model_learns
+  step "tests on CUDA: classify (torchvision parity of 1, 10, 144 crops)" 300 "$b/tests/classify"
 else
   step "tests on CUDA: model, detect" 600 cargo test --release --locked --test model --test detect
   step "tests on CUDA: train" 300 cargo test --release --locked --test train tiny_model_learns
+  step "tests on CUDA: classify" 300 cargo test --release --locked --test classify
   step "tests on CUDA: classifier, device stage, device" 300 cargo test --release --locked --lib -- classifier device
 fi
 unset RCNN_TEST_DEVICE
@@ -107,6 +109,7 @@ step "bench classifier (paper layout)" 240 "$rcnn" bench classifier --device cud
 step "bench detect (bf16, 2000 proposals per image)" 420 "$rcnn" bench detect --device cuda --precision bf16 --networks 1,6 \
   "${images[@]}" --worker-sweep 1,4,15
 step "bench train" 300 "$rcnn" bench train --device cuda --precisions fp32,bf16,fp16
+step "bench classify (bf16; 1, 10, 144 crops; 1 and 7 networks)" 240 "$rcnn" bench classify --device cuda --precision bf16
 
 {
   echo

@@ -206,6 +206,21 @@ pub fn make_crops(image: &Tensor, plan: &[CropSpec], input: i64) -> Tensor {
     Tensor::cat(&crops, 0)
 }
 
+/// Longest side over shortest beyond which an image is refused: resized to 352 on its shorter
+/// side, a 1 x 5000 strip would become 1.76 million pixels long (gigabytes of crops' source)
+/// and no crop of it would show anything.
+pub const MAX_ASPECT: usize = 20;
+
+fn check_aspect(h: usize, w: usize) -> Result<(), String> {
+    let (short, long) = (h.min(w), h.max(w));
+    if long > MAX_ASPECT * short {
+        return Err(format!(
+            "{w} x {h}: one side is more than {MAX_ASPECT} times the other; skipped"
+        ));
+    }
+    Ok(())
+}
+
 /// Settings of a classification run.
 #[derive(Debug, Clone)]
 pub struct ClassifyParams {
@@ -297,10 +312,13 @@ pub fn classify(
                 };
                 t.decode += seconds;
                 let start = Instant::now();
-                let crops = decoded.map(|rgb| {
+                let crops = decoded.and_then(|rgb| {
                     let (h, w, _) = rgb.dim();
+                    check_aspect(h, w)?;
                     let plan = plan(h as i64, w as i64, p.crops, input);
-                    tch::no_grad(|| make_crops(&upload(&rgb, device), &plan, input))
+                    Ok(tch::no_grad(|| {
+                        make_crops(&upload(&rgb, device), &plan, input)
+                    }))
                 });
                 t.crops += start.elapsed().as_secs_f64();
                 let total = crops.as_ref().map_or(0, |c| c.size()[0]);
@@ -552,6 +570,14 @@ mod tests {
         let whole = image.narrow(3, 10, 40);
         let m = |t: &Tensor| f64::try_from(t.mean(Kind::Double)).unwrap();
         assert!((m(&crops.get(2)) - m(&whole)).abs() < 2.0);
+    }
+
+    #[test]
+    fn strips_are_refused_not_resized_to_gigabytes() {
+        assert!(check_aspect(375, 500).is_ok());
+        assert!(check_aspect(10, 200).is_ok());
+        let err = check_aspect(1, 5000).unwrap_err();
+        assert!(err.contains("5000 x 1"), "{err}");
     }
 
     #[test]

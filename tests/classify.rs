@@ -10,11 +10,12 @@ use inception_rcnn::classify::{
     classify, make_crops, plan, top_k, Classified, ClassifyParams, Crops,
 };
 use inception_rcnn::decode::decode;
+use inception_rcnn::device::test_device;
 use inception_rcnn::device_stage::upload;
 use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
 use inception_rcnn::model::Model;
 use serde_json::Value;
-use tch::{Device, Kind};
+use tch::Kind;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,7 +57,7 @@ fn model(transform_input: bool) -> Model {
     let tensors = read_state_dict(&path).unwrap();
     let mut config = infer_config(&tensors, &path).unwrap();
     config.transform_input = transform_input;
-    let mut model = Model::new(&config, Vec::new(), Device::Cpu).unwrap();
+    let mut model = Model::new(&config, Vec::new(), test_device()).unwrap();
     load_state_dict(&mut model.vs, &tensors, &path).unwrap();
     model
 }
@@ -87,7 +88,7 @@ fn every_crop_and_every_mean_equals_torchvisions() {
             let rgb = decode(image).unwrap();
             let (h, w, _) = rgb.dim();
             let specs = plan(h as i64, w as i64, crops, 224);
-            let pixels = make_crops(&upload(&rgb, Device::Cpu), &specs, 224);
+            let pixels = make_crops(&upload(&rgb, ensemble.device), &specs, 224);
             let ours = rows(&tch::no_grad(|| ensemble.image_scores(&pixels)));
             let theirs = want["per_crop_transform_input_true"][crops.name()][name]
                 .as_array()
@@ -136,6 +137,14 @@ fn every_crop_and_every_mean_equals_torchvisions() {
 
 fn rcnn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rcnn"))
+}
+
+/// `--device` for the binary: `RCNN_TEST_DEVICE`, else the CPU (scripts/gpu-check.sh sets it).
+fn device_flag() -> String {
+    std::env::var("RCNN_TEST_DEVICE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "cpu".into())
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -200,8 +209,10 @@ fn an_ensemble_of_two_normalisations_from_the_command_line() {
             .arg("--model")
             .arg(&b)
             .args([
-                "--crops", crops, "--top", "10", "--batch", "7", "--device", "cpu", "-q", "--out",
+                "--crops", crops, "--top", "10", "--batch", "7", "-q", "--device",
             ])
+            .arg(device_flag())
+            .arg("--out")
             .arg(&out));
         assert!(stdout.contains("3 images"), "{stdout}");
         let got = classify_json(&out);
@@ -288,7 +299,9 @@ fn top_k_error_from_labels_files_and_folder_trees_and_resume() {
             .arg(labels)
             .arg("--report")
             .arg(&report)
-            .args(["--crops", "1", "--device", "cpu", "--out"])
+            .args(["--crops", "1", "--device"])
+            .arg(device_flag())
+            .arg("--out")
             .arg(out);
         c
     };

@@ -81,8 +81,9 @@ struct ClassifyBenchArgs {
     /// Images (cycled through when --images asks for more than there are).
     #[arg(long, default_value = "data/raccoon/images")]
     from: PathBuf,
-    /// Timed images per row (default: enough for four full batches of crops, and at least 40
-    /// on CUDA, 2 on the CPU; a run's last batch is padded, which a short row would feel).
+    /// Timed images per row (default: whole batches of crops, at least four, and at least 40
+    /// images on CUDA, 2 on the CPU; a run's last batch is padded, which a short row would
+    /// feel).
     #[arg(long, value_parser = super::range::synthetic)]
     images: Option<usize>,
     /// Crop counts to time.
@@ -698,12 +699,17 @@ fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Re
     let device = device::select(args.device.device, threads)?;
     let cuda = device.is_cuda();
     let batch = args.batch.unwrap_or_else(|| default_batch(device));
+    // Whole batches only (a run's last batch is padded, which a short row would feel): a
+    // multiple of the images whose crops fill a batch exactly, at least four batches' worth.
     let n_images = |crops: Crops| {
-        args.images.unwrap_or(
-            (4 * batch)
-                .div_ceil(crops.count())
-                .max(if cuda { 40 } else { 2 }),
-        )
+        let c = crops.count();
+        let gcd = (1..=c.min(batch))
+            .rev()
+            .find(|&d| c.is_multiple_of(d) && batch.is_multiple_of(d))
+            .unwrap_or(1);
+        let unit = batch / gcd;
+        let least = (4 * batch).div_ceil(c).max(if cuda { 40 } else { 2 });
+        args.images.unwrap_or(least.div_ceil(unit) * unit)
     };
     let workers = args.workers.unwrap_or_else(default_workers);
     let channels_last = args
@@ -730,9 +736,10 @@ fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Re
     print_gpu(device);
     println!("raw: the networks' forward passes alone on a ready batch (what `rcnn bench classifier` times), crops/s through every network");
     println!(
-        "{:>4} {:>5} {:>9} {:>10} {:>11} {:>6} {:>8} {:>8} {:>9} {:>9} {:>8}",
+        "{:>4} {:>5} {:>6} {:>9} {:>10} {:>11} {:>6} {:>8} {:>8} {:>9} {:>9} {:>8}",
         "nets",
         "crops",
+        "images",
         "images/s",
         "crops/s",
         "raw crops/s",
