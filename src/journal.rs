@@ -72,6 +72,20 @@ pub enum JournalError {
     },
 }
 
+/// What a journal records of an input file (a model, a proposals file): its canonical path,
+/// size and modification time, so that `--resume` notices a file replaced under the same name.
+pub fn file_identity(p: &Path) -> serde_json::Value {
+    let meta = std::fs::metadata(p).ok();
+    serde_json::json!({
+        "path": p.canonicalize().unwrap_or_else(|_| p.to_path_buf()),
+        "bytes": meta.as_ref().map(|m| m.len()),
+        "modified": meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+    })
+}
+
 /// The first line of a journal: the settings that decide the outputs.
 #[derive(Serialize, Deserialize)]
 struct Header {

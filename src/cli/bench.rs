@@ -77,7 +77,7 @@ fn parse_mode(s: &str) -> Result<proposals::Mode, String> {
 #[derive(Args, Debug)]
 struct ClassifyBenchArgs {
     #[command(flatten)]
-    device: DeviceArgs,
+    inference: super::InferenceArgs,
     /// Images (cycled through when --images asks for more than there are).
     #[arg(long, default_value = "data/raccoon/images")]
     from: PathBuf,
@@ -92,17 +92,6 @@ struct ClassifyBenchArgs {
     /// Ensemble sizes to time (the paper's test used 7).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 7], value_parser = super::range::networks)]
     networks: Vec<usize>,
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    precision: Precision,
-    /// Crops per forward pass (default: 256 on CUDA, 32 on the CPU).
-    #[arg(long, value_parser = super::range::batch)]
-    batch: Option<usize>,
-    /// Decode workers (default: one per core but one).
-    #[arg(long, value_parser = super::range::threads)]
-    workers: Option<usize>,
-    /// Channels-last weights and inputs (default: on for fp16/bf16 on CUDA).
-    #[arg(long, value_name = "BOOL")]
-    channels_last: Option<bool>,
     /// Width multiplier of the (untrained, torchvision-layout, 1000-class) networks.
     #[arg(long, default_value_t = 1.0, value_parser = super::range::width)]
     width: f64,
@@ -111,7 +100,7 @@ struct ClassifyBenchArgs {
 #[derive(Args, Debug)]
 struct DetectBenchArgs {
     #[command(flatten)]
-    device: DeviceArgs,
+    inference: super::InferenceArgs,
     /// Images (cycled through when --images asks for more than there are).
     #[arg(long, default_value = "data/raccoon/images")]
     from: PathBuf,
@@ -128,19 +117,8 @@ struct DetectBenchArgs {
     /// Ensemble sizes to time (0: none, e.g. with --worker-sweep alone).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 6], value_parser = super::range::networks)]
     networks: Vec<usize>,
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    precision: Precision,
-    /// Crops per forward pass (default: 256 on CUDA, 32 on the CPU).
-    #[arg(long, value_parser = super::range::batch)]
-    batch: Option<usize>,
-    /// Decode + proposal workers (default: one per core but one).
-    #[arg(long, value_parser = super::range::threads)]
-    workers: Option<usize>,
     #[arg(long, value_enum, default_value_t = inception_rcnn::device_stage::WarpMode::Device)]
     warp: inception_rcnn::device_stage::WarpMode,
-    /// Channels-last weights and inputs (default: on for fp16/bf16 on CUDA).
-    #[arg(long, value_name = "BOOL")]
-    channels_last: Option<bool>,
     #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
     /// Also time the CPU stages alone with each of these worker counts (e.g. 1,2).
@@ -567,21 +545,18 @@ fn bench_proposals(args: ProposalsBenchArgs, threads: Option<usize>) -> anyhow::
 fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
     use inception_rcnn::bench::gpu::{peak_host_memory, Sampler};
     use inception_rcnn::classifier::Ensemble;
-    use inception_rcnn::detect::{default_workers, detect, DetectParams, Outcome};
-    use inception_rcnn::device_stage::default_batch;
+    use inception_rcnn::detect::{detect, DetectParams, Outcome};
     use inception_rcnn::model::{GoogLeNetConfig, Model};
 
-    let device = device::select(args.device.device, threads)?;
+    let device = device::select(args.inference.device.device, threads)?;
     let cuda = device.is_cuda();
     // R-CNN's load on a GPU; a CPU would take minutes per image at that size.
     let n_images = args.images.unwrap_or(if cuda { 50 } else { 2 });
     let max_proposals = args.max_proposals.unwrap_or(if cuda { 2000 } else { 100 });
     let warmup = args.warmup.unwrap_or(if cuda { 3 } else { 0 });
-    let workers = args.workers.unwrap_or_else(default_workers);
-    let batch = args.batch.unwrap_or_else(|| default_batch(device));
-    let channels_last = args
-        .channels_last
-        .unwrap_or(cuda && args.precision != Precision::Fp32);
+    let workers = args.inference.workers();
+    let batch = args.inference.batch(device);
+    let channels_last = args.inference.channels_last(device);
     let mut all = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
     anyhow::ensure!(!all.is_empty(), "no images in {}", args.from.display());
     // Cycle through the folder when asked for more images than it has.
@@ -601,7 +576,7 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
         max_proposals,
         args.input_size,
         args.input_size,
-        args.precision.name(),
+        args.inference.precision.name(),
         if channels_last { "channels-last" } else { "NCHW" },
         batch,
         workers,
@@ -638,7 +613,8 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
                 Model::new(&config, Vec::new(), device)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ensemble = Ensemble::with_layout(models, args.precision.kind(), channels_last)?;
+        let ensemble =
+            Ensemble::with_layout(models, args.inference.precision.kind(), channels_last)?;
         let params = DetectParams {
             search: proposals::SearchParams::new(proposals::Mode::Fast),
             max_proposals,
@@ -691,14 +667,12 @@ fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Re
     use inception_rcnn::bench::gpu::synchronize;
     use inception_rcnn::classifier::Ensemble;
     use inception_rcnn::classify::{classify, ClassifyParams};
-    use inception_rcnn::detect::default_workers;
-    use inception_rcnn::device_stage::default_batch;
     use inception_rcnn::model::{GoogLeNetConfig, Model};
     use tch::{Kind, Tensor};
 
-    let device = device::select(args.device.device, threads)?;
+    let device = device::select(args.inference.device.device, threads)?;
     let cuda = device.is_cuda();
-    let batch = args.batch.unwrap_or_else(|| default_batch(device));
+    let batch = args.inference.batch(device);
     // Whole batches only (a run's last batch is padded, which a short row would feel): a
     // multiple of the images whose crops fill a batch exactly, at least four batches' worth.
     let n_images = |crops: Crops| {
@@ -711,10 +685,8 @@ fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Re
         let least = (4 * batch).div_ceil(c).max(if cuda { 40 } else { 2 });
         args.images.unwrap_or(least.div_ceil(unit) * unit)
     };
-    let workers = args.workers.unwrap_or_else(default_workers);
-    let channels_last = args
-        .channels_last
-        .unwrap_or(cuda && args.precision != Precision::Fp32);
+    let workers = args.inference.workers();
+    let channels_last = args.inference.channels_last(device);
     let all = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
     anyhow::ensure!(!all.is_empty(), "no images in {}", args.from.display());
     let config = GoogLeNetConfig {
@@ -727,7 +699,7 @@ fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Re
         "rcnn classify, steady state: images of {} (one untimed first), torchvision GoogLeNet x{} width, 1000 classes, {}, {}, batch {}, {} workers, on {}",
         args.from.display(),
         args.width,
-        args.precision.name(),
+        args.inference.precision.name(),
         if channels_last { "channels-last" } else { "NCHW" },
         batch,
         workers,
@@ -758,7 +730,7 @@ fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Re
             })
             .collect::<Result<Vec<_>, _>>()?;
         let ensemble =
-            Ensemble::of_image_classifiers(models, args.precision.kind(), channels_last)?;
+            Ensemble::of_image_classifiers(models, args.inference.precision.kind(), channels_last)?;
         let s = ensemble.input_size();
         let input = ensemble.network_input(&Tensor::randn(
             [batch as i64, 3, s, s],

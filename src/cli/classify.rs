@@ -6,18 +6,13 @@ use anyhow::Context;
 use clap::Args;
 use eval::classification::{label_for, read_labels, score, ClassificationReport};
 use eval::ClassList;
-use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::classifier::Ensemble;
 use inception_rcnn::classify::{classify, top_k, Classified, ClassifyParams, Crops};
 use inception_rcnn::decode::{collect_images, image_names};
-use inception_rcnn::detect::default_workers;
 use inception_rcnn::device;
-use inception_rcnn::device_stage::default_batch;
 use inception_rcnn::journal::Journal;
 use inception_rcnn::model::Model;
 use serde::{Deserialize, Serialize};
-
-use super::DeviceArgs;
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
@@ -55,21 +50,7 @@ pub struct ClassifyArgs {
     #[arg(long)]
     strict: bool,
     #[command(flatten)]
-    device: DeviceArgs,
-    /// Precision of weights and activations (the softmax and its mean are f32).
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    precision: Precision,
-    /// Crops per forward pass; crops of several images share a pass (default: 256 on CUDA, 32
-    /// on the CPU).
-    #[arg(long, value_parser = super::range::batch)]
-    batch: Option<usize>,
-    /// Threads decoding images ahead of the network (default: one per core but one).
-    #[arg(long, value_name = "N", value_parser = super::range::threads)]
-    workers: Option<usize>,
-    /// Weights and activations in channels-last memory order (default: on for fp16/bf16 on
-    /// CUDA, off otherwise).
-    #[arg(long, value_name = "BOOL")]
-    channels_last: Option<bool>,
+    inference: super::InferenceArgs,
     /// Continue a run that was stopped or killed: images already in its journal (in --out)
     /// are not classified again.
     #[arg(long)]
@@ -115,24 +96,14 @@ fn settings(
     batch: usize,
     keep: usize,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let file = |p: &Path| {
-        let meta = std::fs::metadata(p).ok();
-        serde_json::json!({
-            "path": p.canonicalize().unwrap_or_else(|_| p.to_path_buf()),
-            "bytes": meta.as_ref().map(|m| m.len()),
-            "modified": meta
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
-        })
-    };
+    let file = inception_rcnn::journal::file_identity;
     let v = serde_json::json!({
         "images": args.images,
         "models": args.models.iter().map(|m| file(m)).collect::<Vec<_>>(),
         "crops": args.crops.name(),
         "kept": keep,
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
-        "precision": args.precision.name(),
+        "precision": args.inference.precision.name(),
         "batch": batch,
     });
     v.as_object().expect("an object").clone()
@@ -234,16 +205,15 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(r) = &args.report {
         eval::check_not_input(r)?;
     }
-    let device = device::select(args.device.device, threads)?;
+    let device = device::select(args.inference.device.device, threads)?;
     let models = args
         .models
         .iter()
         .map(|m| Model::load(m, device))
         .collect::<Result<Vec<_>, _>>()?;
-    let channels_last = args
-        .channels_last
-        .unwrap_or(device.is_cuda() && args.precision != Precision::Fp32);
-    let ensemble = Ensemble::of_image_classifiers(models, args.precision.kind(), channels_last)?;
+    let channels_last = args.inference.channels_last(device);
+    let ensemble =
+        Ensemble::of_image_classifiers(models, args.inference.precision.kind(), channels_last)?;
     let n_classes = ensemble.models[0].config().num_classes as usize;
     let classes = class_list(args.classes.as_deref(), ensemble.classes(), n_classes)?;
     // Labels are read before any work, so that a bad file stops the run at once.
@@ -262,7 +232,7 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let batch = args.batch.unwrap_or_else(|| default_batch(device));
+    let batch = args.inference.batch(device);
     // The journal keeps at least five classes, so that the top-5 error can be scored from it.
     let keep = args.top.max(5).min(n_classes);
     std::fs::create_dir_all(&args.out)
@@ -299,7 +269,7 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
         ensemble.models.len(),
         n_classes,
         args.crops.name(),
-        args.precision.name(),
+        args.inference.precision.name(),
         device::describe(device)
     );
     let bar = super::progress_bar(
@@ -309,7 +279,7 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let params = ClassifyParams {
         crops: args.crops,
         batch,
-        workers: args.workers.unwrap_or_else(default_workers),
+        workers: args.inference.workers(),
     };
     let mut failed = 0;
     let mut write_error: Option<anyhow::Error> = None;
@@ -354,12 +324,10 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
         &args.out.join("classifications.json"),
         json_text(&rows, &path_of, &classes, args.top).as_bytes(),
     )?;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["image", "path"])?;
-    for (n, p) in names.iter().zip(&images) {
-        w.write_record([n.as_str(), &p.to_string_lossy()])?;
-    }
-    eval::write_atomically(&args.out.join("image_paths.csv"), &w.into_inner()?)?;
+    eval::write_atomically(
+        &args.out.join("image_paths.csv"),
+        super::detect::image_paths_csv(&images, &names).as_bytes(),
+    )?;
     journal.finish()?;
     let classified = rows.len();
     println!(

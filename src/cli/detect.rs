@@ -4,19 +4,16 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::classifier::{Ensemble, Head};
 use inception_rcnn::decode::{collect_images, decode, image_names};
-use inception_rcnn::detect::{default_workers, detect, DetectParams, Outcome};
+use inception_rcnn::detect::{detect, DetectParams, Outcome};
 use inception_rcnn::device;
-use inception_rcnn::device_stage::{default_batch, WarpMode};
+use inception_rcnn::device_stage::WarpMode;
 use inception_rcnn::journal::{Entry, Journal};
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
 use inception_rcnn::propose::{read_proposals, ProposalMode};
 use inception_rcnn::visualize::{draw, save_jpeg, write_index, Mark};
-
-use super::DeviceArgs;
 
 #[derive(Args, Debug)]
 pub struct DetectArgs {
@@ -42,27 +39,11 @@ pub struct DetectArgs {
     #[arg(long, value_delimiter = ',', default_values_t = ["ilsvrc".to_string(), "csv".to_string()])]
     format: Vec<String>,
     #[command(flatten)]
-    device: DeviceArgs,
-    /// Precision of weights and activations: fp32, or bf16/fp16 (batch norm is folded into the
-    /// convolutions in f32 first; LRN and the softmax run in f32).
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    precision: Precision,
-    /// Crops per forward pass, always padded to this size so that results do not depend on how
-    /// images share batches (default: 256 on CUDA, 32 on the CPU).
-    #[arg(long, value_parser = super::range::batch)]
-    batch: Option<usize>,
-    /// Images decoded and proposed in parallel, each on its own thread (default: one per core
-    /// but one). Outputs are the same for any number.
-    #[arg(long, value_name = "N", value_parser = super::range::threads)]
-    workers: Option<usize>,
+    inference: super::InferenceArgs,
     /// Where crops are warped: on the network's device from the image uploaded once (grid
     /// sampling), or by OpenCV on the CPU.
     #[arg(long, value_enum, default_value_t = WarpMode::Device)]
     warp: WarpMode,
-    /// Weights and activations in channels-last memory order (default: on for fp16/bf16 on
-    /// CUDA, where cuDNN's tensor-core kernels want it; off on the CPU).
-    #[arg(long, value_name = "BOOL")]
-    channels_last: Option<bool>,
     /// Proposals kept per image (R-CNN: 2000).
     #[arg(long, default_value_t = 2000, value_parser = super::range::count)]
     max_proposals: usize,
@@ -165,17 +146,7 @@ fn settings(
     batch: usize,
 ) -> serde_json::Map<String, serde_json::Value> {
     use serde_json::json;
-    let file = |p: &std::path::Path| {
-        let meta = std::fs::metadata(p).ok();
-        json!({
-            "path": p.canonicalize().unwrap_or_else(|_| p.to_path_buf()),
-            "bytes": meta.as_ref().map(|m| m.len()),
-            "modified": meta
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
-        })
-    };
+    let file = inception_rcnn::journal::file_identity;
     let mut formats = args.format.clone();
     formats.sort();
     formats.dedup();
@@ -186,7 +157,7 @@ fn settings(
         "models": args.models.iter().map(|m| file(m)).collect::<Vec<_>>(),
         "formats": formats,
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
-        "precision": format!("{:?}", args.precision),
+        "precision": format!("{:?}", args.inference.precision),
         "head": format!("{:?}", args.head),
         "no_bbox_reg": args.no_bbox_reg,
         "warp": format!("{:?}", args.warp),
@@ -286,7 +257,7 @@ fn check_outputs(args: &DetectArgs, images: &[PathBuf], names: &[String]) -> any
 }
 
 /// `image_paths.csv`: which file each image name stands for.
-fn image_paths_csv(images: &[PathBuf], names: &[String]) -> String {
+pub(crate) fn image_paths_csv(images: &[PathBuf], names: &[String]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["image", "path"]).expect("in memory");
     for (p, n) in images.iter().zip(names) {
@@ -406,16 +377,15 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     // Every image has a name of its own in every output, the journal and the drawings.
     let names = image_names(&images);
     check_outputs(&args, &images, &names)?;
-    let device = device::select(args.device.device, threads)?;
+    let device = device::select(args.inference.device.device, threads)?;
     let models = args
         .models
         .iter()
         .map(|m| Model::load(m, device))
         .collect::<Result<Vec<_>, _>>()?;
-    let channels_last = args
-        .channels_last
-        .unwrap_or(device.is_cuda() && args.precision != Precision::Fp32);
-    let mut ensemble = Ensemble::with_layout(models, args.precision.kind(), channels_last)?;
+    let channels_last = args.inference.channels_last(device);
+    let mut ensemble =
+        Ensemble::with_layout(models, args.inference.precision.kind(), channels_last)?;
     let regress = ensemble.use_heads(args.head, !args.no_bbox_reg)?;
     tracing::info!(
         "head: {:?}; box regression: {}",
@@ -446,7 +416,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
         args.source.mode.name()
     );
     let multibox = args.source.load_multibox(|| Ok(device))?;
-    let batch = args.batch.unwrap_or_else(|| default_batch(device));
+    let batch = args.inference.batch(device);
     let mut params = DetectParams {
         search: args
             .source
@@ -461,7 +431,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             background,
         },
         batch,
-        workers: args.workers.unwrap_or_else(default_workers),
+        workers: args.inference.workers(),
         warp: args.warp,
         precomputed,
         learned: None,

@@ -18,6 +18,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::device::DeviceChoice;
 use inception_rcnn::model::{GoogLeNetConfig, Layout};
 
@@ -89,6 +90,46 @@ struct DeviceArgs {
     /// cpu, cuda, or cuda:N.
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     device: DeviceChoice,
+}
+
+/// How networks run over a stream of images: `detect`, `classify` and their benchmarks.
+#[derive(Args, Debug, Clone)]
+struct InferenceArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Precision of weights and activations: fp32, or bf16/fp16 (batch norm is folded into the
+    /// convolutions in f32 first; LRN and the softmax run in f32).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
+    /// Crops per forward pass, always padded to this size so that results do not depend on how
+    /// images share batches (default: 256 on CUDA, 32 on the CPU).
+    #[arg(long, value_parser = range::batch)]
+    batch: Option<usize>,
+    /// Images decoded (and, for detect, proposed) ahead of the device, each on its own thread
+    /// (default: one per core but one). Outputs are the same for any number.
+    #[arg(long, value_name = "N", value_parser = range::threads)]
+    workers: Option<usize>,
+    /// Weights and activations in channels-last memory order (default: on for fp16/bf16 on
+    /// CUDA, where cuDNN's tensor-core kernels want it; off on the CPU).
+    #[arg(long, value_name = "BOOL")]
+    channels_last: Option<bool>,
+}
+
+impl InferenceArgs {
+    fn channels_last(&self, device: tch::Device) -> bool {
+        self.channels_last
+            .unwrap_or(device.is_cuda() && self.precision != Precision::Fp32)
+    }
+
+    fn batch(&self, device: tch::Device) -> usize {
+        self.batch
+            .unwrap_or_else(|| inception_rcnn::device_stage::default_batch(device))
+    }
+
+    fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(inception_rcnn::detect::default_workers)
+    }
 }
 
 /// The shape of a network, for commands that build one without a model file.
