@@ -23,6 +23,7 @@ pub mod nms;
 pub mod opencv_search;
 pub mod postprocess;
 pub mod propose;
+pub mod shard;
 pub mod svm;
 pub mod train;
 pub mod visualize;

@@ -13,6 +13,7 @@ use inception_rcnn::journal::{Entry, Journal};
 use inception_rcnn::model::Model;
 use inception_rcnn::postprocess::PostParams;
 use inception_rcnn::propose::{read_proposals, ProposalMode};
+use inception_rcnn::shard::ShardSpec;
 use inception_rcnn::visualize::{draw, save_jpeg, write_index, Mark};
 
 #[derive(Args, Debug)]
@@ -25,7 +26,7 @@ pub struct DetectArgs {
     models: Vec<PathBuf>,
     /// Output folder.
     #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    pub(super) out: PathBuf,
     /// What scores a region: the network's softmax, or the class SVMs a model carries after
     /// `rcnn train-heads --svm` (sigmoid of the margin).
     #[arg(long, value_enum, default_value_t = Head::Softmax)]
@@ -70,13 +71,15 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 0.5, value_parser = super::range::score)]
     visualize_threshold: f32,
     /// Take a deterministic 1/N of the images (every N-th, starting at the K-th of the sorted
-    /// list), for N machines sharing a set; `rcnn merge` joins their outputs.
-    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
-    shard: Option<(usize, usize)>,
+    /// list), for N machines sharing a set; `rcnn merge` joins their outputs. `auto`: K and N
+    /// from the scheduler (a Slurm array task, srun's tasks, a Kubernetes Indexed Job with
+    /// RCNN_SHARD_COUNT).
+    #[arg(long, value_name = "K/N|auto")]
+    pub(super) shard: Option<ShardSpec>,
     /// Continue a run that was stopped or killed: images already in its journal (in --out)
     /// are not done again, and the outputs equal an uninterrupted run's.
     #[arg(long)]
-    resume: bool,
+    pub(super) resume: bool,
     /// Print the time of each stage at the end.
     #[arg(long)]
     profile: bool,
@@ -120,30 +123,12 @@ pub(crate) fn write_outputs(
     Ok(())
 }
 
-/// `K/N` with 1 <= K <= N.
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let (k, n) = s
-        .split_once('/')
-        .ok_or_else(|| format!("`{s}`: want K/N, e.g. 3/8"))?;
-    let (k, n): (usize, usize) = (
-        k.trim()
-            .parse()
-            .map_err(|_| format!("`{k}` is not a number"))?,
-        n.trim()
-            .parse()
-            .map_err(|_| format!("`{n}` is not a number"))?,
-    );
-    if k == 0 || k > n {
-        return Err(format!("shard {k}/{n}: want 1 <= K <= N"));
-    }
-    Ok((k, n))
-}
-
 /// The settings that decide a run's outputs, as the journal records them for `--resume`.
 fn settings(
     args: &DetectArgs,
     device: tch::Device,
     batch: usize,
+    shard: Option<(usize, usize)>,
 ) -> serde_json::Map<String, serde_json::Value> {
     use serde_json::json;
     let file = inception_rcnn::journal::file_identity;
@@ -174,7 +159,7 @@ fn settings(
         "multibox_top": args.source.multibox_top,
         "visualize": args.visualize,
         "visualize_threshold": f(args.visualize_threshold),
-        "shard": args.shard.map(|(k, n)| format!("{k}/{n}")),
+        "shard": shard.map(|(k, n)| format!("{k}/{n}")),
     });
     v.as_object().expect("an object").clone()
 }
@@ -368,6 +353,14 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             "unknown --format `{f}` (ilsvrc, csv, coco, txt)"
         );
     }
+    let shard = args
+        .shard
+        .map(ShardSpec::resolve)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if let (Some(ShardSpec::Auto), Some((k, n))) = (args.shard, shard) {
+        tracing::info!("--shard auto: shard {k} of {n}");
+    }
     let images = collect_images(&args.images).context("collecting images")?;
     anyhow::ensure!(
         !images.is_empty(),
@@ -458,7 +451,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     }
     // Image indices are those of the whole run; a shard processes its share.
     let mut formats = args.format.clone();
-    let images: Vec<PathBuf> = match args.shard {
+    let images: Vec<PathBuf> = match shard {
         Some((k, n)) => {
             if !formats.iter().any(|f| f == "csv") {
                 formats.push("csv".into()); // what rcnn merge reads
@@ -480,8 +473,11 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             stale.join(", ")
         );
     }
-    let (mut journal, done) =
-        Journal::open(&args.out, args.resume, &settings(&args, device, batch))?;
+    let (mut journal, done) = Journal::open(
+        &args.out,
+        args.resume,
+        &settings(&args, device, batch, shard),
+    )?;
     let to_class = |column: usize| {
         if background == Some(0) {
             column - 1
@@ -617,7 +613,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     write_outputs(&args.out, &formats, &detections, &image_names, &class_list)?;
     // Which file each image name stands for.
     eval::write_atomically(&args.out.join("image_paths.csv"), mapping.as_bytes())?;
-    write_shard_file(&args.out, args.shard)?;
+    write_shard_file(&args.out, shard)?;
     journal.finish()?;
     println!(
         "{} images{}{}, {:.0} proposals and {:.1} detections per image, {:.2} images/s; outputs in {}",

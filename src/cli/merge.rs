@@ -9,7 +9,7 @@ use clap::Args;
 pub struct MergeArgs {
     /// The shards' output folders (each with detections.csv, classes.txt, image_list.txt).
     #[arg(required = true)]
-    shards: Vec<PathBuf>,
+    pub(super) shards: Vec<PathBuf>,
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,

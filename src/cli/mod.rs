@@ -310,6 +310,10 @@ mod tests {
         for args in [
             &["detect", "x.jpg", "--model", "m", "--out", "o"][..],
             &["classify", "x.jpg", "--model", "m", "--out", "o"],
+            &[
+                "detect", "x.jpg", "--model", "m", "--out", "o", "--shard", "auto",
+            ],
+            &["bench", "classify"],
             &["train", "--images", "i", "--annotations", "a", "--out", "o"],
             &["proposals", "i"],
             &["visualize", "i", "--dets", "d", "--out", "o"],
@@ -329,6 +333,84 @@ mod tests {
                 panic!("{args:?}: {e}");
             }
         }
+    }
+
+    /// The container commands of the Kubernetes recipes, with what the Job substitutes.
+    fn k8s_commands(file: &str) -> Vec<(serde_yaml::Value, Vec<String>)> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/k8s")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let job: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(job["kind"].as_str(), Some("Job"), "{file}");
+        job["spec"]["template"]["spec"]["containers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let argv = c["command"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect();
+                (c.clone(), argv)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_kubernetes_recipes_run_valid_rcnn_command_lines() {
+        use inception_rcnn::shard::{from_env, K8S_COUNT_VAR};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/k8s/detect-indexed-job.yaml");
+        let job: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
+        let completions = job["spec"]["completions"].as_u64().unwrap() as usize;
+        let [(container, argv)] = &k8s_commands("detect-indexed-job.yaml")[..] else {
+            panic!("one container")
+        };
+        // The shard count the pods are told is the Job's completions.
+        let count = container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"].as_str() == Some(K8S_COUNT_VAR))
+            .and_then(|e| e["value"].as_str())
+            .expect("RCNN_SHARD_COUNT in the container's env");
+        assert_eq!(count.parse::<usize>().unwrap(), completions);
+        let mut outs = Vec::new();
+        for index in 0..completions {
+            // What the pod runs: Kubernetes expands $(JOB_COMPLETION_INDEX) in the command.
+            let argv: Vec<String> = argv
+                .iter()
+                .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", &index.to_string()))
+                .collect();
+            assert_eq!(argv[0], "rcnn");
+            let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let Command::Detect(args) = cli.command else {
+                panic!("{argv:?} is not rcnn detect")
+            };
+            assert!(args.resume, "a retried pod continues from its journal");
+            assert_eq!(args.shard, Some(inception_rcnn::shard::ShardSpec::Auto));
+            let env = |k: &str| match k {
+                "JOB_COMPLETION_INDEX" => Some(index.to_string()),
+                k if k == K8S_COUNT_VAR => Some(count.to_string()),
+                _ => None,
+            };
+            assert_eq!(from_env(env), Ok((index + 1, completions)));
+            outs.push(args.out);
+        }
+        // The merge joins exactly the folders the pods wrote.
+        let [(_, merge)] = &k8s_commands("merge-job.yaml")[..] else {
+            panic!("one container")
+        };
+        let cli = Cli::try_parse_from(merge).unwrap_or_else(|e| panic!("{merge:?}: {e}"));
+        let Command::Merge(args) = cli.command else {
+            panic!("{merge:?} is not rcnn merge")
+        };
+        assert_eq!(args.shards, outs);
     }
 
     #[test]

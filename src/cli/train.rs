@@ -71,6 +71,11 @@ pub struct TrainArgs {
     /// member-1 ... member-N, for `rcnn detect --model ... --model ...` (the entry: six).
     #[arg(long, default_value_t = 1, value_parser = super::range::members)]
     ensemble: usize,
+    /// With --ensemble N, train member K alone (into member-K/), so that N cluster tasks train
+    /// the members side by side over one region cache (the first task builds it, under a
+    /// lock; the others wait for it). `auto`: K from the scheduler, as `--shard auto`.
+    #[arg(long, value_name = "K|auto")]
+    member: Option<String>,
     /// Proposals per image, best first.
     #[arg(long, default_value_t = 2000, value_parser = super::range::count)]
     max_proposals: usize,
@@ -193,6 +198,7 @@ pub struct SgdArgs {
 
 pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     anyhow::ensure!(args.ensemble >= 1, "--ensemble must be at least 1");
+    let members = members(args.member.as_deref(), args.ensemble)?;
     anyhow::ensure!(
         args.batch_positives + args.batch_background > 0,
         "a mini-batch needs at least one region"
@@ -311,7 +317,7 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
         .unwrap_or_else(|| (args.epochs * cache.len() as f64 / batch as f64).ceil() as usize)
         .max(1);
     let mut models = Vec::new();
-    for member in 0..args.ensemble {
+    for member in members {
         let out = if args.ensemble == 1 {
             args.out.clone()
         } else {
@@ -414,6 +420,32 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
         flags.join(" ")
     );
     Ok(())
+}
+
+/// The members this process trains (0-based): all, or the one --member names.
+fn members(member: Option<&str>, ensemble: usize) -> anyhow::Result<std::ops::Range<usize>> {
+    let k = match member {
+        None => return Ok(0..ensemble),
+        Some("auto") => {
+            let (k, n) = inception_rcnn::shard::ShardSpec::Auto
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("--member auto: {e}"))?;
+            anyhow::ensure!(
+                n == ensemble,
+                "--member auto: the scheduler runs {n} tasks but --ensemble is {ensemble}: \
+                 one task per member"
+            );
+            k
+        }
+        Some(k) => k
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|k| (1..=ensemble).contains(k))
+            .with_context(|| format!("--member {k}: want 1..={ensemble} (--ensemble) or auto"))?,
+    };
+    anyhow::ensure!(ensemble > 1, "--member needs --ensemble N with N > 1");
+    Ok(k - 1..k)
 }
 
 /// The network to train: from --init's file when given (its layout and width), else from the

@@ -190,6 +190,11 @@ impl RegionCache {
     ) -> Result<RegionCache, TrainError> {
         let index_path = dir.join(format!("{name}.json"));
         let data_path = dir.join(format!("{name}.u8"));
+        // Several processes may share one cache (the members of an ensemble as array tasks of
+        // a cluster job): the first to take the lock builds it, the others wait and reuse it.
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join(format!("{name}.lock"));
+        let _lock = FileLock::acquire(&lock_path).map_err(io_err(&lock_path))?;
         if let Some(cache) = Self::open(&index_path, &data_path, spec)? {
             tracing::info!(
                 "region cache {} reused: {} regions",
@@ -456,6 +461,40 @@ impl HostBatch {
 }
 
 /// Where a member's cache lives: shared by every member of an ensemble run.
+/// An exclusive `flock` on a file, held until dropped (the kernel drops it with the process,
+/// so a killed builder never leaves the cache locked).
+struct FileLock(#[allow(dead_code)] std::fs::File);
+
+impl FileLock {
+    fn acquire(path: &Path) -> std::io::Result<FileLock> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            tracing::info!(
+                "{}: another process is building or reading the region cache; waiting",
+                path.display()
+            );
+            loop {
+                // SAFETY: as above.
+                if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(FileLock(file))
+    }
+}
+
 pub fn cache_dir(out: &Path) -> PathBuf {
     out.join("cache")
 }

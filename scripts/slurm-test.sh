@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The cluster recipes on a real Slurm (deploy/slurm/), on this machine:
+#
+# 1. Slurm itself: Debian's slurmctld, slurmd and munge (installed if missing, as root), a
+#    private slurm.conf and munge key in a temporary folder, the three daemons started on
+#    localhost on free ports and stopped by their process ids at the end (nothing else touched).
+#    With RCNN_SLURM=existing, an already configured cluster is used instead (its nodes must see
+#    this folder).
+# 2. Detect: deploy/slurm/submit-detect.sh over 16 raccoon test photos as 4 array tasks plus the
+#    merge job. Shard 2 is cancelled (scancel) once it has finished an image; the merge, which
+#    waited for every task (afterok), is cancelled with it. Shard 2 is resubmitted alone
+#    (--array=2), resumes from its journal, and a new merge runs. The merged outputs must equal
+#    one `rcnn detect` over the same photos, byte for byte.
+# 3. Train: deploy/slurm/train-ensemble.sbatch with 2 members and a few steps, both tasks
+#    started together over one region cache: it is built once (under its lock), and both
+#    members' model files load as 2-class networks.
+#
+# Prints "slurm-test: skipped: WHY" and exits 0 when this machine cannot run it (not root and
+# no configured cluster, or no package registry to install Slurm from).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+rcnn=${RCNN:-$root/target/release/rcnn}
+say() { printf 'slurm-test: %s\n' "$*"; }
+skip() { say "skipped: $*"; exit 0; }
+fail() { say "FAILED: $*" >&2; exit 1; }
+start=$SECONDS
+[ -x "$rcnn" ] || fail "no rcnn binary at $rcnn (run ./setup.sh)"
+
+work=$(mktemp -d /tmp/rcnn-slurm.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ "${KEEP:-0}" = 1 ] && say "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- 1. a Slurm to submit to -------------------------------------------------------------------
+if [ "${RCNN_SLURM:-private}" = existing ]; then
+  sinfo >/dev/null 2>&1 || skip "RCNN_SLURM=existing, but sinfo cannot reach a cluster"
+  say "using the configured cluster ($(sinfo -h -o %P | tr '\n' ' '))"
+else
+  [ "$(id -u)" -eq 0 ] || skip "a private slurmd must run as root here (or set RCNN_SLURM=existing on a configured cluster)"
+  if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+    say "installing Debian's slurmctld, slurmd, slurm-client and munge"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      slurmctld slurmd slurm-client munge >/dev/null; } 2>"$work/apt.log" ||
+      skip "apt-get could not install Slurm: $(tail -n 1 "$work/apt.log")"
+  fi
+  host=$(hostname -s)
+  cpus=$(nproc)
+  mem=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512))
+  port=$((20000 + RANDOM % 20000))
+  mkdir -p "$work/state" "$work/spool" "$work/munge"
+  chmod 700 "$work/munge"
+  head -c 1024 /dev/urandom >"$work/munge/munge.key"
+  chmod 400 "$work/munge/munge.key"
+  cat >"$work/slurm.conf" <<EOF
+ClusterName=rcnn-test
+SlurmctldHost=$host
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$work/munge/munge.socket
+CredType=cred/munge
+StateSaveLocation=$work/state
+SlurmdSpoolDir=$work/spool
+SlurmctldPidFile=$work/slurmctld.pid
+SlurmdPidFile=$work/slurmd.pid
+SlurmctldLogFile=$work/slurmctld.log
+SlurmdLogFile=$work/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU_Memory
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+KillWait=5
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=rcnn Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+  export SLURM_CONF=$work/slurm.conf
+  munged -F --force --key-file="$work/munge/munge.key" --socket="$work/munge/munge.socket" \
+    --pid-file="$work/munge/munged.pid" --log-file="$work/munge/munged.log" \
+    --seed-file="$work/munge/munged.seed" >"$work/munge/munged.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do [ -S "$work/munge/munge.socket" ] && break; sleep 0.1; done
+  [ -S "$work/munge/munge.socket" ] || fail "munged did not start: $(tail -n 3 "$work/munge/munged.log" 2>/dev/null)"
+  slurmctld -D -i -f "$SLURM_CONF" >"$work/slurmctld.out" 2>&1 &
+  pids+=($!)
+  slurmd -D -f "$SLURM_CONF" -N "$host" >"$work/slurmd.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 60); do
+    state=$(sinfo -h -o %T 2>/dev/null | head -n 1 || true)
+    [ "$state" = idle ] && break
+    sleep 0.5
+  done
+  [ "$state" = idle ] || fail "the node did not come up (state '$state'); slurmctld: $(tail -n 3 "$work/slurmctld.log" 2>/dev/null); slurmd: $(tail -n 3 "$work/slurmd.log" 2>/dev/null)"
+  say "private cluster up: slurmctld $host:$port, $cpus CPUs, ${mem} MB (pids ${pids[*]})"
+fi
+
+# Waits until every job named is out of the queue, at most $1 seconds.
+wait_jobs() {
+  local limit=$1 t=0
+  shift
+  while squeue -h -j "$(
+    IFS=,
+    echo "$*"
+  )" 2>/dev/null | grep -q .; do
+    sleep 1
+    t=$((t + 1))
+    [ "$t" -lt "$limit" ] || fail "jobs $* still queued after $limit s: $(squeue -h -j "$(
+      IFS=,
+      echo "$*"
+    )")"
+  done
+}
+# The final state of a job (or array task), from slurmctld's memory (no accounting here).
+job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -n 1; }
+
+# --- 2. detect: 4 shards, one killed and resubmitted, merged, against one run ------------------
+model=$root/data/models/raccoon-googlenet-paper-w025-s96.safetensors
+head -n 16 data/raccoon/test-images.txt | sed "s|^|$root/data/raccoon/|" >"$work/images.txt"
+flags="--max-proposals 300"
+say "one rcnn detect over the 16 photos (the reference)"
+# shellcheck disable=SC2086
+"$rcnn" -q detect "$work/images.txt" --model "$model" --out "$work/single" $flags >/dev/null
+export RCNN=$rcnn RCNN_DETECT_FLAGS=$flags
+say "submitting the detect array (4 shards) and its merge"
+deploy/slurm/submit-detect.sh "$work/images.txt" "$work/run" 4 "$model" | sed 's/^/  /'
+read -r array merge <"$work/run/jobs"
+# Cancel shard 2 once its journal holds a finished image (and before it has finished them all).
+journal=$work/run/shard-2/.rcnn-detect.journal
+for _ in $(seq 600); do
+  lines=0
+  [ -f "$journal" ] && lines=$(wc -l <"$journal")
+  [ "$lines" -ge 2 ] && break
+  sleep 0.1
+done
+[ "$lines" -ge 2 ] || fail "shard 2 finished no image in 60 s: $(cat "$work"/run/logs/detect-*_2.out 2>/dev/null)"
+scancel "${array}_2"
+done_before=$(($(wc -l <"$journal") - 1))
+[ "$done_before" -lt 4 ] || fail "shard 2 had finished all 4 images before it could be killed; nothing was tested"
+say "cancelled shard 2 after $done_before of its 4 images"
+wait_jobs 300 "$array" "$merge"
+state=$(job_state "${array}_2")
+[ "$state" = CANCELLED ] || fail "shard 2 ended $state, not CANCELLED"
+[ ! -e "$work/run/merged" ] || fail "the merge ran although shard 2 had failed"
+say "merge job $merge did not run (shard 2 failed: $(job_state "$merge"))"
+again=$(RCNN_SHARD_COUNT=4 IMAGES=$work/images.txt RUN=$work/run MODELS=$model \
+  sbatch --parsable --array=2 --export=ALL --output="$work/run/logs/detect-%A_%a.out" deploy/slurm/detect.sbatch)
+again=${again%%;*}
+merge2=$(RUN=$work/run sbatch --parsable --dependency=afterok:"$again" --kill-on-invalid-dep=yes \
+  --export=ALL --output="$work/run/logs/merge-%j.out" deploy/slurm/merge.sbatch)
+merge2=${merge2%%;*}
+say "resubmitted shard 2 as job $again, merge as job $merge2"
+wait_jobs 300 "$again" "$merge2"
+grep -q "resumed $done_before images from the journal" "$work"/run/logs/detect-"$again"_2.out ||
+  fail "shard 2 did not resume: $(cat "$work"/run/logs/detect-"$again"_2.out)"
+[ "$(job_state "$merge2")" = COMPLETED ] || fail "the merge ended $(job_state "$merge2"): $(cat "$work"/run/logs/merge-"$merge2".out)"
+for f in detections.txt detections.csv image_list.txt classes.txt; do
+  cmp -s "$work/single/$f" "$work/run/merged/$f" || fail "merged $f differs from one run's: $(diff "$work/single/$f" "$work/run/merged/$f" | head -n 5)"
+done
+say "merged = one run: $(($(wc -l <"$work/single/detections.csv") - 1)) detections on 16 photos, byte for byte ($((SECONDS - start)) s so far)"
+
+# --- 3. train: 2 members, array tasks sharing one region cache ---------------------------------
+printf '%s\n' raccoon-1 raccoon-10 raccoon-100 raccoon-101 >"$work/train.txt"
+export RUN=$work/ensemble RCNN_SHARD_COUNT=2
+export TRAIN_FLAGS="--images $root/data/raccoon/images --annotations $root/data/raccoon/annotations --split $work/train.txt --device cpu --width 0.125 --input-size 80 --max-proposals 100 --max-background 16 --batch-positives 4 --batch-background 12 --steps 4 --checkpoint-every 2 --log-every 2"
+mkdir -p "$RUN"
+train=$(sbatch --parsable --array=1-2 --cpus-per-task=1 --mem=3G --export=ALL \
+  --output="$RUN/train-%A_%a.out" deploy/slurm/train-ensemble.sbatch)
+train=${train%%;*}
+say "submitted the 2-member training as job $train"
+wait_jobs 300 "$train"
+for k in 1 2; do
+  [ "$(job_state "${train}_$k")" = COMPLETED ] || fail "member $k ended $(job_state "${train}_$k"): $(tail -n 5 "$RUN/train-${train}_$k.out")"
+  "$rcnn" -q model-info --model "$RUN/member-$k/model.safetensors" | grep -q "2 classes" ||
+    fail "member $k's model file: $("$rcnn" model-info --model "$RUN/member-$k/model.safetensors" 2>&1 | head -n 3)"
+done
+built=$(grep -l "cached regions" "$RUN"/train-"$train"_*.out | wc -l)
+reused=$(grep -l "region cache .* reused" "$RUN"/train-"$train"_*.out | wc -l)
+[ "$reused" -ge 1 ] || fail "no member reused the shared region cache: $(grep -h "region" "$RUN"/train-"$train"_*.out)"
+say "2 members trained into $RUN/member-1 and member-2; the cache was built once and reused by $reused task(s) ($built logs)"
+say "passed in $((SECONDS - start)) s"
