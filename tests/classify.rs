@@ -362,3 +362,61 @@ fn top_k_error_from_labels_files_and_folder_trees_and_resume() {
         "the journal goes once outputs are written"
     );
 }
+
+#[test]
+fn shards_of_a_classification_merge_into_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = imported(dir.path());
+    let classify = |out: &Path, shard: Option<&str>| {
+        let mut c = rcnn();
+        c.arg("classify")
+            .arg(root().join("tests/fixtures/classify"))
+            .arg("--model")
+            .arg(&a)
+            .args(["--crops", "1", "--batch", "1", "-q", "--device"])
+            .arg(device_flag())
+            .arg("--out")
+            .arg(out);
+        if let Some(s) = shard {
+            c.args(["--shard", s]);
+        }
+        run(&mut c);
+    };
+    let one = dir.path().join("one");
+    classify(&one, None);
+    let (s1, s2) = (dir.path().join("s1"), dir.path().join("s2"));
+    classify(&s1, Some("1/2"));
+    classify(&s2, Some("2/2"));
+    assert_eq!(classify_json(&s1).len(), 2, "images 1 and 3");
+    assert_eq!(classify_json(&s2).len(), 1, "image 2");
+    let merged = dir.path().join("merged");
+    let stdout = run(rcnn()
+        .arg("merge")
+        .arg(&s2)
+        .arg(&s1)
+        .arg("--out")
+        .arg(&merged));
+    assert!(stdout.contains("3 of 3 images"), "{stdout}");
+    for f in [
+        "classifications.csv",
+        "classifications.json",
+        "image_paths.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(merged.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A shard given twice is refused by name.
+    let out = rcnn()
+        .arg("merge")
+        .arg(&s1)
+        .arg(&s1)
+        .arg("--out")
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 2/2 is missing"));
+}

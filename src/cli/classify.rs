@@ -12,6 +12,7 @@ use inception_rcnn::decode::{collect_images, image_names};
 use inception_rcnn::device;
 use inception_rcnn::journal::Journal;
 use inception_rcnn::model::Model;
+use inception_rcnn::shard::ShardSpec;
 use serde::{Deserialize, Serialize};
 
 #[derive(Args, Debug)]
@@ -51,6 +52,10 @@ pub struct ClassifyArgs {
     strict: bool,
     #[command(flatten)]
     inference: super::InferenceArgs,
+    /// Take every N-th image from the K-th of the sorted list, for N machines sharing a set
+    /// (`rcnn merge` joins their outputs); `auto`: K and N from the scheduler, as detect's.
+    #[arg(long, value_name = "K/N|auto")]
+    shard: Option<ShardSpec>,
     /// Continue a run that was stopped or killed: images already in its journal (in --out)
     /// are not classified again.
     #[arg(long)]
@@ -95,6 +100,7 @@ fn settings(
     device: tch::Device,
     batch: usize,
     keep: usize,
+    shard: Option<(usize, usize)>,
 ) -> serde_json::Map<String, serde_json::Value> {
     let file = inception_rcnn::journal::file_identity;
     let v = serde_json::json!({
@@ -105,52 +111,68 @@ fn settings(
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "precision": args.inference.precision.name(),
         "batch": batch,
+        "shard": shard.map(|(k, n)| format!("{k}/{n}")),
     });
     v.as_object().expect("an object").clone()
 }
 
-/// classifications.csv: one row per image and rank.
-fn csv_text(rows: &[&Row], classes: &ClassList, top: usize) -> anyhow::Result<String> {
+/// One image in the outputs: its best classes, named, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Output {
+    pub image: String,
+    pub path: Option<PathBuf>,
+    pub top: Vec<Ranked>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Ranked {
+    pub class: usize,
+    pub wnid: String,
+    pub name: String,
+    pub probability: f32,
+}
+
+impl Output {
+    fn new(row: &Row, path: Option<PathBuf>, classes: &ClassList, top: usize) -> Self {
+        Output {
+            image: row.image.clone(),
+            path,
+            top: row
+                .top
+                .iter()
+                .take(top)
+                .map(|&(class, probability)| Ranked {
+                    class,
+                    wnid: classes.wnids[class].clone(),
+                    name: classes.names[class].clone(),
+                    probability,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// classifications.csv (one row per image and rank) and classifications.json (one object per
+/// image), written atomically; `rcnn merge` writes a sharded run's with the same function.
+pub(crate) fn write_outputs(out: &Path, outputs: &[Output]) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["image", "rank", "class", "wnid", "name", "probability"])?;
-    for r in rows {
-        for (rank, &(c, p)) in r.top.iter().take(top).enumerate() {
+    for o in outputs {
+        for (rank, r) in o.top.iter().enumerate() {
             w.write_record([
-                r.image.as_str(),
+                o.image.as_str(),
                 &(rank + 1).to_string(),
-                &c.to_string(),
-                &classes.wnids[c],
-                &classes.names[c],
-                &format!("{p:.7}"),
+                &r.class.to_string(),
+                &r.wnid,
+                &r.name,
+                &format!("{:.7}", r.probability),
             ])?;
         }
     }
-    Ok(String::from_utf8(w.into_inner()?)?)
-}
-
-/// classifications.json: one object per image, its classes best first.
-fn json_text(
-    rows: &[&Row],
-    paths: &std::collections::HashMap<String, PathBuf>,
-    classes: &ClassList,
-    top: usize,
-) -> String {
-    let images: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "image": r.image,
-                "path": paths.get(&r.image),
-                "top": r.top.iter().take(top).map(|&(c, p)| serde_json::json!({
-                    "class": c,
-                    "wnid": classes.wnids[c],
-                    "name": classes.names[c],
-                    "probability": p,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    serde_json::to_string_pretty(&images).expect("serialises") + "\n"
+    eval::write_atomically(&out.join("classifications.csv"), &w.into_inner()?)?;
+    let json = serde_json::to_string_pretty(outputs)? + "\n";
+    eval::write_atomically(&out.join("classifications.json"), json.as_bytes())?;
+    Ok(())
 }
 
 fn print_report(report: &ClassificationReport) {
@@ -187,6 +209,26 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
         args.images
     );
     let names = image_names(&images);
+    let shard = args
+        .shard
+        .map(ShardSpec::resolve)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    // Image indices (and names) are those of the whole run; a shard classifies its share.
+    let (all_images, all_names) = (images.clone(), names.clone());
+    let (images, names): (Vec<PathBuf>, Vec<String>) = match shard {
+        Some((k, n)) => {
+            tracing::info!("shard {k} of {n}");
+            images
+                .into_iter()
+                .zip(names)
+                .enumerate()
+                .filter(|(i, _)| i % n == k - 1)
+                .map(|(_, pair)| pair)
+                .unzip()
+        }
+        None => (images, names),
+    };
     eval::protect_inputs(
         images
             .iter()
@@ -199,6 +241,7 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
         "classifications.csv",
         "classifications.json",
         "image_paths.csv",
+        "shard.json",
     ] {
         eval::check_not_input(&args.out.join(f))?;
     }
@@ -241,7 +284,7 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let (mut journal, done) = Journal::open_file::<Row>(
         &journal_path,
         args.resume,
-        &settings(&args, device, batch, keep),
+        &settings(&args, device, batch, keep, shard),
     )?;
     let path_of: std::collections::HashMap<String, PathBuf> =
         names.iter().cloned().zip(images.iter().cloned()).collect();
@@ -316,18 +359,17 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
     }
     // Outputs in the order of the images, whatever was resumed.
     let rows: Vec<&Row> = names.iter().filter_map(|n| results.get(n)).collect();
-    eval::write_atomically(
-        &args.out.join("classifications.csv"),
-        csv_text(&rows, &classes, args.top)?.as_bytes(),
-    )?;
-    eval::write_atomically(
-        &args.out.join("classifications.json"),
-        json_text(&rows, &path_of, &classes, args.top).as_bytes(),
-    )?;
+    let outputs: Vec<Output> = rows
+        .iter()
+        .map(|r| Output::new(r, path_of.get(&r.image).cloned(), &classes, args.top))
+        .collect();
+    write_outputs(&args.out, &outputs)?;
+    // Every image of the run, all shards included (what `rcnn merge` orders them by).
     eval::write_atomically(
         &args.out.join("image_paths.csv"),
-        super::detect::image_paths_csv(&images, &names).as_bytes(),
+        super::detect::image_paths_csv(&all_images, &all_names).as_bytes(),
     )?;
+    super::detect::write_shard_file(&args.out, shard)?;
     journal.finish()?;
     let classified = rows.len();
     println!(

@@ -310,7 +310,10 @@ fn draw_into(image: &std::path::Path, marks: &[Mark], out: &std::path::Path) -> 
 
 /// `shard.json` (K/N) for `rcnn merge` to check that shards partition a run; an unsharded run
 /// removes an earlier one.
-fn write_shard_file(out: &std::path::Path, shard: Option<(usize, usize)>) -> anyhow::Result<()> {
+pub(crate) fn write_shard_file(
+    out: &std::path::Path,
+    shard: Option<(usize, usize)>,
+) -> anyhow::Result<()> {
     let file = out.join("shard.json");
     match shard {
         Some((k, n)) => eval::write_atomically(

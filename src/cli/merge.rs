@@ -1,4 +1,5 @@
-//! `rcnn merge`: joins the outputs of `rcnn detect --shard K/N` runs.
+//! `rcnn merge`: joins the outputs of `rcnn detect --shard K/N` (or `rcnn classify --shard`)
+//! runs.
 
 use std::path::PathBuf;
 
@@ -7,7 +8,8 @@ use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct MergeArgs {
-    /// The shards' output folders (each with detections.csv, classes.txt, image_list.txt).
+    /// The shards' output folders: each with detections.csv, classes.txt and image_list.txt
+    /// (detect), or classifications.json and image_paths.csv (classify).
     #[arg(required = true)]
     pub(super) shards: Vec<PathBuf>,
     /// Output folder.
@@ -89,6 +91,9 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
     };
     let n_shards = check_partition(&args.shards)?;
+    if args.shards[0].join("classifications.json").is_file() {
+        return merge_classifications(&args, n_shards);
+    }
     // The merged outputs never replace a shard's.
     eval::protect_inputs(args.shards.iter().flat_map(|s| {
         [
@@ -169,6 +174,83 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         "merged {} shards: {} images, {n} detections into {}",
         args.shards.len(),
         images.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `rcnn classify` shards: every image's classes from its shard's classifications.json, in the
+/// run's image order (image_paths.csv, the same in every shard), written as one run writes them.
+fn merge_classifications(args: &MergeArgs, n_shards: usize) -> anyhow::Result<()> {
+    use super::classify::{write_outputs, Output};
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+    };
+    eval::protect_inputs(args.shards.iter().flat_map(|s| {
+        [
+            "classifications.json",
+            "classifications.csv",
+            "image_paths.csv",
+            "shard.json",
+        ]
+        .map(|f| s.join(f))
+    }));
+    eval::check_output_dir(&args.out)?;
+    let first = &args.shards[0];
+    let paths_text = read(first.join("image_paths.csv"))?;
+    for shard in &args.shards[1..] {
+        if read(shard.join("image_paths.csv"))? != paths_text {
+            bail!(
+                "{} was made from other images than {}",
+                shard.display(),
+                first.display()
+            );
+        }
+    }
+    // The run's images in order: image_paths.csv's first column.
+    let mut reader = csv::Reader::from_reader(paths_text.as_bytes());
+    let order: std::collections::HashMap<String, usize> = reader
+        .records()
+        .enumerate()
+        .map(|(i, r)| Ok((r?.get(0).unwrap_or_default().to_string(), i)))
+        .collect::<Result<_, csv::Error>>()
+        .with_context(|| format!("reading {}", first.join("image_paths.csv").display()))?;
+    let mut all: Vec<(usize, Output)> = Vec::new();
+    for shard in &args.shards {
+        let (k, _) = shard_of(shard)?;
+        let path = shard.join("classifications.json");
+        let outputs: Vec<Output> = serde_json::from_str(&read(path.clone())?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        for o in outputs {
+            let index = *order.get(&o.image).with_context(|| {
+                format!(
+                    "{}: image {} is not in image_paths.csv",
+                    path.display(),
+                    o.image
+                )
+            })?;
+            if index % n_shards != k - 1 {
+                bail!(
+                    "{}: image {} belongs to shard {}/{n_shards}, not {k}",
+                    path.display(),
+                    o.image,
+                    index % n_shards + 1
+                );
+            }
+            all.push((index, o));
+        }
+    }
+    all.sort_by_key(|(i, _)| *i);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let outputs: Vec<Output> = all.into_iter().map(|(_, o)| o).collect();
+    write_outputs(&args.out, &outputs)?;
+    eval::write_atomically(&args.out.join("image_paths.csv"), paths_text.as_bytes())?;
+    println!(
+        "merged {} shards: {} of {} images classified, into {}",
+        args.shards.len(),
+        outputs.len(),
+        order.len(),
         args.out.display()
     );
     Ok(())
