@@ -11,6 +11,8 @@
 #    waited for every task (afterok), is cancelled with it. Shard 2 is resubmitted alone
 #    (--array=2), resumes from its journal, and a new merge runs. The merged outputs must equal
 #    one `rcnn detect` over the same photos, byte for byte.
+#    Then srun --ntasks=2: each task of the step is a shard (--shard auto), and the batch script
+#    around it, which is no task of a step, is refused.
 # 3. Train: deploy/slurm/train-ensemble.sbatch with 2 members and a few steps, both tasks
 #    started together over one region cache: it is built once (under its lock), and both
 #    members' model files load as 2-class networks.
@@ -172,6 +174,30 @@ for f in detections.txt detections.csv image_list.txt classes.txt; do
   cmp -s "$work/single/$f" "$work/run/merged/$f" || fail "merged $f differs from one run's: $(diff "$work/single/$f" "$work/run/merged/$f" | head -n 5)"
 done
 say "merged = one run: $(($(wc -l <"$work/single/detections.csv") - 1)) detections on 16 photos, byte for byte ($((SECONDS - start)) s so far)"
+
+# --- srun: the tasks of one step are the shards; the batch script itself is none ---------------
+head -n 4 "$work/images.txt" >"$work/four.txt"
+# shellcheck disable=SC2086
+"$rcnn" -q detect "$work/four.txt" --model "$model" --out "$work/four-single" $flags >/dev/null
+mkdir -p "$work/srun"
+cat >"$work/srun.sbatch" <<SCRIPT
+#!/bin/bash
+set -u
+# Not inside a step: --shard auto must refuse rather than take a share.
+if "$rcnn" -q detect "$work/four.txt" --model "$model" --out "$work/srun/none" --shard auto $flags 2>"$work/srun/refused.txt"; then
+  echo "the batch script took a shard"; exit 1
+fi
+srun bash -c '"$rcnn" -q detect "$work/four.txt" --model "$model" --out "$work/srun/shard-\$SLURM_PROCID" --shard auto $flags'
+SCRIPT
+step=$(sbatch --parsable --ntasks=2 --cpus-per-task=1 --output="$work/srun/job.out" "$work/srun.sbatch")
+step=${step%%;*}
+wait_jobs 300 "$step"
+[ "$(job_state "$step")" = COMPLETED ] || fail "the srun job ended $(job_state "$step"): $(cat "$work/srun/job.out")"
+grep -q "no scheduler says which shard" "$work/srun/refused.txt" || fail "the batch script's --shard auto: $(cat "$work/srun/refused.txt")"
+"$rcnn" -q merge "$work/srun/shard-0" "$work/srun/shard-1" --out "$work/srun/merged" >/dev/null
+cmp -s "$work/four-single/detections.csv" "$work/srun/merged/detections.csv" ||
+  fail "srun's 2 shards merged differ from one run over the same 4 photos"
+say "srun --ntasks=2: two shards merged = one run over 4 photos; the batch script itself refused --shard auto"
 
 # --- 3. train: 2 members, array tasks sharing one region cache ---------------------------------
 printf '%s\n' raccoon-1 raccoon-10 raccoon-100 raccoon-101 >"$work/train.txt"

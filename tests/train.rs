@@ -446,3 +446,33 @@ fn a_full_disk_while_caching_names_the_file_and_leaves_no_partial_cache() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn two_processes_starting_together_build_a_shared_cache_once() {
+    // Two opens of one cache folder at once (as two array tasks of a cluster job): each its
+    // own file and lock, as two processes have. One builds; the other waits and reuses.
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = six_raccoons();
+    let spec = CacheSpec {
+        max_proposals: 100,
+        max_background: 8,
+        ..CacheSpec::new(loaded.images[..3].to_vec(), 64, IMAGENET_MEAN, 5)
+    };
+    let built = std::sync::atomic::AtomicUsize::new(0);
+    let caches: Vec<RegionCache> = std::thread::scope(|s| {
+        let open = || {
+            s.spawn(|| {
+                RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {
+                    built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+                .unwrap()
+            })
+        };
+        let (a, b) = (open(), open());
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    assert_eq!(built.into_inner(), 3, "three images warped once, not twice");
+    assert_eq!(caches[0].regions, caches[1].regions);
+    assert_eq!(caches[0].crop(3), caches[1].crop(3));
+    assert!(dir.path().join("cache/train.lock").exists());
+}
