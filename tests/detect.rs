@@ -295,8 +295,9 @@ fn two_shards_merged_equal_one_run() {
     }
     let proposals_file = d.join("proposals.csv");
     std::fs::write(&proposals_file, proposals).unwrap();
-    let run = |out: &str, extra: &[&str]| {
+    let run_with = |out: &str, extra: &[&str], env: &[(&str, &str)]| {
         let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+            .envs(env.iter().copied())
             .arg("detect")
             .args(&inputs)
             .args([
@@ -322,6 +323,7 @@ fn two_shards_merged_equal_one_run() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
+    let run = |out: &str, extra: &[&str]| run_with(out, extra, &[]);
     run("all", &[]);
     run("s1", &["--shard", "1/2"]);
     run("s2", &["--shard", "2/2"]);
@@ -368,6 +370,51 @@ fn two_shards_merged_equal_one_run() {
             );
         }
     }
+    // --shard auto: a Kubernetes pod with index 1 of 3 is shard 2/3; a Slurm array task
+    // 3 of --array=1-3 is shard 3/3; each writes what --shard K/N writes.
+    let k8s = [("JOB_COMPLETION_INDEX", "1"), ("RCNN_SHARD_COUNT", "3")];
+    run_with("k2", &["--shard", "auto"], &k8s);
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "3"),
+        ("SLURM_ARRAY_TASK_MIN", "1"),
+        ("SLURM_ARRAY_TASK_MAX", "3"),
+        ("SLURM_ARRAY_TASK_COUNT", "3"),
+    ];
+    run_with("a3", &["--shard", "auto"], &slurm);
+    for (auto, fixed) in [("k2", "t2"), ("a3", "t3")] {
+        for f in ["detections.csv", "shard.json"] {
+            assert_eq!(
+                read(&format!("{auto}/{f}")),
+                read(&format!("{fixed}/{f}")),
+                "{auto}/{f}"
+            );
+        }
+    }
+    // Outside a scheduler, auto is an error that says where K and N come from.
+    let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("SLURM_STEP_ID")
+        .arg("detect")
+        .args(&inputs)
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            d.join("none").to_str().unwrap(),
+        ])
+        .args(["--shard", "auto"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no scheduler says which shard"),
+        "{err}"
+    );
+    assert!(
+        !d.join("none").exists(),
+        "nothing is written before the shard is known"
+    );
     // Shards that do not partition the run are refused, naming what is wrong.
     let merge = |dirs: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rcnn"));
