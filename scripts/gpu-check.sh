@@ -12,7 +12,7 @@
 # says whether everything passed. Planned to take about 8 minutes on an H100 (a lent machine's
 # command may run 10), most of it the benchmarks.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
 bundle=""
 [ "${1:-}" = "--bundle" ] && bundle=${2:?--bundle DIR}
@@ -57,7 +57,7 @@ else
 fi
 export RCNN_REFERENCE_PYTHON=${RCNN_REFERENCE_PYTHON:-$(command -v python3 || echo none)}
 
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//')
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//')
 card=${card:-unknown-gpu}
 mkdir -p bench/results
 report=bench/results/gpu-$card-$(date -u +%Y-%m-%d).md
@@ -99,6 +99,7 @@ done
 step "demo detector, entry's proposals (MultiBox on CUDA)" 300 bash -c "'$rcnn' detect data/raccoon/test-images.txt --model data/models/raccoon-googlenet-paper-w025-s96.safetensors --device cuda --mode entry --multibox data/models/raccoon-multibox-paper-w025-s224.safetensors --out /tmp/rcnn-demo-entry 2>&1 | grep -E 'MultiBox|images/s' && '$rcnn' map-eval --gt data/raccoon/annotations --dets /tmp/rcnn-demo-entry/detections.csv --subset data/raccoon/test.txt --metric voc"
 
 # --- benchmarks --------------------------------------------------------------------------------
+# shellcheck disable=SC2054 # "64,256" is one value
 if [ "$quick" = 1 ]; then sizes=(--batch-sizes 256 --min-seconds 0.3); images=(--images 12); else sizes=(--batch-sizes 64,256 --min-seconds 0.5); images=(); fi
 compile=()
 [ "${GPU_CHECK_COMPILE:-0}" = 1 ] && compile=(--compile)
