@@ -440,11 +440,17 @@ fn a_full_disk_while_caching_names_the_file_and_leaves_no_partial_cache() {
         err.contains("train.u8.partial") && err.contains("File too large"),
         "{err}"
     );
-    let left: Vec<String> = std::fs::read_dir(out.join("cache"))
+    // Nothing of the cache is left: only its lock, an empty file that stays, since removing a
+    // lock file others may be waiting on would let a third process take a second lock.
+    let left: Vec<(String, u64)> = std::fs::read_dir(out.join("cache"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().len())
+        })
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(left, [("train.lock".to_string(), 0)], "{left:?}");
 }
 
 #[test]
