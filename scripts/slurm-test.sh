@@ -116,22 +116,26 @@ fi
 
 # Waits until every job named is out of the queue, at most $1 seconds.
 wait_jobs() {
-  local limit=$1 t=0
+  local limit=$1 t=0 ids queued
   shift
-  while squeue -h -j "$(
+  ids=$(
     IFS=,
     echo "$*"
-  )" 2>/dev/null | grep -q .; do
+  )
+  # Captured, not piped into grep -q: under pipefail, grep leaving early could SIGPIPE the
+  # writer and end the wait while jobs still run.
+  while queued=$(squeue -h -j "$ids" 2>/dev/null) && [ -n "$queued" ]; do
     sleep 1
     t=$((t + 1))
-    [ "$t" -lt "$limit" ] || fail "jobs $* still queued after $limit s: $(squeue -h -j "$(
-      IFS=,
-      echo "$*"
-    )")"
+    [ "$t" -lt "$limit" ] || fail "jobs $* still queued after $limit s: $queued"
   done
 }
 # The final state of a job (or array task), from slurmctld's memory (no accounting here).
-job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -n 1; }
+job_state() {
+  local info
+  info=$(scontrol show job "$1" 2>/dev/null || true)
+  if [[ $info =~ JobState=([A-Z_]+) ]]; then echo "${BASH_REMATCH[1]}"; fi
+}
 
 # --- 2. detect: 4 shards, one killed and resubmitted, merged, against one run ------------------
 model=$root/data/models/raccoon-googlenet-paper-w025-s96.safetensors
@@ -214,8 +218,8 @@ say "submitted the 2-member training as job $train"
 wait_jobs 300 "$train"
 for k in 1 2; do
   [ "$(job_state "${train}_$k")" = COMPLETED ] || fail "member $k ended $(job_state "${train}_$k"): $(tail -n 5 "$RUN/train-${train}_$k.out")"
-  "$rcnn" -q model-info --model "$RUN/member-$k/model.safetensors" | grep -q "2 classes" ||
-    fail "member $k's model file: $("$rcnn" model-info --model "$RUN/member-$k/model.safetensors" 2>&1 | head -n 3)"
+  info=$("$rcnn" -q model-info --model "$RUN/member-$k/model.safetensors" 2>&1) || fail "member $k's model file: $info"
+  [[ $info == *"2 classes"* ]] || fail "member $k's model file: ${info:0:300}"
 done
 built=$(grep -l "cached regions" "$RUN"/train-"$train"_*.out | wc -l)
 reused=$(grep -l "region cache .* reused" "$RUN"/train-"$train"_*.out | wc -l)
