@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use eval::names::is_image_file;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use proposals::RgbImage;
 
@@ -62,8 +63,6 @@ pub fn decode(path: &Path) -> Result<RgbImage, DecodeError> {
 
 pub use eval::names::IMAGE_EXTENSIONS;
 
-use eval::names::is_image_file as is_image;
-
 /// The images named by `inputs`: folders (recursively), image files, and list files (`.txt`,
 /// one path per line, relative to the list). Sorted and deduplicated, so that image indices are
 /// stable from run to run.
@@ -90,7 +89,7 @@ pub fn collect_images(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         for p in entries {
             if p.is_dir() {
                 walk(&p, out, seen_dirs, seen_files)?;
-            } else if is_image(&p) && p.canonicalize().is_ok_and(|r| seen_files.insert(r)) {
+            } else if is_image_file(&p) && p.canonicalize().is_ok_and(|r| seen_files.insert(r)) {
                 out.push(p);
             }
         }

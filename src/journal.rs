@@ -1,6 +1,6 @@
-//! The run journal behind `rcnn detect --resume` (and `rcnn classify --resume`): one JSON line per finished image, appended
-//! and flushed as the image finishes, so a killed run loses at most the image in flight. A
-//! line cut short by the kill is ignored on resume.
+//! The run journal behind `rcnn detect --resume` and `rcnn classify --resume`: one JSON line
+//! per finished image, appended and flushed as the image finishes, so a killed run loses at
+//! most the image in flight. A line cut short by the kill is ignored on resume.
 
 use std::collections::HashMap;
 use std::io::Write;

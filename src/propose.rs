@@ -118,8 +118,8 @@ impl LearnedProposals {
 
 /// The best `top` MultiBox boxes of each of `images`, decoded here (in parallel) and run on
 /// the device `batch` images at a time; `on_image` is called after each image (one that cannot
-/// be read is left out: the stage that decodes it next reports it). Returns boxes by image path and the seconds spent per image (decode
-/// excluded).
+/// be read is left out: the stage that decodes it next reports it). Returns boxes by image
+/// path and the seconds spent per image (decode excluded).
 pub fn multibox_proposals(
     mb: &crate::multibox::MultiBox,
     images: &[PathBuf],

@@ -53,6 +53,33 @@ impl ShardSpec {
     }
 }
 
+/// `--shard` resolved to `(K, N)`, `None` for a whole run; `auto` says which shard it found.
+pub fn resolve(spec: Option<ShardSpec>) -> Result<Option<(usize, usize)>, String> {
+    let shard = spec.map(ShardSpec::resolve).transpose()?;
+    if let (Some(ShardSpec::Auto), Some((k, n))) = (spec, shard) {
+        tracing::info!("--shard auto: shard {k} of {n}");
+    }
+    Ok(shard)
+}
+
+/// The shard (1-based) of `n` that takes item `index` (0-based) of a run.
+pub fn owner(index: usize, n: usize) -> usize {
+    index % n + 1
+}
+
+/// The items that `shard` takes (all of them for a whole run), in their order.
+pub fn share<T>(items: Vec<T>, shard: Option<(usize, usize)>) -> Vec<T> {
+    match shard {
+        Some((k, n)) => items
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| owner(*i, n) == k)
+            .map(|(_, x)| x)
+            .collect(),
+        None => items,
+    }
+}
+
 /// `(K, N)` from a scheduler's variables (`var` looks one up), in this order:
 /// - a Slurm job array (`sbatch --array=A-B[:S]`): K from SLURM_ARRAY_TASK_ID's place in the
 ///   range (SLURM_ARRAY_TASK_MIN, _STEP), N = SLURM_ARRAY_TASK_COUNT; the array must be one
@@ -147,6 +174,20 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn shards_take_every_nth_item_from_the_kth() {
+        let items: Vec<usize> = (0..7).collect();
+        assert_eq!(share(items.clone(), Some((1, 3))), [0, 3, 6]);
+        assert_eq!(share(items.clone(), Some((3, 3))), [2, 5]);
+        assert_eq!(share(items.clone(), None), items);
+        assert_eq!(owner(5, 3), 3);
+        assert_eq!(resolve(None), Ok(None));
+        assert_eq!(
+            resolve(Some(ShardSpec::Fixed { k: 2, n: 4 })),
+            Ok(Some((2, 4)))
+        );
     }
 
     #[test]

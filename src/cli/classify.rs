@@ -209,26 +209,13 @@ pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
         args.images
     );
     let names = image_names(&images);
-    let shard = args
-        .shard
-        .map(ShardSpec::resolve)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let shard = inception_rcnn::shard::resolve(args.shard).map_err(anyhow::Error::msg)?;
     // Image indices (and names) are those of the whole run; a shard classifies its share.
     let (all_images, all_names) = (images.clone(), names.clone());
-    let (images, names): (Vec<PathBuf>, Vec<String>) = match shard {
-        Some((k, n)) => {
-            tracing::info!("shard {k} of {n}");
-            images
-                .into_iter()
-                .zip(names)
-                .enumerate()
-                .filter(|(i, _)| i % n == k - 1)
-                .map(|(_, pair)| pair)
-                .unzip()
-        }
-        None => (images, names),
-    };
+    let (images, names): (Vec<PathBuf>, Vec<String>) =
+        inception_rcnn::shard::share(images.into_iter().zip(names).collect(), shard)
+            .into_iter()
+            .unzip();
     eval::protect_inputs(
         images
             .iter()

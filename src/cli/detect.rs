@@ -356,14 +356,7 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
             "unknown --format `{f}` (ilsvrc, csv, coco, txt)"
         );
     }
-    let shard = args
-        .shard
-        .map(ShardSpec::resolve)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    if let (Some(ShardSpec::Auto), Some((k, n))) = (args.shard, shard) {
-        tracing::info!("--shard auto: shard {k} of {n}");
-    }
+    let shard = inception_rcnn::shard::resolve(args.shard).map_err(anyhow::Error::msg)?;
     let images = collect_images(&args.images).context("collecting images")?;
     anyhow::ensure!(
         !images.is_empty(),
@@ -454,20 +447,10 @@ pub fn run(args: DetectArgs, threads: Option<usize>) -> anyhow::Result<()> {
     }
     // Image indices are those of the whole run; a shard processes its share.
     let mut formats = args.format.clone();
-    let images: Vec<PathBuf> = match shard {
-        Some((k, n)) => {
-            if !formats.iter().any(|f| f == "csv") {
-                formats.push("csv".into()); // what rcnn merge reads
-            }
-            images
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % n == k - 1)
-                .map(|(_, p)| p.clone())
-                .collect()
-        }
-        None => images,
-    };
+    if shard.is_some() && !formats.iter().any(|f| f == "csv") {
+        formats.push("csv".into()); // what rcnn merge reads
+    }
+    let images: Vec<PathBuf> = inception_rcnn::shard::share(images, shard);
     let stale = stale_outputs(&args.out, &formats, &names);
     if !stale.is_empty() {
         tracing::warn!(

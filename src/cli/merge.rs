@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use inception_rcnn::shard::owner;
 
 #[derive(Args, Debug)]
 pub struct MergeArgs {
@@ -18,6 +19,10 @@ pub struct MergeArgs {
     /// Output formats, as rcnn detect.
     #[arg(long, value_delimiter = ',', default_values_t = ["ilsvrc".to_string(), "csv".to_string()])]
     format: Vec<String>,
+}
+
+fn read(p: PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
 }
 
 /// `(K, N)` from a shard folder's shard.json.
@@ -87,9 +92,6 @@ fn check_partition(shards: &[PathBuf]) -> anyhow::Result<usize> {
 }
 
 pub fn run(args: MergeArgs) -> anyhow::Result<()> {
-    let read = |p: PathBuf| {
-        std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
-    };
     let n_shards = check_partition(&args.shards)?;
     if args.shards[0].join("classifications.json").is_file() {
         return merge_classifications(&args, n_shards);
@@ -138,12 +140,12 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
                 )
             })?;
             // Image i of the run belongs to shard (i mod N) + 1.
-            if image % n_shards != k - 1 {
+            if owner(image, n_shards) != k {
                 bail!(
                     "{}: image {} belongs to shard {}/{n_shards}, not {k}",
                     path.display(),
                     d.image,
-                    image % n_shards + 1
+                    owner(image, n_shards)
                 );
             }
             let eval::formats::ClassKey::Name(name) = &d.class else {
@@ -183,9 +185,6 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
 /// run's image order (image_paths.csv, the same in every shard), written as one run writes them.
 fn merge_classifications(args: &MergeArgs, n_shards: usize) -> anyhow::Result<()> {
     use super::classify::{write_outputs, Output};
-    let read = |p: PathBuf| {
-        std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
-    };
     eval::protect_inputs(args.shards.iter().flat_map(|s| {
         [
             "classifications.json",
@@ -229,12 +228,12 @@ fn merge_classifications(args: &MergeArgs, n_shards: usize) -> anyhow::Result<()
                     o.image
                 )
             })?;
-            if index % n_shards != k - 1 {
+            if owner(index, n_shards) != k {
                 bail!(
                     "{}: image {} belongs to shard {}/{n_shards}, not {k}",
                     path.display(),
                     o.image,
-                    index % n_shards + 1
+                    owner(index, n_shards)
                 );
             }
             all.push((index, o));

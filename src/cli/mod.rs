@@ -54,7 +54,7 @@ enum Command {
     /// Classify whole images as GoogLeNet did at ILSVRC 2014: 1, 10 or the paper's 144 crops,
     /// softmax averaged over crops and networks; top-1/top-5 error against labels.
     Classify(classify::ClassifyArgs),
-    /// Join the outputs of `rcnn detect --shard K/N` runs.
+    /// Join the outputs of `rcnn detect --shard K/N` or `rcnn classify --shard K/N` runs.
     Merge(merge::MergeArgs),
     /// Print GoogLeNet's stages: output shape, parameters and multiply-adds of each.
     ModelInfo(model_info::ModelInfoArgs),
@@ -335,14 +335,19 @@ mod tests {
         }
     }
 
-    /// The container commands of the Kubernetes recipes, with what the Job substitutes.
-    fn k8s_commands(file: &str) -> Vec<(serde_yaml::Value, Vec<String>)> {
+    /// A Kubernetes recipe's Job, parsed.
+    fn k8s_job(file: &str) -> serde_yaml::Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("deploy/k8s")
             .join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let job: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let job: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(job["kind"].as_str(), Some("Job"), "{file}");
+        job
+    }
+
+    /// Each container of a Job with its command line.
+    fn k8s_commands(job: &serde_yaml::Value) -> Vec<(serde_yaml::Value, Vec<String>)> {
         job["spec"]["template"]["spec"]["containers"]
             .as_sequence()
             .unwrap()
@@ -362,13 +367,10 @@ mod tests {
     #[test]
     fn the_kubernetes_recipes_run_valid_rcnn_command_lines() {
         use inception_rcnn::shard::{from_env, K8S_COUNT_VAR};
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("deploy/k8s/detect-indexed-job.yaml");
-        let job: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let job = k8s_job("detect-indexed-job.yaml");
         assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
         let completions = job["spec"]["completions"].as_u64().unwrap() as usize;
-        let [(container, argv)] = &k8s_commands("detect-indexed-job.yaml")[..] else {
+        let [(container, argv)] = &k8s_commands(&job)[..] else {
             panic!("one container")
         };
         // The shard count the pods are told is the Job's completions.
@@ -403,7 +405,7 @@ mod tests {
             outs.push(args.out);
         }
         // The merge joins exactly the folders the pods wrote.
-        let [(_, merge)] = &k8s_commands("merge-job.yaml")[..] else {
+        let [(_, merge)] = &k8s_commands(&k8s_job("merge-job.yaml"))[..] else {
             panic!("one container")
         };
         let cli = Cli::try_parse_from(merge).unwrap_or_else(|e| panic!("{merge:?}: {e}"));

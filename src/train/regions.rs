@@ -203,7 +203,6 @@ impl RegionCache {
             );
             return Ok(cache);
         }
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let tmp = data_path.with_extension("u8.partial");
         // A failed build (a full disk) removes its partial file: it may be gigabytes.
         let written = (|| -> Result<(Vec<Region>, Vec<String>), TrainError> {
@@ -460,10 +459,11 @@ impl HostBatch {
     }
 }
 
-/// Where a member's cache lives: shared by every member of an ensemble run.
 /// An exclusive `flock` on a file, held until dropped (the kernel drops it with the process,
 /// so a killed builder never leaves the cache locked).
-struct FileLock(#[allow(dead_code)] std::fs::File);
+struct FileLock {
+    _file: std::fs::File,
+}
 
 impl FileLock {
     fn acquire(path: &Path) -> std::io::Result<FileLock> {
@@ -491,10 +491,11 @@ impl FileLock {
                 }
             }
         }
-        Ok(FileLock(file))
+        Ok(FileLock { _file: file })
     }
 }
 
+/// Where a member's cache lives: shared by every member of an ensemble run.
 pub fn cache_dir(out: &Path) -> PathBuf {
     out.join("cache")
 }
