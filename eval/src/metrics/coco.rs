@@ -1,17 +1,19 @@
-//! pycocotools' COCOeval for boxes: evaluate (match per image and category, once), accumulate
-//! (precision at 101 recall points for each IoU threshold, area range and detection limit),
-//! summarize (the 12 numbers).
+//! pycocotools' COCOeval for boxes, with its parameters: evaluate (match each detection of an
+//! (image, category) once per area range), accumulate (the `precision`, `recall` and `scores`
+//! arrays of pycocotools' shapes), summarize (the 12 numbers).
 //!
-//! Same semantics as cocoeval.py, but only (image, category) pairs that have a ground-truth box
-//! or a detection are visited, never the full grid.
+//! The same semantics as cocoeval.py 2.0.11, quirks included (a detection matched to an object
+//! whose id is 0 counts as unmatched; accumulate's sub-parameters index the evaluation's
+//! layout), but only (image, category) pairs that hold an object or a detection are visited,
+//! never the full grid. Used by `map-eval --metric coco` and by the Python package.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::boxes::{BBox, PixelConvention};
 use crate::dataset::{Detections, GroundTruth};
+use crate::PixelConvention;
 
 /// The 12 numbers of `COCOeval.summarize()`, in `stats` order.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -54,273 +56,600 @@ impl CocoStats {
 }
 
 /// numpy.linspace(start, stop, num) exactly: i * ((stop - start) / (num - 1)) + start, last = stop.
-fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
+pub fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
     let step = (stop - start) / (num - 1) as f64;
     let mut v: Vec<f64> = (0..num).map(|i| i as f64 * step + start).collect();
     v[num - 1] = stop;
     v
 }
 
-const AREA_RANGES: [(f64, f64); 4] = [
-    (0.0, 1e10),
-    (0.0, 32.0 * 32.0),
-    (32.0 * 32.0, 96.0 * 96.0),
-    (96.0 * 96.0, 1e10),
-];
-const MAX_DETS: [usize; 3] = [1, 10, 100];
+/// Annotations or results, one column per field, as COCO's JSON holds them.
+#[derive(Debug, Clone, Default)]
+pub struct CocoAnns {
+    pub image_id: Vec<i64>,
+    pub category_id: Vec<i64>,
+    /// [x, y, w, h].
+    pub bbox: Vec<[f64; 4]>,
+    /// Compared with the area ranges: the annotation's `area` (w * h for loaded results).
+    pub area: Vec<f64>,
+    pub iscrowd: Vec<bool>,
+    pub id: Vec<i64>,
+    /// Detections only (0 for ground truth).
+    pub score: Vec<f64>,
+}
 
-/// COCO's box IoU (continuous coordinates); against a crowd box, intersection over the
+impl CocoAnns {
+    pub fn len(&self) -> usize {
+        self.image_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.image_id.is_empty()
+    }
+
+    pub fn push(&mut self, image_id: i64, category_id: i64, bbox: [f64; 4], area: f64) {
+        self.image_id.push(image_id);
+        self.category_id.push(category_id);
+        self.bbox.push(bbox);
+        self.area.push(area);
+        self.iscrowd.push(false);
+        self.id.push(self.id.len() as i64 + 1);
+        self.score.push(0.0);
+    }
+}
+
+/// `COCOeval.params` for boxes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CocoParams {
+    pub img_ids: Vec<i64>,
+    pub cat_ids: Vec<i64>,
+    pub iou_thrs: Vec<f64>,
+    pub rec_thrs: Vec<f64>,
+    pub max_dets: Vec<usize>,
+    pub area_rng: Vec<[f64; 2]>,
+    pub use_cats: bool,
+}
+
+impl CocoParams {
+    /// pycocotools' defaults for boxes over these images and categories.
+    pub fn bbox(img_ids: Vec<i64>, cat_ids: Vec<i64>) -> Self {
+        CocoParams {
+            img_ids,
+            cat_ids,
+            iou_thrs: linspace(0.5, 0.95, 10),
+            rec_thrs: linspace(0.0, 1.0, 101),
+            max_dets: vec![1, 10, 100],
+            area_rng: vec![
+                [0.0, 1e10],
+                [0.0, 32.0 * 32.0],
+                [32.0 * 32.0, 96.0 * 96.0],
+                [96.0 * 96.0, 1e10],
+            ],
+            use_cats: true,
+        }
+    }
+
+    /// What `evaluate()` does to the parameters first: image ids (and category ids, with
+    /// categories on) sorted without repeats, detection limits sorted.
+    pub fn normalised(&self) -> Self {
+        let mut p = self.clone();
+        p.img_ids.sort_unstable();
+        p.img_ids.dedup();
+        if p.use_cats {
+            p.cat_ids.sort_unstable();
+            p.cat_ids.dedup();
+        }
+        p.max_dets.sort_unstable();
+        p
+    }
+}
+
+/// Highest score first, ties in input order, NaN last: numpy's stable argsort of -score.
+fn by_score_desc(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => b.partial_cmp(&a).expect("not NaN"),
+    }
+}
+
+/// maskApi.c's bbIou: boxes [x, y, w, h]; against a crowd box, intersection over the
 /// detection's own area.
-fn coco_iou(d: &BBox, g: &BBox, crowd: bool) -> f64 {
-    let w = d.x2.min(g.x2) - d.x1.max(g.x1);
-    let h = d.y2.min(g.y2) - d.y1.max(g.y1);
-    if w <= 0.0 || h <= 0.0 {
+fn iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
+    let w = (d[2] + d[0]).min(g[2] + g[0]) - d[0].max(g[0]);
+    if w <= 0.0 {
+        return 0.0;
+    }
+    let h = (d[3] + d[1]).min(g[3] + g[1]) - d[1].max(g[1]);
+    if h <= 0.0 {
         return 0.0;
     }
     let i = w * h;
-    let da = (d.x2 - d.x1) * (d.y2 - d.y1);
-    let u = if crowd {
-        da
-    } else {
-        da + (g.x2 - g.x1) * (g.y2 - g.y1) - i
-    };
+    let da = d[2] * d[3];
+    let u = if crowd { da } else { da + g[2] * g[3] - i };
     i / u
 }
 
-/// One (image, category) after matching, for one area range.
-struct ImageEval {
-    /// Scores of the (at most 100) detections, highest first.
-    scores: Vec<f64>,
-    /// Per IoU threshold, per detection: matched to a non-ignored object.
-    matched: Vec<Vec<bool>>,
-    /// Per IoU threshold, per detection: ignored (matched an ignored object, or unmatched
-    /// outside the area range).
-    ignored: Vec<Vec<bool>>,
+const MATCHED: u8 = 1;
+const IGNORED: u8 = 2;
+
+/// `evaluateImg` for one (category, area range, image): what accumulate needs of it.
+#[derive(Debug, Clone)]
+pub struct ImageEval {
+    /// Scores of the kept detections (at most the largest detection limit), highest first.
+    pub scores: Vec<f64>,
+    /// `[t * D + d]`: MATCHED (dtMatches != 0) and IGNORED (dtIgnore) bits.
+    flags: Vec<u8>,
     /// Objects not ignored.
-    n_gt: usize,
+    pub n_gt: usize,
 }
 
-struct Pair<'a> {
-    /// Objects: (box, crowd, area).
-    gt: Vec<(&'a BBox, bool, f64)>,
-    /// Detections: (score, box), highest score first (ties in input order), at most 100.
-    dt: Vec<(f64, &'a BBox)>,
-}
-
-fn evaluate_pair(pair: &Pair, iou_thrs: &[f64], range: (f64, f64)) -> Option<ImageEval> {
-    if pair.gt.is_empty() && pair.dt.is_empty() {
-        return None;
+impl ImageEval {
+    pub fn matched(&self, t: usize, d: usize) -> bool {
+        self.flags[t * self.scores.len() + d] & MATCHED != 0
     }
-    // Objects outside the range, and crowds, are ignored; ignored ones go last (stable).
-    let ignore: Vec<bool> = pair
-        .gt
+
+    pub fn ignored(&self, t: usize, d: usize) -> bool {
+        self.flags[t * self.scores.len() + d] & IGNORED != 0
+    }
+}
+
+/// The result of `evaluate()`: the parameters it ran with (`_paramsEval`) and `evalImgs`,
+/// stored sparsely: slot `k * A + a` holds (image position, evaluation) for the images that
+/// have an object or a detection, in image order.
+#[derive(Debug, Clone)]
+pub struct CocoEvalImgs {
+    pub params: CocoParams,
+    slots: Vec<Vec<(usize, ImageEval)>>,
+}
+
+/// One (category slot, image) pair: indices of its objects and (ranked, kept) detections.
+struct Group {
+    k: usize,
+    image: usize,
+    gt: Vec<usize>,
+    dt: Vec<usize>,
+}
+
+/// Groups annotations by (category slot, image position); within a group, category order
+/// (without categories: the order of `cat_ids`, repeats repeated) then file order.
+fn group_keys(anns: &CocoAnns, p: &CocoParams) -> Vec<(usize, usize, usize, usize)> {
+    use std::collections::HashMap;
+    let image_pos: HashMap<i64, usize> = p
+        .img_ids
         .iter()
-        .map(|&(_, crowd, a)| crowd || a < range.0 || a > range.1)
+        .enumerate()
+        .map(|(i, &id)| (id, i))
         .collect();
-    let mut gt_order: Vec<usize> = (0..pair.gt.len()).collect();
-    gt_order.sort_by_key(|&g| ignore[g]);
-    let ious: Vec<Vec<f64>> = pair
-        .dt
+    let mut cat_pos: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (j, &c) in p.cat_ids.iter().enumerate() {
+        cat_pos.entry(c).or_default().push(j);
+    }
+    let mut keys = Vec::with_capacity(anns.len());
+    for n in 0..anns.len() {
+        let (Some(&image), Some(cats)) = (
+            image_pos.get(&anns.image_id[n]),
+            cat_pos.get(&anns.category_id[n]),
+        ) else {
+            continue;
+        };
+        if p.use_cats {
+            // Ids are unique after normalisation: one slot.
+            keys.push((cats[0], image, 0, n));
+        } else {
+            keys.extend(cats.iter().map(|&j| (0, image, j, n)));
+        }
+    }
+    keys.sort_unstable();
+    keys
+}
+
+fn groups(gt: &CocoAnns, dt: &CocoAnns, p: &CocoParams) -> Vec<Group> {
+    let gk = group_keys(gt, p);
+    let dk = group_keys(dt, p);
+    let mut out: Vec<Group> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < gk.len() || j < dk.len() {
+        let key = match (gk.get(i), dk.get(j)) {
+            (Some(g), Some(d)) => (g.0, g.1).min((d.0, d.1)),
+            (Some(g), None) => (g.0, g.1),
+            (None, Some(d)) => (d.0, d.1),
+            (None, None) => unreachable!(),
+        };
+        let mut group = Group {
+            k: key.0,
+            image: key.1,
+            gt: Vec::new(),
+            dt: Vec::new(),
+        };
+        while i < gk.len() && (gk[i].0, gk[i].1) == key {
+            group.gt.push(gk[i].3);
+            i += 1;
+        }
+        while j < dk.len() && (dk[j].0, dk[j].1) == key {
+            group.dt.push(dk[j].3);
+            j += 1;
+        }
+        out.push(group);
+    }
+    out
+}
+
+/// evaluateImg for every area range of one group; `ious[d][g]` in the group's object order.
+fn evaluate_group(
+    group: &Group,
+    gt: &CocoAnns,
+    dt: &CocoAnns,
+    p: &CocoParams,
+    ious: &[Vec<f64>],
+) -> Vec<ImageEval> {
+    let n_t = p.iou_thrs.len();
+    let n_d = group.dt.len();
+    p.area_rng
         .iter()
-        .map(|(_, d)| {
-            gt_order
+        .map(|rng| {
+            let out_of = |area: f64| area < rng[0] || area > rng[1];
+            let g_ignore: Vec<bool> = group
+                .gt
                 .iter()
-                .map(|&g| coco_iou(d, pair.gt[g].0, pair.gt[g].1))
-                .collect()
-        })
-        .collect();
-    let g_ignore: Vec<bool> = gt_order.iter().map(|&g| ignore[g]).collect();
-    let g_crowd: Vec<bool> = gt_order.iter().map(|&g| pair.gt[g].1).collect();
-    let n_dt = pair.dt.len();
-    let mut matched = vec![vec![false; n_dt]; iou_thrs.len()];
-    let mut ignored = vec![vec![false; n_dt]; iou_thrs.len()];
-    for (t, &thr) in iou_thrs.iter().enumerate() {
-        let mut gt_taken = vec![false; gt_order.len()];
-        for d in 0..n_dt {
-            let mut iou = thr.min(1.0 - 1e-10);
-            let mut m: Option<usize> = None;
-            for g in 0..gt_order.len() {
-                if gt_taken[g] && !g_crowd[g] {
-                    continue;
-                }
-                // Once matched to a real object, stop at the ignored ones.
-                if let Some(mm) = m {
-                    if !g_ignore[mm] && g_ignore[g] {
-                        break;
+                .map(|&g| gt.iscrowd[g] || out_of(gt.area[g]))
+                .collect();
+            // Ignored objects last, stably (argsort, mergesort).
+            let mut order: Vec<usize> = (0..group.gt.len()).collect();
+            order.sort_by_key(|&g| g_ignore[g]);
+            let mut flags = vec![0u8; n_t * n_d];
+            if !group.gt.is_empty() && n_d > 0 {
+                for (t, &thr) in p.iou_thrs.iter().enumerate() {
+                    let mut taken = vec![false; order.len()];
+                    for d in 0..n_d {
+                        let mut best = thr.min(1.0 - 1e-10);
+                        let mut m: Option<usize> = None;
+                        for (gi, &g) in order.iter().enumerate() {
+                            let crowd = gt.iscrowd[group.gt[g]];
+                            if taken[gi] && !crowd {
+                                continue;
+                            }
+                            // Once matched to a real object, stop at the ignored ones.
+                            if let Some(mm) = m {
+                                if !g_ignore[order[mm]] && g_ignore[g] {
+                                    break;
+                                }
+                            }
+                            if ious[d][g] < best {
+                                continue;
+                            }
+                            best = ious[d][g];
+                            m = Some(gi);
+                        }
+                        if let Some(gi) = m {
+                            let g = order[gi];
+                            let f = &mut flags[t * n_d + d];
+                            if g_ignore[g] {
+                                *f |= IGNORED;
+                            }
+                            // dtMatches holds the object's id: an id of 0 reads as unmatched.
+                            if gt.id[group.gt[g]] != 0 {
+                                *f |= MATCHED;
+                            }
+                            // gtMatches holds the detection's id: taken when it is > 0.
+                            if dt.id[group.dt[d]] > 0 {
+                                taken[gi] = true;
+                            }
+                        }
                     }
                 }
-                if ious[d][g] < iou {
-                    continue;
+            }
+            // Unmatched detections outside the area range do not count.
+            for (d, &n) in group.dt.iter().enumerate() {
+                if out_of(dt.area[n]) {
+                    for t in 0..n_t {
+                        if flags[t * n_d + d] & MATCHED == 0 {
+                            flags[t * n_d + d] |= IGNORED;
+                        }
+                    }
                 }
-                iou = ious[d][g];
-                m = Some(g);
             }
-            if let Some(g) = m {
-                ignored[t][d] = g_ignore[g];
-                matched[t][d] = true;
-                gt_taken[g] = true;
+            ImageEval {
+                scores: group.dt.iter().map(|&n| dt.score[n]).collect(),
+                flags,
+                n_gt: g_ignore.iter().filter(|&&i| !i).count(),
             }
-        }
-        // Unmatched detections outside the area range do not count.
-        for (d, (_, b)) in pair.dt.iter().enumerate() {
-            let area = (b.x2 - b.x1) * (b.y2 - b.y1);
-            if !matched[t][d] && (area < range.0 || area > range.1) {
-                ignored[t][d] = true;
-            }
-        }
-    }
-    Some(ImageEval {
-        scores: pair.dt.iter().map(|&(s, _)| s).collect(),
-        matched,
-        ignored,
-        n_gt: g_ignore.iter().filter(|&&i| !i).count(),
-    })
+        })
+        .collect()
 }
 
-/// Precision at 101 recall points per IoU threshold, and final recall per IoU threshold, for
-/// one category, area range and detection limit; `None` when there is no object to find.
-fn accumulate(
+/// `COCOeval.evaluate()` for boxes: the parameters are normalised as pycocotools does.
+pub fn evaluate_images(gt: &CocoAnns, dt: &CocoAnns, params: &CocoParams) -> CocoEvalImgs {
+    let p = params.normalised();
+    let n_a = p.area_rng.len();
+    let n_k = if p.use_cats { p.cat_ids.len() } else { 1 };
+    let max_det = p.max_dets.last().copied().unwrap_or(0);
+    let mut groups = groups(gt, dt, &p);
+    let per_group: Vec<Vec<ImageEval>> = groups
+        .par_iter_mut()
+        .map(|group| {
+            group
+                .dt
+                .sort_by(|&a, &b| by_score_desc(dt.score[a], dt.score[b]));
+            group.dt.truncate(max_det);
+            let ious: Vec<Vec<f64>> = group
+                .dt
+                .iter()
+                .map(|&d| {
+                    group
+                        .gt
+                        .iter()
+                        .map(|&g| iou(&dt.bbox[d], &gt.bbox[g], gt.iscrowd[g]))
+                        .collect()
+                })
+                .collect();
+            evaluate_group(group, gt, dt, &p, &ious)
+        })
+        .collect();
+    let mut slots: Vec<Vec<(usize, ImageEval)>> = vec![Vec::new(); n_k * n_a];
+    for (group, evals) in groups.iter().zip(per_group) {
+        for (a, e) in evals.into_iter().enumerate() {
+            slots[group.k * n_a + a].push((group.image, e));
+        }
+    }
+    CocoEvalImgs { params: p, slots }
+}
+
+/// Which parts of the evaluation `accumulate(p)` reads, as pycocotools computes them from `p`
+/// and `_paramsEval`: positions in p's lists (`k_list`, `a_list`, `i_list`), the detection
+/// limits themselves (`m_list`), and p's array sizes.
+#[derive(Debug, Clone)]
+pub struct AccumulateSpec {
+    pub k_list: Vec<usize>,
+    pub a_list: Vec<usize>,
+    pub m_list: Vec<usize>,
+    pub i_list: Vec<usize>,
+    pub rec_thrs: Vec<f64>,
+    /// [T, R, K, A, M] of the arrays.
+    pub counts: [usize; 5],
+}
+
+impl AccumulateSpec {
+    /// `accumulate()` with the parameters `evaluate()` ran with.
+    pub fn of(p: &CocoParams) -> Self {
+        let k = if p.use_cats { p.cat_ids.len() } else { 1 };
+        AccumulateSpec {
+            k_list: (0..k).collect(),
+            a_list: (0..p.area_rng.len()).collect(),
+            m_list: p.max_dets.clone(),
+            i_list: (0..p.img_ids.len()).collect(),
+            rec_thrs: p.rec_thrs.clone(),
+            counts: [
+                p.iou_thrs.len(),
+                p.rec_thrs.len(),
+                k,
+                p.area_rng.len(),
+                p.max_dets.len(),
+            ],
+        }
+    }
+}
+
+/// `COCOeval.eval`: arrays in C order, -1 where nothing was computed.
+#[derive(Debug, Clone)]
+pub struct Accumulated {
+    /// [T, R, K, A, M].
+    pub counts: [usize; 5],
+    pub precision: Vec<f64>,
+    /// [T, K, A, M].
+    pub recall: Vec<f64>,
+    pub scores: Vec<f64>,
+}
+
+impl Accumulated {
+    pub fn precision_at(&self, t: usize, r: usize, k: usize, a: usize, m: usize) -> f64 {
+        let [_, n_r, n_k, n_a, n_m] = self.counts;
+        self.precision[(((t * n_r + r) * n_k + k) * n_a + a) * n_m + m]
+    }
+
+    pub fn recall_at(&self, t: usize, k: usize, a: usize, m: usize) -> f64 {
+        let [_, _, n_k, n_a, n_m] = self.counts;
+        self.recall[((t * n_k + k) * n_a + a) * n_m + m]
+    }
+}
+
+/// Precision at each recall threshold (and the score there), and the final recall, of one
+/// (category, area range, detection limit), for each IoU threshold of the evaluation.
+struct Curve {
+    t: usize,
+    q: Vec<f64>,
+    ss: Vec<f64>,
+    recall: f64,
+}
+
+fn accumulate_one(
     evals: &[&ImageEval],
     max_det: usize,
-    iou_thrs: &[f64],
+    n_t: usize,
     rec_thrs: &[f64],
-) -> Option<(Vec<Vec<f64>>, Vec<f64>)> {
+) -> Vec<Curve> {
     let n_gt: usize = evals.iter().map(|e| e.n_gt).sum();
     if n_gt == 0 {
-        return None;
+        return Vec::new();
     }
-    // Concatenate each image's first max_det detections (images in order), then rank all by
-    // score with a stable sort, as numpy's mergesort.
-    let mut entries: Vec<(f64, usize, usize)> = Vec::new(); // (score, eval, detection)
+    // Each image's first max_det detections, images in order, ranked by a stable sort.
+    let mut entries: Vec<(f64, u32, u32)> = Vec::new();
     for (e, ev) in evals.iter().enumerate() {
         for d in 0..ev.scores.len().min(max_det) {
-            entries.push((ev.scores[d], e, d));
+            entries.push((ev.scores[d], e as u32, d as u32));
         }
     }
-    entries.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut precisions = Vec::with_capacity(iou_thrs.len());
-    let mut recalls = Vec::with_capacity(iou_thrs.len());
-    for t in 0..iou_thrs.len() {
-        let mut rc = Vec::with_capacity(entries.len());
-        let mut pr = Vec::with_capacity(entries.len());
-        let (mut tp, mut fp) = (0.0f64, 0.0f64);
-        for &(_, e, d) in &entries {
-            if evals[e].ignored[t][d] {
-                continue;
+    entries.sort_by(|a, b| by_score_desc(a.0, b.0));
+    let nd = entries.len();
+    let mut curves = Vec::with_capacity(n_t);
+    let mut rc = vec![0.0; nd];
+    let mut pr = vec![0.0; nd];
+    for t in 0..n_t {
+        // Ignored detections keep their place in the ranking but count as neither.
+        let (mut tp, mut fp) = (0u64, 0u64);
+        for (i, &(_, e, d)) in entries.iter().enumerate() {
+            let ev = evals[e as usize];
+            if !ev.ignored(t, d as usize) {
+                if ev.matched(t, d as usize) {
+                    tp += 1;
+                } else {
+                    fp += 1;
+                }
             }
-            if evals[e].matched[t][d] {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            rc.push(tp / n_gt as f64);
-            pr.push(tp / (fp + tp + f64::EPSILON));
+            rc[i] = tp as f64 / n_gt as f64;
+            pr[i] = tp as f64 / (fp as f64 + tp as f64 + f64::EPSILON);
         }
-        recalls.push(rc.last().copied().unwrap_or(0.0));
-        for i in (1..pr.len()).rev() {
+        let recall = rc.last().copied().unwrap_or(0.0);
+        for i in (1..nd).rev() {
             if pr[i] > pr[i - 1] {
                 pr[i - 1] = pr[i];
             }
         }
-        // numpy.searchsorted(rc, recThrs, side='left'): first index with rc[i] >= r.
-        let q: Vec<f64> = rec_thrs
-            .iter()
-            .map(|&r| {
-                let i = rc.partition_point(|&x| x < r);
-                if i < pr.len() {
-                    pr[i]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        precisions.push(q);
+        let mut q = vec![0.0; rec_thrs.len()];
+        let mut ss = vec![0.0; rec_thrs.len()];
+        // numpy.searchsorted(rc, recThrs, side='left'); the first index past the end stops
+        // the filling (pycocotools' try/except).
+        for (ri, &r) in rec_thrs.iter().enumerate() {
+            let pi = rc.partition_point(|&x| x < r);
+            if pi >= nd {
+                break;
+            }
+            q[ri] = pr[pi];
+            ss[ri] = entries[pi].0;
+        }
+        curves.push(Curve { t, q, ss, recall });
     }
-    Some((precisions, recalls))
+    curves
 }
 
-/// COCOeval(gt, dt, 'bbox') with the default parameters. Images are taken in the ground truth's
-/// order (COCO readers give them sorted by id, as pycocotools).
-pub fn evaluate(gt: &GroundTruth, dets: &Detections, n_classes: usize) -> CocoStats {
-    let iou_thrs = linspace(0.5, 0.95, 10);
-    let rec_thrs = linspace(0.0, 1.0, 101);
-    // Group by (category, image); images in index order.
-    let mut pairs: Vec<HashMap<usize, Pair>> = (0..n_classes).map(|_| HashMap::new()).collect();
-    for g in &gt.boxes {
-        let area = g
-            .area
-            .unwrap_or_else(|| g.bbox.area(PixelConvention::Continuous));
-        pairs[g.class]
-            .entry(g.image)
-            .or_insert_with(|| Pair {
-                gt: Vec::new(),
-                dt: Vec::new(),
-            })
-            .gt
-            .push((&g.bbox, g.crowd, area));
-    }
-    for d in &dets.dets {
-        pairs[d.class]
-            .entry(d.image)
-            .or_insert_with(|| Pair {
-                gt: Vec::new(),
-                dt: Vec::new(),
-            })
-            .dt
-            .push((d.score, &d.bbox));
-    }
-    // Per category: per area range, per max_det -> (precision [T][R], recall [T]) or None.
-    type Acc = Vec<Vec<Option<(Vec<Vec<f64>>, Vec<f64>)>>>;
-    let per_class: Vec<Acc> = pairs
-        .into_par_iter()
-        .map(|mut by_image| {
-            let mut images: Vec<usize> = by_image.keys().copied().collect();
-            images.sort_unstable();
-            let pairs: Vec<Pair> = images
-                .iter()
-                .map(|i| {
-                    let mut p = by_image.remove(i).expect("key exists");
-                    p.dt.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    p.dt.truncate(MAX_DETS[2]);
-                    p
-                })
-                .collect();
-            AREA_RANGES
-                .iter()
-                .map(|&range| {
-                    let evals: Vec<ImageEval> = pairs
-                        .iter()
-                        .filter_map(|p| evaluate_pair(p, &iou_thrs, range))
-                        .collect();
-                    let refs: Vec<&ImageEval> = evals.iter().collect();
-                    MAX_DETS
-                        .iter()
-                        .map(|&m| accumulate(&refs, m, &iou_thrs, &rec_thrs))
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AccumulateError(pub String);
 
-    // summarize(): the mean over categories (and thresholds, recall points) of values that exist.
-    let summarize = |ap: bool, iou: Option<usize>, area: usize, max_det: usize| -> f64 {
-        let mut sum = 0.0;
-        let mut n = 0usize;
-        for acc in &per_class {
-            let Some((precision, recall)) = &acc[area][max_det] else {
-                continue;
-            };
-            let thresholds: Vec<usize> = match iou {
-                Some(t) => vec![t],
-                None => (0..iou_thrs.len()).collect(),
-            };
-            for t in thresholds {
+/// `COCOeval.accumulate(p)`: `spec` made from `p` (see [`AccumulateSpec`]).
+pub fn accumulate(
+    evals: &CocoEvalImgs,
+    spec: &AccumulateSpec,
+) -> Result<Accumulated, AccumulateError> {
+    let [n_t, n_r, n_k, n_a, n_m] = spec.counts;
+    let pe = &evals.params;
+    let n_t0 = pe.iou_thrs.len();
+    if n_t0 > n_t {
+        return Err(AccumulateError(format!(
+            "the evaluation has {n_t0} IoU thresholds, the parameters {n_t}"
+        )));
+    }
+    if spec.rec_thrs.len() != n_r {
+        return Err(AccumulateError("recThrs and the array size differ".into()));
+    }
+    let (i0, a0) = (pe.img_ids.len(), pe.area_rng.len());
+    let k0_count = if pe.use_cats { pe.cat_ids.len() } else { 1 };
+    let total = k0_count * a0 * i0;
+    let identity_images =
+        spec.i_list.len() == i0 && spec.i_list.iter().enumerate().all(|(n, &i)| n == i);
+    // pycocotools reads evalImgs[k0 * A0 * I0 + a0 * I0 + i] with positions taken from p.
+    let gather = |k0: usize, a0_: usize| -> Result<Vec<&ImageEval>, AccumulateError> {
+        if identity_images && k0 < k0_count && a0_ < a0 {
+            return Ok(evals.slots[k0 * a0 + a0_].iter().map(|(_, e)| e).collect());
+        }
+        let mut out = Vec::new();
+        for &i in &spec.i_list {
+            let flat = k0 * a0 * i0 + a0_ * i0 + i;
+            if flat >= total {
+                return Err(AccumulateError(format!(
+                    "evalImgs index {flat} out of range ({total}): the parameters do not fit the evaluation"
+                )));
+            }
+            let (k, rest) = (flat / (a0 * i0), flat % (a0 * i0));
+            let (a, image) = (rest / i0, rest % i0);
+            let slot = &evals.slots[k * a0 + a];
+            if let Ok(j) = slot.binary_search_by_key(&image, |(im, _)| *im) {
+                out.push(&slot[j].1);
+            }
+        }
+        Ok(out)
+    };
+    let mut precision = vec![-1.0; n_t * n_r * n_k * n_a * n_m];
+    let mut scores = vec![-1.0; n_t * n_r * n_k * n_a * n_m];
+    let mut recall = vec![-1.0; n_t * n_k * n_a * n_m];
+    if spec.k_list.len() > n_k || spec.a_list.len() > n_a || spec.m_list.len() > n_m {
+        return Err(AccumulateError(
+            "more categories, area ranges or limits than the arrays hold".into(),
+        ));
+    }
+    type Cell = (usize, usize, usize, Vec<Curve>);
+    let cells: Vec<Cell> = spec
+        .k_list
+        .par_iter()
+        .enumerate()
+        .map(|(k, &k0)| -> Result<Vec<Cell>, AccumulateError> {
+            let mut out = Vec::new();
+            for (a, &a0_) in spec.a_list.iter().enumerate() {
+                let evals = gather(k0, a0_)?;
+                if evals.is_empty() {
+                    continue;
+                }
+                for (m, &max_det) in spec.m_list.iter().enumerate() {
+                    out.push((
+                        k,
+                        a,
+                        m,
+                        accumulate_one(&evals, max_det, n_t0, &spec.rec_thrs),
+                    ));
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    for (k, a, m, curves) in cells {
+        for c in curves {
+            recall[((c.t * n_k + k) * n_a + a) * n_m + m] = c.recall;
+            for r in 0..n_r {
+                let at = (((c.t * n_r + r) * n_k + k) * n_a + a) * n_m + m;
+                precision[at] = c.q[r];
+                scores[at] = c.ss[r];
+            }
+        }
+    }
+    Ok(Accumulated {
+        counts: spec.counts,
+        precision,
+        recall,
+        scores,
+    })
+}
+
+/// `summarize()`'s 12 numbers for the default area ranges and detection limits [1, 10, 100]:
+/// the mean of the values that are not -1, or -1.
+pub fn summarize(acc: &Accumulated, p: &CocoParams) -> CocoStats {
+    let [n_t, n_r, n_k, _, _] = acc.counts;
+    let m_of = |max_det: usize| p.max_dets.iter().position(|&m| m == max_det);
+    let stat = |ap: bool, iou: Option<f64>, area: usize, max_det: usize| -> f64 {
+        let Some(m) = m_of(max_det) else { return -1.0 };
+        let ts: Vec<usize> = (0..n_t)
+            .filter(|&t| iou.is_none_or(|v| p.iou_thrs[t] == v))
+            .collect();
+        let (mut sum, mut n) = (0.0, 0usize);
+        for &t in &ts {
+            for k in 0..n_k {
                 if ap {
-                    sum += precision[t].iter().sum::<f64>();
-                    n += precision[t].len();
+                    for r in 0..n_r {
+                        let v = acc.precision_at(t, r, k, area, m);
+                        if v > -1.0 {
+                            sum += v;
+                            n += 1;
+                        }
+                    }
                 } else {
-                    sum += recall[t];
-                    n += 1;
+                    let v = acc.recall_at(t, k, area, m);
+                    if v > -1.0 {
+                        sum += v;
+                        n += 1;
+                    }
                 }
             }
         }
@@ -330,22 +659,53 @@ pub fn evaluate(gt: &GroundTruth, dets: &Detections, n_classes: usize) -> CocoSt
             sum / n as f64
         }
     };
-    let t50 = iou_thrs.iter().position(|&t| t == 0.5);
-    let t75 = iou_thrs.iter().position(|&t| t == 0.75);
+    let last = |i: usize| p.max_dets.get(i).copied().unwrap_or(usize::MAX);
     CocoStats {
-        ap: summarize(true, None, 0, 2),
-        ap50: summarize(true, t50, 0, 2),
-        ap75: summarize(true, t75, 0, 2),
-        ap_small: summarize(true, None, 1, 2),
-        ap_medium: summarize(true, None, 2, 2),
-        ap_large: summarize(true, None, 3, 2),
-        ar1: summarize(false, None, 0, 0),
-        ar10: summarize(false, None, 0, 1),
-        ar100: summarize(false, None, 0, 2),
-        ar_small: summarize(false, None, 1, 2),
-        ar_medium: summarize(false, None, 2, 2),
-        ar_large: summarize(false, None, 3, 2),
+        ap: stat(true, None, 0, 100),
+        ap50: stat(true, Some(0.5), 0, last(2)),
+        ap75: stat(true, Some(0.75), 0, last(2)),
+        ap_small: stat(true, None, 1, last(2)),
+        ap_medium: stat(true, None, 2, last(2)),
+        ap_large: stat(true, None, 3, last(2)),
+        ar1: stat(false, None, 0, last(0)),
+        ar10: stat(false, None, 0, last(1)),
+        ar100: stat(false, None, 0, last(2)),
+        ar_small: stat(false, None, 1, last(2)),
+        ar_medium: stat(false, None, 2, last(2)),
+        ar_large: stat(false, None, 3, last(2)),
     }
+}
+
+/// COCOeval(gt, dt, 'bbox') with the default parameters, on resolved ground truth: images by
+/// index (in the ground truth's order: COCO readers sort them by id, as pycocotools),
+/// categories by class index.
+pub fn evaluate(gt: &GroundTruth, dets: &Detections, n_classes: usize) -> CocoStats {
+    let xywh = |b: &crate::BBox| [b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1];
+    let mut g = CocoAnns::default();
+    for b in &gt.boxes {
+        let area = b
+            .area
+            .unwrap_or_else(|| b.bbox.area(PixelConvention::Continuous));
+        g.push(b.image as i64, b.class as i64, xywh(&b.bbox), area);
+        *g.iscrowd.last_mut().expect("pushed") = b.crowd;
+    }
+    let mut d = CocoAnns::default();
+    for det in &dets.dets {
+        let bbox = xywh(&det.bbox);
+        d.push(det.image as i64, det.class as i64, bbox, bbox[2] * bbox[3]);
+        *d.score.last_mut().expect("pushed") = det.score;
+    }
+    // Detections of images without ground truth are evaluated too (they are false positives).
+    let n_images = dets
+        .dets
+        .iter()
+        .map(|d| d.image + 1)
+        .chain(gt.boxes.iter().map(|b| b.image + 1))
+        .fold(gt.images.len(), usize::max) as i64;
+    let p = CocoParams::bbox((0..n_images).collect(), (0..n_classes as i64).collect());
+    let evals = evaluate_images(&g, &d, &p);
+    let acc = accumulate(&evals, &AccumulateSpec::of(&evals.params)).expect("own parameters fit");
+    summarize(&acc, &evals.params)
 }
 
 #[cfg(test)]
@@ -365,9 +725,24 @@ mod tests {
 
     #[test]
     fn crowd_iou_is_over_the_detection() {
-        let d = BBox::new(0.0, 0.0, 10.0, 10.0);
-        let g = BBox::new(0.0, 0.0, 100.0, 100.0);
-        assert_eq!(coco_iou(&d, &g, true), 1.0);
-        assert!((coco_iou(&d, &g, false) - 0.01).abs() < 1e-15);
+        let d = [0.0, 0.0, 10.0, 10.0];
+        let g = [0.0, 0.0, 100.0, 100.0];
+        assert_eq!(iou(&d, &g, true), 1.0);
+        assert!((iou(&d, &g, false) - 0.01).abs() < 1e-15);
+    }
+
+    #[test]
+    fn scores_rank_as_numpys_stable_argsort() {
+        let mut v = vec![
+            (0.5, 0),
+            (f64::NAN, 1),
+            (0.9, 2),
+            (0.5, 3),
+            (-0.0, 4),
+            (0.0, 5),
+        ];
+        v.sort_by(|a, b| by_score_desc(a.0, b.0));
+        let order: Vec<usize> = v.iter().map(|x| x.1).collect();
+        assert_eq!(order, [2, 0, 3, 4, 5, 1]);
     }
 }
