@@ -733,7 +733,7 @@ mod tests {
 
     #[test]
     fn scores_rank_as_numpys_stable_argsort() {
-        let mut v = vec![
+        let mut v = [
             (0.5, 0),
             (f64::NAN, 1),
             (0.9, 2),
