@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde::Serialize;
 
 use crate::formats::{BoxFormat, Format};
 use crate::load::{load, Inputs, Loaded};
-use crate::metrics::{evaluate, BestF1, CocoStats, EvalParams, Evaluation, Metric};
-use crate::{EvalError, Issues};
+use crate::metrics::{evaluate, EvalParams, Evaluation, Metric};
+pub use crate::report::{report, ClassReport, Report};
+use crate::EvalError;
 
 #[derive(Args, Debug, Clone)]
 pub struct MapEvalArgs {
@@ -85,59 +85,6 @@ fn parse_box_format(s: &str) -> Result<BoxFormat, String> {
         other => Err(format!(
             "unknown box format `{other}` (expected xyxy or xywh)"
         )),
-    }
-}
-
-/// Everything `--report` writes.
-#[derive(Debug, Serialize)]
-pub struct Report<'a> {
-    pub metric: Metric,
-    pub iou: f64,
-    pub images: usize,
-    pub objects: usize,
-    pub detections: usize,
-    pub classes: Vec<ClassReport<'a>>,
-    pub mean_ap: Option<f64>,
-    pub median_ap: Option<f64>,
-    pub coco: Option<CocoStats>,
-    pub issues: &'a Issues,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ClassReport<'a> {
-    pub name: &'a str,
-    pub wnid: &'a str,
-    pub ap: f64,
-    pub n_gt: usize,
-    pub n_dets: usize,
-    pub best_f1: Option<BestF1>,
-    pub final_recall: f64,
-}
-
-pub fn report<'a>(loaded: &'a Loaded, e: &Evaluation) -> Report<'a> {
-    Report {
-        metric: e.metric,
-        iou: e.iou,
-        images: loaded.gt.images.len(),
-        objects: loaded.gt.boxes.len(),
-        detections: loaded.dets.dets.len(),
-        classes: e
-            .per_class
-            .iter()
-            .map(|c| ClassReport {
-                name: &loaded.classes.names[c.class],
-                wnid: &loaded.classes.wnids[c.class],
-                ap: c.ap,
-                n_gt: c.n_gt,
-                n_dets: c.n_dets,
-                best_f1: c.best_f1,
-                final_recall: c.final_recall,
-            })
-            .collect(),
-        mean_ap: e.mean_ap,
-        median_ap: e.median_ap,
-        coco: e.coco,
-        issues: &loaded.issues,
     }
 }
 

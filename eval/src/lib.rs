@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod names;
 #[cfg(feature = "cli")]
 pub mod plots;
+pub mod report;
 pub mod writers;
 
 use std::path::{Path, PathBuf};

@@ -188,6 +188,94 @@ fn in_subset(subset: &HashSet<String>, image: &str) -> bool {
     subset.contains(&crate::names::name_key(image))
 }
 
+/// Resolves each detection's class and image; detections of unknown classes are counted and
+/// dropped, those of images without ground truth counted and kept (false positives).
+fn resolve_dets(
+    raw_dets: Vec<RawDet>,
+    subset: Option<&HashSet<String>>,
+    classes: &ClassList,
+    images: &mut Images,
+    issues: &mut Issues,
+) -> Result<Vec<Detection>, EvalError> {
+    let mut dets = Vec::with_capacity(raw_dets.len());
+    for d in raw_dets {
+        if subset.is_some_and(|s| !in_subset(s, &d.image)) {
+            continue;
+        }
+        let Some(class) = resolve_class(classes, &d.class) else {
+            issues.record(Kind::UnknownClass, || {
+                format!(
+                    "detection on image {}: unknown class `{}`; dropped",
+                    d.image, d.class
+                )
+            })?;
+            continue;
+        };
+        let image = match images.get(&d.image) {
+            Some(i) => i,
+            None => {
+                issues.record(Kind::UnknownImage, || {
+                    format!("detection on image {}, which has no ground truth", d.image)
+                })?;
+                images.intern(&d.image)
+            }
+        };
+        dets.push(Detection {
+            image,
+            class,
+            score: d.score,
+            bbox: d.bbox,
+        });
+    }
+    Ok(dets)
+}
+
+/// Records made by a program rather than read from files (the Python package's lists): the
+/// same class choice and resolution as [`load`], without image lists, subsets or blacklists.
+pub fn load_records(
+    raw_gt: RawGroundTruth,
+    raw_dets: Vec<RawDet>,
+    classes: Option<ClassList>,
+    strict: bool,
+) -> Result<Loaded, EvalError> {
+    let mut issues = Issues::new(strict);
+    let mut raw_gt = raw_gt;
+    let mut kept = Vec::with_capacity(raw_gt.boxes.len());
+    for (i, b) in raw_gt.boxes.drain(..).enumerate() {
+        if formats::check_box(&mut issues, &b.bbox, &|| format!("ground-truth record {i}"))? {
+            kept.push(b);
+        }
+    }
+    raw_gt.boxes = kept;
+    let mut dets = Vec::with_capacity(raw_dets.len());
+    for (i, d) in raw_dets.into_iter().enumerate() {
+        let at = || format!("detection record {i}");
+        if formats::check_box(&mut issues, &d.bbox, &at)?
+            && formats::check_score(&mut issues, d.score, &at)?
+        {
+            dets.push(d);
+        }
+    }
+    let raw_dets = dets;
+    let classes = match classes {
+        Some(c) => c,
+        None => choose_classes(None, &raw_gt)?,
+    };
+    let GroundTruth { mut images, boxes } = resolve_gt(&raw_gt, &[], &classes, &mut issues)?;
+    let first_unknown_image = images.len();
+    let dets = resolve_dets(raw_dets, None, &classes, &mut images, &mut issues)?;
+    Ok(Loaded {
+        gt: GroundTruth { images, boxes },
+        dets: Detections {
+            dets,
+            first_unknown_image,
+        },
+        classes,
+        blacklist: HashSet::new(),
+        issues,
+    })
+}
+
 /// Reads both inputs, picks the class list and resolves every record.
 pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
     let mut issues = Issues::new(inputs.strict);
@@ -255,36 +343,13 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
         &coco_names,
         &mut issues,
     )?;
-    let mut dets = Vec::with_capacity(raw_dets.len());
-    for d in raw_dets {
-        if subset.as_ref().is_some_and(|s| !in_subset(s, &d.image)) {
-            continue;
-        }
-        let Some(class) = resolve_class(&classes, &d.class) else {
-            issues.record(Kind::UnknownClass, || {
-                format!(
-                    "detection on image {}: unknown class `{}`; dropped",
-                    d.image, d.class
-                )
-            })?;
-            continue;
-        };
-        let image = match images.get(&d.image) {
-            Some(i) => i,
-            None => {
-                issues.record(Kind::UnknownImage, || {
-                    format!("detection on image {}, which has no ground truth", d.image)
-                })?;
-                images.intern(&d.image)
-            }
-        };
-        dets.push(Detection {
-            image,
-            class,
-            score: d.score,
-            bbox: d.bbox,
-        });
-    }
+    let dets = resolve_dets(
+        raw_dets,
+        subset.as_ref(),
+        &classes,
+        &mut images,
+        &mut issues,
+    )?;
 
     let mut blacklist = HashSet::new();
     if let Some(path) = &inputs.blacklist {

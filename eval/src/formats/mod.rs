@@ -201,7 +201,7 @@ pub fn check_box(
 }
 
 /// Checks a score read at `at`; `Ok(false)` when the detection must be dropped.
-pub(crate) fn check_score(
+pub fn check_score(
     issues: &mut Issues,
     score: f64,
     at: &dyn Fn() -> String,

@@ -204,6 +204,17 @@ pub struct CocoEvalImgs {
     slots: Vec<Vec<(usize, ImageEval)>>,
 }
 
+impl CocoEvalImgs {
+    /// The evaluations that pycocotools' evalImgs holds as dicts (not None).
+    pub fn len(&self) -> usize {
+        self.slots.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One (category slot, image) pair: indices of its objects and (ranked, kept) detections.
 struct Group {
     k: usize,

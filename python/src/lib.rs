@@ -1,0 +1,689 @@
+//! `rcnn_eval._core`: the Rust side of the Python package. Reads COCO files and Python
+//! records into columns, runs the `eval` crate's COCOeval (evaluate, accumulate) and its
+//! ILSVRC/VOC rules, and hands arrays back as bytes for numpy. The pycocotools-shaped classes
+//! live in the package's Python files.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use eval::formats::{BoxFormat, ClassKey, Format, RawDet, RawGroundTruth, RawGt};
+use eval::metrics::coco::{self, AccumulateSpec, CocoAnns, CocoEvalImgs, CocoParams};
+use eval::{BBox, ClassList, EvalParams, Metric};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use serde::Deserialize;
+
+create_exception!(
+    _core,
+    EvalError,
+    PyValueError,
+    "Bad input to the evaluator; the message names the file and line, or the record."
+);
+
+/// The CLI's error, as the Python exception a user expects: a missing file is
+/// FileNotFoundError, other I/O OSError, bad content EvalError (a ValueError).
+fn py_err(e: eval::EvalError) -> PyErr {
+    match &e {
+        eval::EvalError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(e.to_string())
+        }
+        eval::EvalError::Io { .. } => PyOSError::new_err(e.to_string()),
+        _ => EvalError::new_err(e.to_string()),
+    }
+}
+
+fn bad(message: String) -> PyErr {
+    EvalError::new_err(message)
+}
+
+/// Annotations (a dataset) or results, held in columns, with the dataset's image and
+/// category ids in file order.
+#[pyclass(module = "rcnn_eval._core", frozen)]
+struct Anns {
+    anns: CocoAnns,
+    /// `images` ids, file order, first of repeats.
+    img_ids: Vec<i64>,
+    /// `categories` ids, file order, repeats kept (as getCatIds()).
+    cat_ids: Vec<i64>,
+}
+
+#[pymethods]
+impl Anns {
+    fn __len__(&self) -> usize {
+        self.anns.len()
+    }
+
+    fn img_ids(&self) -> Vec<i64> {
+        self.img_ids.clone()
+    }
+
+    fn cat_ids(&self) -> Vec<i64> {
+        self.cat_ids.clone()
+    }
+}
+
+fn first_of_repeats(ids: impl IntoIterator<Item = i64>) -> Vec<i64> {
+    let mut seen = HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+#[derive(Deserialize)]
+struct IdJson {
+    id: i64,
+}
+
+/// `iscrowd` as written: 0/1 or a boolean.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Number(f64),
+}
+
+impl Flag {
+    fn truthy(&self) -> bool {
+        match self {
+            Flag::Bool(b) => *b,
+            Flag::Number(n) => *n != 0.0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AnnJson {
+    image_id: i64,
+    category_id: i64,
+    bbox: [f64; 4],
+    area: Option<f64>,
+    iscrowd: Option<Flag>,
+    id: Option<i64>,
+    score: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct DatasetJson {
+    #[serde(default)]
+    images: Vec<IdJson>,
+    #[serde(default)]
+    annotations: Vec<AnnJson>,
+    #[serde(default)]
+    categories: Vec<IdJson>,
+}
+
+#[derive(Deserialize)]
+struct ResultJson {
+    image_id: i64,
+    category_id: i64,
+    bbox: [f64; 4],
+    score: f64,
+}
+
+fn read_text(path: &Path) -> Result<String, eval::EvalError> {
+    std::fs::read_to_string(path).map_err(|e| eval::EvalError::io(path, e))
+}
+
+fn json_err(path: &Path, e: serde_json::Error, what: &str) -> eval::EvalError {
+    eval::EvalError::parse(path, e.line(), format!("{what}: {e}"))
+}
+
+/// A dataset's annotations: `area` defaults to w * h, `iscrowd` to 0, `id` to the position + 1.
+fn dataset_anns(d: DatasetJson) -> Anns {
+    let mut anns = CocoAnns::default();
+    for (i, a) in d.annotations.into_iter().enumerate() {
+        let area = a.area.unwrap_or(a.bbox[2] * a.bbox[3]);
+        anns.push(a.image_id, a.category_id, a.bbox, area);
+        *anns.iscrowd.last_mut().expect("pushed") = a.iscrowd.is_some_and(|f| f.truthy());
+        *anns.id.last_mut().expect("pushed") = a.id.unwrap_or(i as i64 + 1);
+        *anns.score.last_mut().expect("pushed") = a.score.unwrap_or(0.0);
+    }
+    Anns {
+        anns,
+        img_ids: first_of_repeats(d.images.iter().map(|i| i.id)),
+        cat_ids: d.categories.iter().map(|c| c.id).collect(),
+    }
+}
+
+/// `COCO(annotation_file)`: a dataset read in Rust.
+#[pyfunction]
+fn read_dataset(py: Python<'_>, path: PathBuf) -> PyResult<Anns> {
+    py.detach(|| {
+        let text = read_text(&path)?;
+        let d: DatasetJson =
+            serde_json::from_str(&text).map_err(|e| json_err(&path, e, "not a COCO dataset"))?;
+        Ok(dataset_anns(d))
+    })
+    .map_err(py_err)
+}
+
+fn item<'py>(
+    obj: &Bound<'py, PyAny>,
+    key: &str,
+    at: &dyn Fn() -> String,
+) -> PyResult<Bound<'py, PyAny>> {
+    match obj.cast::<PyDict>() {
+        Ok(d) => d
+            .get_item(key)?
+            .ok_or_else(|| bad(format!("{}: no `{key}`", at()))),
+        Err(_) => obj
+            .get_item(key)
+            .map_err(|_| bad(format!("{}: not a dict with `{key}`", at()))),
+    }
+}
+
+fn extract<'py, T: FromPyObjectOwned<'py>>(
+    v: &Bound<'py, PyAny>,
+    key: &str,
+    at: &dyn Fn() -> String,
+) -> PyResult<T> {
+    v.extract::<T>().map_err(|_| {
+        bad(format!(
+            "{}: `{key}` is {}, of the wrong type",
+            at(),
+            v.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })
+}
+
+fn bbox_of(v: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<[f64; 4]> {
+    let b: Vec<f64> = extract(v, "bbox", at)?;
+    b.try_into().map_err(|b: Vec<f64>| {
+        bad(format!(
+            "{}: `bbox` has {} numbers, not 4 [x, y, w, h]",
+            at(),
+            b.len()
+        ))
+    })
+}
+
+/// `COCO()` with `dataset` set to a dict, then `createIndex()`.
+#[pyfunction]
+fn dataset_from_dict(dataset: &Bound<'_, PyAny>) -> PyResult<Anns> {
+    let mut anns = CocoAnns::default();
+    let top = || "dataset".to_string();
+    let list = |key: &str| -> PyResult<Vec<Bound<'_, PyAny>>> {
+        match dataset.cast::<PyDict>()?.get_item(key)? {
+            Some(v) => Ok(v.try_iter()?.collect::<PyResult<Vec<_>>>()?),
+            None => Ok(Vec::new()),
+        }
+    };
+    for (i, a) in list("annotations")?.iter().enumerate() {
+        let at = || format!("dataset['annotations'][{i}]");
+        let bbox = bbox_of(&item(a, "bbox", &at)?, &at)?;
+        let image_id = extract(&item(a, "image_id", &at)?, "image_id", &at)?;
+        let category_id = extract(&item(a, "category_id", &at)?, "category_id", &at)?;
+        let get = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+            Ok(match a.cast::<PyDict>() {
+                Ok(d) => d.get_item(key)?,
+                Err(_) => a.get_item(key).ok(),
+            })
+        };
+        let area = match get("area")? {
+            Some(v) => extract(&v, "area", &at)?,
+            None => bbox[2] * bbox[3],
+        };
+        anns.push(image_id, category_id, bbox, area);
+        if let Some(v) = get("iscrowd")? {
+            *anns.iscrowd.last_mut().expect("pushed") = v.is_truthy()?;
+        }
+        if let Some(v) = get("id")? {
+            *anns.id.last_mut().expect("pushed") = extract(&v, "id", &at)?;
+        }
+        if let Some(v) = get("score")? {
+            *anns.score.last_mut().expect("pushed") = extract(&v, "score", &at)?;
+        }
+    }
+    let ids = |key: &str| -> PyResult<Vec<i64>> {
+        list(key)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let at = || format!("dataset['{key}'][{i}]");
+                extract(&item(v, "id", &at)?, "id", &at)
+            })
+            .collect()
+    };
+    let _ = top;
+    Ok(Anns {
+        anns,
+        img_ids: first_of_repeats(ids("images")?),
+        cat_ids: ids("categories")?,
+    })
+}
+
+/// loadRes's rules: `area` = w * h, `id` = position + 1, not crowds; every image must be one
+/// of the ground truth's.
+fn results(gt: &Anns, rows: Vec<(i64, i64, [f64; 4], f64)>, source: &str) -> PyResult<Anns> {
+    let known: HashSet<i64> = gt.img_ids.iter().copied().collect();
+    let mut anns = CocoAnns::default();
+    for (i, (image_id, category_id, bbox, score)) in rows.into_iter().enumerate() {
+        if !known.contains(&image_id) {
+            return Err(bad(format!(
+                "{source}: Results do not correspond to current coco set: result {i} is on image_id {image_id}, which is not among the ground truth's images"
+            )));
+        }
+        anns.push(image_id, category_id, bbox, bbox[2] * bbox[3]);
+        *anns.score.last_mut().expect("pushed") = score;
+    }
+    Ok(Anns {
+        anns,
+        img_ids: gt.img_ids.clone(),
+        cat_ids: gt.cat_ids.clone(),
+    })
+}
+
+/// `loadRes(file)`.
+#[pyfunction]
+fn read_results(py: Python<'_>, gt: &Anns, path: PathBuf) -> PyResult<Anns> {
+    let rows = py
+        .detach(|| {
+            let text = read_text(&path)?;
+            let rows: Vec<ResultJson> = serde_json::from_str(&text).map_err(|e| {
+                json_err(
+                    &path,
+                    e,
+                    "not a COCO results list (image_id, category_id, bbox, score)",
+                )
+            })?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.image_id, r.category_id, r.bbox, r.score))
+                .collect())
+        })
+        .map_err(py_err)?;
+    results(gt, rows, &path.display().to_string())
+}
+
+/// `loadRes(list of dicts)`.
+#[pyfunction]
+fn results_from_list(gt: &Anns, anns: &Bound<'_, PyAny>) -> PyResult<Anns> {
+    let mut rows = Vec::new();
+    for (i, a) in anns.try_iter()?.enumerate() {
+        let a = a?;
+        let at = || format!("results[{i}]");
+        if a.cast::<PyDict>()
+            .is_ok_and(|d| d.get_item("bbox").ok().flatten().is_none())
+        {
+            return Err(bad(format!(
+                "{}: no `bbox`: rcnn_eval evaluates boxes; segmentation and keypoint results are out of scope (use pycocotools for them)",
+                at()
+            )));
+        }
+        rows.push((
+            extract(&item(&a, "image_id", &at)?, "image_id", &at)?,
+            extract(&item(&a, "category_id", &at)?, "category_id", &at)?,
+            bbox_of(&item(&a, "bbox", &at)?, &at)?,
+            extract(&item(&a, "score", &at)?, "score", &at)?,
+        ));
+    }
+    results(gt, rows, "results")
+}
+
+/// `loadRes(numpy array)`: rows [image_id, x, y, w, h, score, category_id] as float64 bytes.
+#[pyfunction]
+fn results_from_array(gt: &Anns, data: &[u8], rows: usize) -> PyResult<Anns> {
+    if data.len() != rows * 7 * 8 {
+        return Err(bad(format!(
+            "results array: {} bytes for {rows} rows of 7 numbers",
+            data.len()
+        )));
+    }
+    let v: Vec<f64> = data
+        .chunks_exact(8)
+        .map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let rows = v
+        .chunks_exact(7)
+        .map(|r| (r[0] as i64, r[6] as i64, [r[1], r[2], r[3], r[4]], r[5]))
+        .collect();
+    results(gt, rows, "results array")
+}
+
+/// `evaluate()`'s result: `_paramsEval` and the per-image evaluations.
+#[pyclass(module = "rcnn_eval._core", frozen)]
+struct EvalImgs {
+    evals: CocoEvalImgs,
+}
+
+#[pymethods]
+impl EvalImgs {
+    /// Number of (category, area range, image) evaluations that are not None.
+    fn __len__(&self) -> usize {
+        self.evals.len()
+    }
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    py: Python<'_>,
+    gt: &Anns,
+    dt: &Anns,
+    img_ids: Vec<i64>,
+    cat_ids: Vec<i64>,
+    iou_thrs: Vec<f64>,
+    rec_thrs: Vec<f64>,
+    max_dets: Vec<usize>,
+    area_rng: Vec<[f64; 2]>,
+    use_cats: bool,
+) -> EvalImgs {
+    let p = CocoParams {
+        img_ids,
+        cat_ids,
+        iou_thrs,
+        rec_thrs,
+        max_dets,
+        area_rng,
+        use_cats,
+    };
+    let evals = py.detach(|| coco::evaluate_images(&gt.anns, &dt.anns, &p));
+    EvalImgs { evals }
+}
+
+fn to_bytes<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyBytes> {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
+    PyBytes::new(py, &bytes)
+}
+
+/// `accumulate(p)`: returns (precision, recall, scores) as float64 bytes in C order.
+#[pyfunction]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn accumulate<'py>(
+    py: Python<'py>,
+    evals: &EvalImgs,
+    k_list: Vec<usize>,
+    a_list: Vec<usize>,
+    m_list: Vec<usize>,
+    i_list: Vec<usize>,
+    rec_thrs: Vec<f64>,
+    counts: [usize; 5],
+) -> PyResult<(
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+)> {
+    let spec = AccumulateSpec {
+        k_list,
+        a_list,
+        m_list,
+        i_list,
+        rec_thrs,
+        counts,
+    };
+    let acc = py
+        .detach(|| coco::accumulate(&evals.evals, &spec))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((
+        to_bytes(py, &acc.precision),
+        to_bytes(py, &acc.recall),
+        to_bytes(py, &acc.scores),
+    ))
+}
+
+fn parse<T: std::str::FromStr<Err = eval::EvalError>>(s: Option<&str>) -> PyResult<Option<T>> {
+    s.map(str::parse).transpose().map_err(py_err)
+}
+
+fn box_format(s: &str) -> PyResult<BoxFormat> {
+    match s {
+        "xyxy" => Ok(BoxFormat::Xyxy),
+        "xywh" => Ok(BoxFormat::Xywh),
+        other => Err(bad(format!(
+            "unknown box format `{other}` (expected xyxy or xywh)"
+        ))),
+    }
+}
+
+fn check_iou(iou: f64) -> PyResult<()> {
+    if iou > 0.0 && iou <= 1.0 {
+        Ok(())
+    } else {
+        Err(bad(format!("iou must be in (0, 1], got {iou}")))
+    }
+}
+
+/// Evaluates what was loaded and writes the report where asked: the report's JSON.
+fn run(
+    loaded: &eval::load::Loaded,
+    metric: Metric,
+    iou: f64,
+    report: Option<PathBuf>,
+) -> PyResult<String> {
+    let mut params = EvalParams::new(metric);
+    params.iou = iou;
+    params.blacklist = loaded.blacklist.clone();
+    let e = eval::evaluate(&loaded.gt, &loaded.dets, loaded.classes.len(), &params);
+    let json =
+        serde_json::to_vec_pretty(&eval::report::report(loaded, &e)).expect("report serialises");
+    if let Some(path) = report {
+        eval::write_atomically(&path, &json).map_err(py_err)?;
+    }
+    Ok(String::from_utf8(json).expect("JSON is UTF-8"))
+}
+
+/// `map-eval` on files: the same readers, rules and report.
+#[pyfunction]
+#[pyo3(signature = (gt, dets, metric, iou, classes=None, image_list=None, blacklist=None, subset=None, gt_format=None, dets_format=None, box_format="xyxy", strict=false, report=None))]
+#[allow(clippy::too_many_arguments)]
+fn map_eval_files(
+    py: Python<'_>,
+    gt: PathBuf,
+    dets: PathBuf,
+    metric: &str,
+    iou: f64,
+    classes: Option<PathBuf>,
+    image_list: Option<PathBuf>,
+    blacklist: Option<PathBuf>,
+    subset: Option<PathBuf>,
+    gt_format: Option<&str>,
+    dets_format: Option<&str>,
+    box_format: &str,
+    strict: bool,
+    report: Option<PathBuf>,
+) -> PyResult<String> {
+    let metric: Metric = metric.parse().map_err(py_err)?;
+    check_iou(iou)?;
+    let inputs = eval::load::Inputs {
+        gt,
+        dets,
+        gt_format: parse::<Format>(gt_format)?,
+        dets_format: parse::<Format>(dets_format)?,
+        classes,
+        image_list,
+        blacklist,
+        subset,
+        box_format: self::box_format(box_format)?,
+        strict,
+    };
+    if let Some(path) = &report {
+        eval::protect_inputs([&inputs.gt, &inputs.dets]);
+        eval::check_not_input(path).map_err(py_err)?;
+    }
+    let loaded = py.detach(|| eval::load::load(&inputs)).map_err(py_err)?;
+    py.detach(|| run(&loaded, metric, iou, report))
+}
+
+fn class_key(v: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<ClassKey> {
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(ClassKey::Name(s));
+    }
+    match v.extract::<i64>() {
+        Ok(id) if id >= 1 => Ok(ClassKey::Id(id as usize)),
+        _ => Err(bad(format!(
+            "{}: a class is a name, a WNID or a 1-based id",
+            at()
+        ))),
+    }
+}
+
+fn image_name(v: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(match v.extract::<String>() {
+        Ok(s) => s,
+        Err(_) => v.str()?.to_string(),
+    })
+}
+
+/// A record as a tuple/list of fields or a dict: the fields in order.
+fn fields<'py>(
+    r: &Bound<'py, PyAny>,
+    names: &[&str],
+    at: &dyn Fn() -> String,
+) -> PyResult<Vec<Option<Bound<'py, PyAny>>>> {
+    if let Ok(d) = r.cast::<PyDict>() {
+        return names.iter().map(|n| d.get_item(*n)).collect();
+    }
+    let v: Vec<Bound<'py, PyAny>> = r
+        .try_iter()
+        .map_err(|_| bad(format!("{}: a record is a tuple or a dict", at())))?
+        .collect::<PyResult<_>>()?;
+    Ok((0..names.len()).map(|i| v.get(i).cloned()).collect())
+}
+
+/// ILSVRC/VOC on Python records: ground truth (image, class, x1, y1, x2, y2[, difficult])
+/// and detections (image, class, score, x1, y1, x2, y2), tuples or dicts with a `bbox`.
+#[pyfunction]
+#[pyo3(signature = (gt, dets, metric, iou, images=None, classes=None, classes_file=None, strict=false, report=None))]
+#[allow(clippy::too_many_arguments)]
+fn map_eval_records(
+    py: Python<'_>,
+    gt: &Bound<'_, PyAny>,
+    dets: &Bound<'_, PyAny>,
+    metric: &str,
+    iou: f64,
+    images: Option<Vec<Bound<'_, PyAny>>>,
+    classes: Option<Vec<String>>,
+    classes_file: Option<PathBuf>,
+    strict: bool,
+    report: Option<PathBuf>,
+) -> PyResult<String> {
+    let metric: Metric = metric.parse().map_err(py_err)?;
+    check_iou(iou)?;
+    let classes = match (classes, classes_file) {
+        (Some(names), _) => Some(ClassList::from_names(names)),
+        (None, Some(path)) => Some(ClassList::read(&path).map_err(py_err)?),
+        (None, None) => None,
+    };
+    let number =
+        |v: Option<Bound<'_, PyAny>>, key: &str, at: &dyn Fn() -> String| -> PyResult<f64> {
+            match v {
+                Some(v) => extract(&v, key, at),
+                None => Err(bad(format!("{}: no `{key}`", at()))),
+            }
+        };
+    let corners = |f: &[Option<Bound<'_, PyAny>>],
+                   start: usize,
+                   has_bbox: bool,
+                   at: &dyn Fn() -> String|
+     -> PyResult<BBox> {
+        if has_bbox {
+            let b = bbox_of(f[start].as_ref().expect("checked"), at)?;
+            return Ok(BBox::new(b[0], b[1], b[2], b[3]));
+        }
+        Ok(BBox::new(
+            number(f[start].clone(), "x1", at)?,
+            number(f[start + 1].clone(), "y1", at)?,
+            number(f[start + 2].clone(), "x2", at)?,
+            number(f[start + 3].clone(), "y2", at)?,
+        ))
+    };
+    let mut raw = RawGroundTruth::default();
+    let mut seen = HashSet::new();
+    for v in images.unwrap_or_default() {
+        let name = image_name(&v)?;
+        if seen.insert(name.clone()) {
+            raw.images.push(name);
+        }
+    }
+    for (i, r) in gt.try_iter()?.enumerate() {
+        let r = r?;
+        let at = || format!("gt[{i}]");
+        let is_dict = r.cast::<PyDict>().is_ok();
+        let f = if is_dict {
+            fields(&r, &["image", "class", "bbox", "difficult"], &at)?
+        } else {
+            fields(
+                &r,
+                &["image", "class", "x1", "y1", "x2", "y2", "difficult"],
+                &at,
+            )?
+        };
+        let (Some(image), Some(class)) = (&f[0], &f[1]) else {
+            return Err(bad(format!("{}: needs an image and a class", at())));
+        };
+        if is_dict && f[2].is_none() {
+            return Err(bad(format!("{}: no `bbox` [x1, y1, x2, y2]", at())));
+        }
+        let bbox = corners(&f, 2, is_dict, &at)?;
+        let difficult = match f.last().expect("fields").as_ref() {
+            Some(d) => d.is_truthy()?,
+            None => false,
+        };
+        let image = image_name(image)?;
+        if seen.insert(image.clone()) {
+            raw.images.push(image.clone());
+        }
+        raw.boxes.push(RawGt {
+            image,
+            class: class_key(class, &at)?,
+            bbox,
+            difficult,
+            crowd: false,
+            area: None,
+        });
+    }
+    let mut raw_dets = Vec::new();
+    for (i, r) in dets.try_iter()?.enumerate() {
+        let r = r?;
+        let at = || format!("dets[{i}]");
+        let is_dict = r.cast::<PyDict>().is_ok();
+        let f = if is_dict {
+            fields(&r, &["image", "class", "score", "bbox"], &at)?
+        } else {
+            fields(
+                &r,
+                &["image", "class", "score", "x1", "y1", "x2", "y2"],
+                &at,
+            )?
+        };
+        let (Some(image), Some(class)) = (&f[0], &f[1]) else {
+            return Err(bad(format!("{}: needs an image and a class", at())));
+        };
+        if is_dict && f[3].is_none() {
+            return Err(bad(format!("{}: no `bbox` [x1, y1, x2, y2]", at())));
+        }
+        raw_dets.push(RawDet {
+            image: image_name(image)?,
+            class: class_key(class, &at)?,
+            score: number(f[2].clone(), "score", &at)?,
+            bbox: corners(&f, 3, is_dict, &at)?,
+        });
+    }
+    if raw.images.is_empty() {
+        return Err(bad(
+            "gt: no ground-truth image (pass images= for images without objects)".into(),
+        ));
+    }
+    let loaded = eval::load::load_records(raw, raw_dets, classes, strict).map_err(py_err)?;
+    if let Some(path) = &report {
+        eval::check_not_input(path).map_err(py_err)?;
+    }
+    py.detach(|| run(&loaded, metric, iou, report))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("EvalError", m.py().get_type::<EvalError>())?;
+    m.add_class::<Anns>()?;
+    m.add_class::<EvalImgs>()?;
+    m.add_function(wrap_pyfunction!(read_dataset, m)?)?;
+    m.add_function(wrap_pyfunction!(dataset_from_dict, m)?)?;
+    m.add_function(wrap_pyfunction!(read_results, m)?)?;
+    m.add_function(wrap_pyfunction!(results_from_list, m)?)?;
+    m.add_function(wrap_pyfunction!(results_from_array, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(accumulate, m)?)?;
+    m.add_function(wrap_pyfunction!(map_eval_files, m)?)?;
+    m.add_function(wrap_pyfunction!(map_eval_records, m)?)?;
+    Ok(())
+}
