@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 TORCH_VERSION=2.11.0 # tch 0.24.0 checks for exactly this libtorch
 LIBTORCH_DIR=third_party/libtorch-${TORCH_VERSION}
-APT_PACKAGES="libopencv-dev clang libclang-dev pkg-config fonts-dejavu-core"
+APT_PACKAGES="libopencv-dev clang libclang-dev pkg-config fonts-dejavu-core python3-venv"
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES python3-pip"
 
 step() { printf '== %s\n' "$*"; }

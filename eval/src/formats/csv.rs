@@ -8,12 +8,13 @@ use crate::issues::{Issues, Kind};
 use crate::EvalError;
 
 fn records(path: &Path) -> Result<Vec<(usize, Vec<String>)>, EvalError> {
+    // Opened here, so that a missing file is an I/O error like every other reader's.
+    let file = std::fs::File::open(path).map_err(|e| EvalError::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| EvalError::parse(path, 0, e.to_string()))?;
+        .from_reader(std::io::BufReader::new(file));
     let mut out = Vec::new();
     for (i, r) in reader.records().enumerate() {
         let r = r.map_err(|e| EvalError::parse(path, i + 1, e.to_string()))?;
