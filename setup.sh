@@ -27,6 +27,7 @@ if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
+  # shellcheck disable=SC2086 # one argument per package
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
@@ -55,7 +56,7 @@ fi
 if [ "$gpu" = 1 ] && [ ! -f "$LIBTORCH_DIR/cuda-libraries" ]; then
   requirements=$(sed -n 's/^Requires-Dist: \(\(cuda-toolkit\|nvidia-\)[^;]*\);.*platform_system == "Linux".*/\1/p' \
     "$LIBTORCH_DIR"/torch-"$TORCH_VERSION".dist-info/METADATA | tr -d ' ')
-  step "CUDA libraries for libtorch_cuda.so into $LIBTORCH_DIR:" $requirements
+  step "CUDA libraries for libtorch_cuda.so into $LIBTORCH_DIR:" "${requirements//$'\n'/ }"
   rm -rf "$LIBTORCH_DIR.cuda.partial"
   # shellcheck disable=SC2086 # one argument per requirement
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-compile --disable-pip-version-check \
