@@ -59,18 +59,57 @@ class COCOeval:
         self._paramsEval = {}
         self.stats = []
         self._evaluated = None
+        self._full = None
         if cocoGt is not None:
             self.params.imgIds = sorted(cocoGt.getImgIds())
             self.params.catIds = sorted(cocoGt.getCatIds())
 
     @property
     def evalImgs(self):
-        # Truthy once evaluate() ran, as pycocotools' list; its dicts are not built.
-        return _EvalImgs(self._evaluated)
+        """pycocotools' list of per-image dicts ([K x A x I], None where an image has neither
+        objects nor detections of a category), made on first use: evaluate() keeps only what
+        accumulate() needs."""
+        if self._evaluated is None:
+            return []
+        return self._in_full()[1]
 
     @property
     def ious(self):
-        raise NotImplementedError("rcnn_eval does not keep the IoU matrices (pycocotools' COCOeval.ious)")
+        """pycocotools' {(imgId, catId): IoU matrix [D x G]}, made on first use."""
+        if self._evaluated is None:
+            return {}
+        return self._in_full()[0]
+
+    def _in_full(self):
+        if self._full is None:
+            ious_rows, rows = _core.evaluate_in_full(
+                self.cocoGt._columns(), self.cocoDt._columns(), self._evaluated)
+            p = self._paramsEval
+            img_ids = p.imgIds
+            cat_ids = p.catIds if p.useCats else [-1]
+            T, A, I = len(p.iouThrs), len(p.areaRng), len(img_ids)
+            ious = {(i, c): [] for i in img_ids for c in cat_ids}
+            for k, image, D, G, data in ious_rows:
+                if D and G:
+                    ious[img_ids[image], cat_ids[k]] = np.frombuffer(data, np.float64).reshape(D, G).copy()
+            eval_imgs = [None] * (len(cat_ids) * A * I)
+            for k, a, image, dt_ids, gt_ids, scores, dtm, gtm, gt_ig, dt_ig in rows:
+                D, G = len(dt_ids), len(gt_ids)
+                eval_imgs[(k * A + a) * I + image] = {
+                    "image_id": img_ids[image],
+                    "category_id": cat_ids[k],
+                    "aRng": p.areaRng[a],
+                    "maxDet": p.maxDets[-1],
+                    "dtIds": dt_ids,
+                    "gtIds": gt_ids,
+                    "dtMatches": np.frombuffer(dtm, np.float64).reshape(T, D).copy(),
+                    "gtMatches": np.frombuffer(gtm, np.float64).reshape(T, G).copy(),
+                    "dtScores": scores,
+                    "gtIgnore": np.array([int(g) for g in gt_ig]),
+                    "dtIgnore": np.frombuffer(dt_ig, np.bool_).reshape(T, D).copy(),
+                }
+            self._full = (ious, eval_imgs)
+        return self._full
 
     def evaluate(self):
         tic = time.time()
@@ -99,6 +138,7 @@ class COCOeval:
             bool(p.useCats),
         )
         self.eval = {}
+        self._full = None
         self._paramsEval = copy.deepcopy(self.params)
         print("DONE (t={:0.2f}s).".format(time.time() - tic))
 
@@ -189,23 +229,3 @@ class COCOeval:
         self.summarize()
         return ""
 
-
-class _EvalImgs:
-    """Stands for pycocotools' evalImgs list: truthy after evaluate(), with its length."""
-
-    def __init__(self, evaluated):
-        self._evaluated = evaluated
-
-    def __bool__(self):
-        return self._evaluated is not None
-
-    def __len__(self):
-        return 0 if self._evaluated is None else len(self._evaluated)
-
-    def __iter__(self):
-        raise NotImplementedError(
-            "rcnn_eval does not build evalImgs' per-image dicts; read eval['precision'], "
-            "eval['recall'] and eval['scores'] after accumulate()"
-        )
-
-    __getitem__ = __iter__

@@ -381,6 +381,60 @@ fn evaluate(
     EvalImgs { evals }
 }
 
+type IouRow<'py> = (usize, usize, usize, usize, Bound<'py, PyBytes>);
+type DetailRow<'py> = (
+    usize,
+    usize,
+    usize,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<f64>,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Vec<bool>,
+    Bound<'py, PyBytes>,
+);
+
+/// pycocotools' `ious` and `evalImgs`, made again in full for the pairs that have an object or
+/// a detection: IoU rows (k, image, D, G, float64 bytes) and evaluation rows (k, a, image,
+/// dtIds, gtIds, dtScores, dtMatches, gtMatches as float64 bytes, gtIgnore, dtIgnore as bool
+/// bytes); k and image are positions in the evaluation's catIds and imgIds.
+#[pyfunction]
+fn evaluate_in_full<'py>(
+    py: Python<'py>,
+    gt: &Anns,
+    dt: &Anns,
+    evals: &EvalImgs,
+) -> (Vec<IouRow<'py>>, Vec<DetailRow<'py>>) {
+    let full = py.detach(|| coco::evaluate_images_in_full(&gt.anns, &dt.anns, &evals.evals.params));
+    let ids = |v: &[i64]| -> Vec<f64> { v.iter().map(|&x| x as f64).collect() };
+    let mut iou_rows = Vec::with_capacity(full.len());
+    let mut rows = Vec::new();
+    for (ious, details) in full {
+        let (n_d, n_g) = (ious.len(), ious.first().map_or(0, Vec::len));
+        if let Some(first) = details.first() {
+            let flat: Vec<f64> = ious.into_iter().flatten().collect();
+            iou_rows.push((first.k, first.image, n_d, n_g, to_bytes(py, &flat)));
+        }
+        for (a, e) in details.into_iter().enumerate() {
+            let ignore: Vec<u8> = e.dt_ignore.iter().map(|&b| u8::from(b)).collect();
+            rows.push((
+                e.k,
+                a,
+                e.image,
+                e.dt.iter().map(|&n| dt.anns.id[n]).collect(),
+                e.gt.iter().map(|&n| gt.anns.id[n]).collect(),
+                e.dt.iter().map(|&n| dt.anns.score[n]).collect(),
+                to_bytes(py, &ids(&e.dt_matches)),
+                to_bytes(py, &ids(&e.gt_matches)),
+                e.gt_ignore,
+                PyBytes::new(py, &ignore),
+            ));
+        }
+    }
+    (iou_rows, rows)
+}
+
 fn to_bytes<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyBytes> {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
     PyBytes::new(py, &bytes)
@@ -683,6 +737,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(results_from_array, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(accumulate, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate_in_full, m)?)?;
     m.add_function(wrap_pyfunction!(map_eval_files, m)?)?;
     m.add_function(wrap_pyfunction!(map_eval_records, m)?)?;
     Ok(())

@@ -64,6 +64,7 @@ def run(coco_cls, eval_cls, gt, dets, set_params=None, acc_params=None):
         if set_params:
             set_params(e.params)
         e.evaluate()
+        assert not e.eval
         e.accumulate(acc_params(copy.deepcopy(e.params)) if acc_params else None)
         return e
 
@@ -263,3 +264,50 @@ def test_out_of_scope_and_bad_input_say_so(tmp_path):
         quiet(g.loadRes, str(res))
     assert issubclass(EvalError, ValueError)
     assert rcnn_eval.EvalError is EvalError
+
+
+def assert_same_eval_imgs(ref, ours):
+    assert len(ours) == len(ref)
+    assert sum(e is None for e in ours) == sum(e is None for e in ref)
+    for a, b in zip(ref, ours):
+        if a is None or b is None:
+            assert a is b
+            continue
+        assert set(a) == set(b)
+        for key in a:
+            x, y = a[key], b[key]
+            if isinstance(x, np.ndarray):
+                assert x.dtype == y.dtype and x.shape == y.shape, key
+                assert np.array_equal(x, y), key
+            else:
+                assert x == y and type(x) == type(y), (key, x, y)
+
+
+@pytest.mark.parametrize("name", ["default", "useCats0_catIds", "everything", "areaRng"])
+def test_eval_imgs_and_ious_on_demand(name):
+    gt, dets = make(seed=8, n_images=60, cat_ids=CATS)
+    for a in gt["annotations"][:3]:
+        a["id"] -= 1  # one object with id 0
+    setter = PARAMS.get(name)
+
+    def go(coco_cls, eval_cls):
+        g = coco_from_dict(coco_cls, gt)
+        e = eval_cls(g, g.loadRes(copy.deepcopy(dets)), "bbox")
+        if setter:
+            setter(e.params)
+        e.evaluate()
+        return e
+
+    ref, _ = quiet(go, RefCOCO, RefCOCOeval)
+    ours, _ = quiet(go, COCO, COCOeval)
+    assert_same_eval_imgs(ref.evalImgs, ours.evalImgs)
+    assert list(ours.ious) == list(ref.ious)
+    for key, x in ref.ious.items():
+        y = ours.ious[key]
+        if isinstance(x, list):
+            assert y == [] and x == [], key
+        else:
+            assert y.shape == x.shape and np.array_equal(x, y), key
+    # And accumulate() after them still gives pycocotools' arrays.
+    quiet(ref.accumulate), quiet(ours.accumulate)
+    np.testing.assert_allclose(ours.eval["precision"], ref.eval["precision"], rtol=0, atol=TOL)

@@ -287,6 +287,43 @@ fn groups(gt: &CocoAnns, dt: &CocoAnns, p: &CocoParams) -> Vec<Group> {
     out
 }
 
+/// evaluateImg in full for one (category, area range, image): what pycocotools' evalImgs dict
+/// holds, as annotation indices and ids.
+#[derive(Debug, Clone)]
+pub struct ImageDetail {
+    /// Category slot (position in catIds; 0 without categories) and image position.
+    pub k: usize,
+    pub image: usize,
+    /// Detections (annotation indices), highest score first, at most the largest limit.
+    pub dt: Vec<usize>,
+    /// Objects (annotation indices), ignored ones last.
+    pub gt: Vec<usize>,
+    /// `[t * D + d]`: the id of the object matched, 0 for none (dtMatches).
+    pub dt_matches: Vec<i64>,
+    /// `[t * G + g]`: the id of the detection matched, 0 for none (gtMatches).
+    pub gt_matches: Vec<i64>,
+    /// Per object, in `gt`'s order (gtIgnore).
+    pub gt_ignore: Vec<bool>,
+    /// `[t * D + d]` (dtIgnore).
+    pub dt_ignore: Vec<bool>,
+}
+
+impl ImageDetail {
+    fn compact(&self, dt: &CocoAnns) -> ImageEval {
+        let flags = self
+            .dt_matches
+            .iter()
+            .zip(&self.dt_ignore)
+            .map(|(&m, &ig)| (u8::from(m != 0) * MATCHED) | (u8::from(ig) * IGNORED))
+            .collect();
+        ImageEval {
+            scores: self.dt.iter().map(|&n| dt.score[n]).collect(),
+            flags,
+            n_gt: self.gt_ignore.iter().filter(|&&i| !i).count(),
+        }
+    }
+}
+
 /// evaluateImg for every area range of one group; `ious[d][g]` in the group's object order.
 fn evaluate_group(
     group: &Group,
@@ -294,9 +331,10 @@ fn evaluate_group(
     dt: &CocoAnns,
     p: &CocoParams,
     ious: &[Vec<f64>],
-) -> Vec<ImageEval> {
+) -> Vec<ImageDetail> {
     let n_t = p.iou_thrs.len();
     let n_d = group.dt.len();
+    let n_g = group.gt.len();
     p.area_rng
         .iter()
         .map(|rng| {
@@ -307,18 +345,19 @@ fn evaluate_group(
                 .map(|&g| gt.iscrowd[g] || out_of(gt.area[g]))
                 .collect();
             // Ignored objects last, stably (argsort, mergesort).
-            let mut order: Vec<usize> = (0..group.gt.len()).collect();
+            let mut order: Vec<usize> = (0..n_g).collect();
             order.sort_by_key(|&g| g_ignore[g]);
-            let mut flags = vec![0u8; n_t * n_d];
-            if !group.gt.is_empty() && n_d > 0 {
+            let mut dt_matches = vec![0i64; n_t * n_d];
+            let mut gt_matches = vec![0i64; n_t * n_g];
+            let mut dt_ignore = vec![false; n_t * n_d];
+            if n_g > 0 && n_d > 0 {
                 for (t, &thr) in p.iou_thrs.iter().enumerate() {
-                    let mut taken = vec![false; order.len()];
                     for d in 0..n_d {
                         let mut best = thr.min(1.0 - 1e-10);
                         let mut m: Option<usize> = None;
                         for (gi, &g) in order.iter().enumerate() {
-                            let crowd = gt.iscrowd[group.gt[g]];
-                            if taken[gi] && !crowd {
+                            // gtMatches holds the detection's id: taken when it is > 0.
+                            if gt_matches[t * n_g + gi] > 0 && !gt.iscrowd[group.gt[g]] {
                                 continue;
                             }
                             // Once matched to a real object, stop at the ignored ones.
@@ -335,18 +374,10 @@ fn evaluate_group(
                         }
                         if let Some(gi) = m {
                             let g = order[gi];
-                            let f = &mut flags[t * n_d + d];
-                            if g_ignore[g] {
-                                *f |= IGNORED;
-                            }
-                            // dtMatches holds the object's id: an id of 0 reads as unmatched.
-                            if gt.id[group.gt[g]] != 0 {
-                                *f |= MATCHED;
-                            }
-                            // gtMatches holds the detection's id: taken when it is > 0.
-                            if dt.id[group.dt[d]] > 0 {
-                                taken[gi] = true;
-                            }
+                            dt_ignore[t * n_d + d] = g_ignore[g];
+                            // An object whose id is 0 reads as no match.
+                            dt_matches[t * n_d + d] = gt.id[group.gt[g]];
+                            gt_matches[t * n_g + gi] = dt.id[group.dt[d]];
                         }
                     }
                 }
@@ -355,17 +386,42 @@ fn evaluate_group(
             for (d, &n) in group.dt.iter().enumerate() {
                 if out_of(dt.area[n]) {
                     for t in 0..n_t {
-                        if flags[t * n_d + d] & MATCHED == 0 {
-                            flags[t * n_d + d] |= IGNORED;
+                        if dt_matches[t * n_d + d] == 0 {
+                            dt_ignore[t * n_d + d] = true;
                         }
                     }
                 }
             }
-            ImageEval {
-                scores: group.dt.iter().map(|&n| dt.score[n]).collect(),
-                flags,
-                n_gt: g_ignore.iter().filter(|&&i| !i).count(),
+            ImageDetail {
+                k: group.k,
+                image: group.image,
+                dt: group.dt.clone(),
+                gt: order.iter().map(|&g| group.gt[g]).collect(),
+                dt_matches,
+                gt_matches,
+                gt_ignore: order.iter().map(|&g| g_ignore[g]).collect(),
+                dt_ignore,
             }
+        })
+        .collect()
+}
+
+/// Ranks and truncates each group's detections, and computes its IoU matrix `[d][g]`
+/// (detections ranked, objects in file order: pycocotools' `ious[imgId, catId]`).
+fn rank_and_iou(group: &mut Group, gt: &CocoAnns, dt: &CocoAnns, max_det: usize) -> Vec<Vec<f64>> {
+    group
+        .dt
+        .sort_by(|&a, &b| by_score_desc(dt.score[a], dt.score[b]));
+    group.dt.truncate(max_det);
+    group
+        .dt
+        .iter()
+        .map(|&d| {
+            group
+                .gt
+                .iter()
+                .map(|&g| iou(&dt.bbox[d], &gt.bbox[g], gt.iscrowd[g]))
+                .collect()
         })
         .collect()
 }
@@ -380,22 +436,11 @@ pub fn evaluate_images(gt: &CocoAnns, dt: &CocoAnns, params: &CocoParams) -> Coc
     let per_group: Vec<Vec<ImageEval>> = groups
         .par_iter_mut()
         .map(|group| {
-            group
-                .dt
-                .sort_by(|&a, &b| by_score_desc(dt.score[a], dt.score[b]));
-            group.dt.truncate(max_det);
-            let ious: Vec<Vec<f64>> = group
-                .dt
-                .iter()
-                .map(|&d| {
-                    group
-                        .gt
-                        .iter()
-                        .map(|&g| iou(&dt.bbox[d], &gt.bbox[g], gt.iscrowd[g]))
-                        .collect()
-                })
-                .collect();
+            let ious = rank_and_iou(group, gt, dt, max_det);
             evaluate_group(group, gt, dt, &p, &ious)
+                .iter()
+                .map(|e| e.compact(dt))
+                .collect()
         })
         .collect();
     let mut slots: Vec<Vec<(usize, ImageEval)>> = vec![Vec::new(); n_k * n_a];
@@ -405,6 +450,28 @@ pub fn evaluate_images(gt: &CocoAnns, dt: &CocoAnns, params: &CocoParams) -> Coc
         }
     }
     CocoEvalImgs { params: p, slots }
+}
+
+/// What `evaluate()` leaves in pycocotools' `ious` and `evalImgs`, in full, for the pairs that
+/// have an object or a detection (in category slot, then image order): per pair its IoU matrix
+/// `[d][g]` and one [`ImageDetail`] per area range. Made again from the annotations on demand:
+/// [`evaluate_images`] keeps only what accumulate needs.
+pub fn evaluate_images_in_full(
+    gt: &CocoAnns,
+    dt: &CocoAnns,
+    params: &CocoParams,
+) -> Vec<(Vec<Vec<f64>>, Vec<ImageDetail>)> {
+    let p = params.normalised();
+    let max_det = p.max_dets.last().copied().unwrap_or(0);
+    let mut groups = groups(gt, dt, &p);
+    groups
+        .par_iter_mut()
+        .map(|group| {
+            let ious = rank_and_iou(group, gt, dt, max_det);
+            let details = evaluate_group(group, gt, dt, &p, &ious);
+            (ious, details)
+        })
+        .collect()
 }
 
 /// Which parts of the evaluation `accumulate(p)` reads, as pycocotools computes them from `p`
