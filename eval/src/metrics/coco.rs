@@ -541,17 +541,10 @@ struct Curve {
     recall: f64,
 }
 
-fn accumulate_one(
-    evals: &[&ImageEval],
-    max_det: usize,
-    n_t: usize,
-    rec_thrs: &[f64],
-) -> Vec<Curve> {
-    let n_gt: usize = evals.iter().map(|e| e.n_gt).sum();
-    if n_gt == 0 {
-        return Vec::new();
-    }
-    // Each image's first max_det detections, images in order, ranked by a stable sort.
+/// Every image's first `max_det` detections as (score, image, rank), images in order, ranked
+/// by a stable sort (numpy's mergesort of -score). For a smaller limit the ranking is this one
+/// with the later detections left out: a stable sort of a subset keeps the subset's order.
+fn ranked(evals: &[&ImageEval], max_det: usize) -> Vec<(f64, u32, u32)> {
     let mut entries: Vec<(f64, u32, u32)> = Vec::new();
     for (e, ev) in evals.iter().enumerate() {
         for d in 0..ev.scores.len().min(max_det) {
@@ -559,6 +552,19 @@ fn accumulate_one(
         }
     }
     entries.sort_by(|a, b| by_score_desc(a.0, b.0));
+    entries
+}
+
+fn accumulate_one(
+    evals: &[&ImageEval],
+    entries: &[(f64, u32, u32)],
+    n_t: usize,
+    rec_thrs: &[f64],
+) -> Vec<Curve> {
+    let n_gt: usize = evals.iter().map(|e| e.n_gt).sum();
+    if n_gt == 0 {
+        return Vec::new();
+    }
     let nd = entries.len();
     let mut curves = Vec::with_capacity(n_t);
     let mut rc = vec![0.0; nd];
@@ -668,12 +674,18 @@ pub fn accumulate(
                 if evals.is_empty() {
                     continue;
                 }
+                let all = ranked(&evals, spec.m_list.iter().copied().max().unwrap_or(0));
                 for (m, &max_det) in spec.m_list.iter().enumerate() {
+                    let entries: Vec<(f64, u32, u32)> = all
+                        .iter()
+                        .filter(|x| (x.2 as usize) < max_det)
+                        .copied()
+                        .collect();
                     out.push((
                         k,
                         a,
                         m,
-                        accumulate_one(&evals, max_det, n_t0, &spec.rec_thrs),
+                        accumulate_one(&evals, &entries, n_t0, &spec.rec_thrs),
                     ));
                 }
             }
