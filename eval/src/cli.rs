@@ -188,6 +188,7 @@ pub fn run(args: &MapEvalArgs) -> Result<Evaluation, EvalError> {
             args.iou
         )));
     }
+    inputs.protect();
     let loaded = load(&inputs)?;
     if loaded.issues.total() > 0 {
         eprintln!("warning: {}", loaded.issues);

@@ -31,6 +31,21 @@ pub struct Inputs {
     pub strict: bool,
 }
 
+impl Inputs {
+    /// Every file this evaluation reads: no report or plot may be written over one of them
+    /// ([`crate::protect_inputs`]).
+    pub fn protect(&self) {
+        crate::protect_inputs(
+            [&self.gt, &self.dets]
+                .into_iter()
+                .chain(&self.classes)
+                .chain(&self.image_list)
+                .chain(&self.blacklist)
+                .chain(&self.subset),
+        );
+    }
+}
+
 /// Everything an evaluation needs.
 #[derive(Debug)]
 pub struct Loaded {

@@ -165,6 +165,36 @@ fn map_eval_binary_prints_the_table_and_writes_the_report() {
         assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 480);
     }
 
+    // A report named like an input (here the ground truth, then the class file) is refused
+    // and the input is left as it was.
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ilsvrc-random");
+    for victim in ["gt.csv", "classes.txt"] {
+        for f in ["gt.csv", "dets.txt", "image_list.txt"] {
+            std::fs::copy(fx.join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::write(dir.path().join("classes.txt"), "n02062744\nn03337140\n").unwrap();
+        let before = std::fs::read(dir.path().join(victim)).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_map-eval"))
+            .current_dir(dir.path())
+            .args([
+                "--gt",
+                "gt.csv",
+                "--dets",
+                "dets.txt",
+                "--image-list",
+                "image_list.txt",
+            ])
+            .args(["--classes", "classes.txt", "--report", victim])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("is an input of this run"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(dir.path().join(victim)).unwrap(), before);
+    }
+
     // A missing file is named.
     let o = Command::new(env!("CARGO_BIN_EXE_map-eval"))
         .args(["--gt", "/nonexistent/gt.json", "--dets", "x.json"])

@@ -550,10 +550,7 @@ fn map_eval_files(
         box_format: self::box_format(box_format)?,
         strict,
     };
-    if let Some(path) = &report {
-        eval::protect_inputs([&inputs.gt, &inputs.dets]);
-        eval::check_not_input(path).map_err(py_err)?;
-    }
+    inputs.protect();
     let loaded = py.detach(|| eval::load::load(&inputs)).map_err(py_err)?;
     py.detach(|| run(&loaded, metric, iou, report))
 }
@@ -719,9 +716,6 @@ fn map_eval_records(
         ));
     }
     let loaded = eval::load::load_records(raw, raw_dets, classes, strict).map_err(py_err)?;
-    if let Some(path) = &report {
-        eval::check_not_input(path).map_err(py_err)?;
-    }
     py.detach(|| run(&loaded, metric, iou, report))
 }
 
