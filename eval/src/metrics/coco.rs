@@ -406,22 +406,37 @@ fn evaluate_group(
         .collect()
 }
 
-/// Ranks and truncates each group's detections, and computes its IoU matrix `[d][g]`
-/// (detections ranked, objects in file order: pycocotools' `ious[imgId, catId]`).
-fn rank_and_iou(group: &mut Group, gt: &CocoAnns, dt: &CocoAnns, max_det: usize) -> Vec<Vec<f64>> {
-    group
-        .dt
-        .sort_by(|&a, &b| by_score_desc(dt.score[a], dt.score[b]));
-    group.dt.truncate(max_det);
-    group
-        .dt
-        .iter()
-        .map(|&d| {
+/// Every pair that has an object or a detection, in (category slot, image) order, on the
+/// worker threads: its detections ranked and cut at the largest limit, its IoU matrix `[d][g]`
+/// (detections ranked, objects in file order: pycocotools' `ious[imgId, catId]`), and its
+/// evaluation per area range, handed to `each`. `p` is normalised.
+fn match_pairs<T: Send>(
+    gt: &CocoAnns,
+    dt: &CocoAnns,
+    p: &CocoParams,
+    each: impl Fn(Vec<Vec<f64>>, Vec<ImageDetail>) -> T + Sync,
+) -> Vec<T> {
+    let max_det = p.max_dets.last().copied().unwrap_or(0);
+    groups(gt, dt, p)
+        .into_par_iter()
+        .map(|mut group| {
             group
-                .gt
+                .dt
+                .sort_by(|&a, &b| by_score_desc(dt.score[a], dt.score[b]));
+            group.dt.truncate(max_det);
+            let ious: Vec<Vec<f64>> = group
+                .dt
                 .iter()
-                .map(|&g| iou(&dt.bbox[d], &gt.bbox[g], gt.iscrowd[g]))
-                .collect()
+                .map(|&d| {
+                    group
+                        .gt
+                        .iter()
+                        .map(|&g| iou(&dt.bbox[d], &gt.bbox[g], gt.iscrowd[g]))
+                        .collect()
+                })
+                .collect();
+            let details = evaluate_group(&group, gt, dt, p, &ious);
+            each(ious, details)
         })
         .collect()
 }
@@ -431,22 +446,17 @@ pub fn evaluate_images(gt: &CocoAnns, dt: &CocoAnns, params: &CocoParams) -> Coc
     let p = params.normalised();
     let n_a = p.area_rng.len();
     let n_k = if p.use_cats { p.cat_ids.len() } else { 1 };
-    let max_det = p.max_dets.last().copied().unwrap_or(0);
-    let mut groups = groups(gt, dt, &p);
-    let per_group: Vec<Vec<ImageEval>> = groups
-        .par_iter_mut()
-        .map(|group| {
-            let ious = rank_and_iou(group, gt, dt, max_det);
-            evaluate_group(group, gt, dt, &p, &ious)
-                .iter()
-                .map(|e| e.compact(dt))
-                .collect()
-        })
-        .collect();
+    // Only the compact form outlives a pair: the full one is made again on demand.
+    let per_pair = match_pairs(gt, dt, &p, |_, details| {
+        details
+            .iter()
+            .map(|e| (e.k, e.image, e.compact(dt)))
+            .collect::<Vec<_>>()
+    });
     let mut slots: Vec<Vec<(usize, ImageEval)>> = vec![Vec::new(); n_k * n_a];
-    for (group, evals) in groups.iter().zip(per_group) {
-        for (a, e) in evals.into_iter().enumerate() {
-            slots[group.k * n_a + a].push((group.image, e));
+    for evals in per_pair {
+        for (a, (k, image, e)) in evals.into_iter().enumerate() {
+            slots[k * n_a + a].push((image, e));
         }
     }
     CocoEvalImgs { params: p, slots }
@@ -461,17 +471,9 @@ pub fn evaluate_images_in_full(
     dt: &CocoAnns,
     params: &CocoParams,
 ) -> Vec<(Vec<Vec<f64>>, Vec<ImageDetail>)> {
-    let p = params.normalised();
-    let max_det = p.max_dets.last().copied().unwrap_or(0);
-    let mut groups = groups(gt, dt, &p);
-    groups
-        .par_iter_mut()
-        .map(|group| {
-            let ious = rank_and_iou(group, gt, dt, max_det);
-            let details = evaluate_group(group, gt, dt, &p, &ious);
-            (ious, details)
-        })
-        .collect()
+    match_pairs(gt, dt, &params.normalised(), |ious, details| {
+        (ious, details)
+    })
 }
 
 /// Which parts of the evaluation `accumulate(p)` reads, as pycocotools computes them from `p`
