@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::formats::{BoxFormat, Format};
 use crate::load::{load, Inputs, Loaded};
-use crate::metrics::{evaluate, EvalParams, Evaluation, Metric};
+use crate::metrics::{Evaluation, Metric};
 pub use crate::report::{report, ClassReport, Report};
 use crate::EvalError;
 
@@ -196,14 +196,10 @@ pub fn run(args: &MapEvalArgs) -> Result<Evaluation, EvalError> {
             eprintln!("  {example}");
         }
     }
-    let mut params = EvalParams::new(args.metric);
-    params.iou = args.iou;
-    params.blacklist = loaded.blacklist.clone();
-    let e = evaluate(&loaded.gt, &loaded.dets, loaded.classes.len(), &params);
+    let e = loaded.evaluate(args.metric, args.iou);
     print(&loaded, &e);
     if let Some(path) = &args.report {
-        let json = serde_json::to_vec_pretty(&report(&loaded, &e)).expect("report serialises");
-        crate::write_atomically(path, &json)?;
+        crate::write_atomically(path, &crate::report::to_json(&loaded, &e))?;
     }
     if let Some(dir) = &args.plots {
         let n = crate::plots::write_plots(dir, &e, &loaded.classes)?;

@@ -56,6 +56,16 @@ pub struct Loaded {
     pub issues: Issues,
 }
 
+impl Loaded {
+    /// Evaluates under `metric` at `iou`, with the blacklist that was read.
+    pub fn evaluate(&self, metric: crate::Metric, iou: f64) -> crate::Evaluation {
+        let mut params = crate::EvalParams::new(metric);
+        params.iou = iou;
+        params.blacklist = self.blacklist.clone();
+        crate::evaluate(&self.gt, &self.dets, self.classes.len(), &params)
+    }
+}
+
 fn resolve_class(classes: &ClassList, key: &ClassKey) -> Option<usize> {
     match key {
         ClassKey::Name(n) => classes.index(n),

@@ -59,3 +59,8 @@ pub fn report<'a>(loaded: &'a Loaded, e: &Evaluation) -> Report<'a> {
         issues: &loaded.issues,
     }
 }
+
+/// The report as `--report` writes it: pretty JSON.
+pub fn to_json(loaded: &Loaded, e: &Evaluation) -> Vec<u8> {
+    serde_json::to_vec_pretty(&report(loaded, e)).expect("report serialises")
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use eval::formats::{BoxFormat, ClassKey, Format, RawDet, RawGroundTruth, RawGt};
 use eval::metrics::coco::{self, AccumulateSpec, CocoAnns, CocoEvalImgs, CocoParams};
-use eval::{BBox, ClassList, EvalParams, Metric};
+use eval::{BBox, ClassList, Metric};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -157,18 +157,23 @@ fn read_dataset(py: Python<'_>, path: PathBuf) -> PyResult<Anns> {
     .map_err(py_err)
 }
 
-fn item<'py>(
+/// `obj[key]` of a dict or of anything with `__getitem__`; None when it has no such key.
+fn optional<'py>(obj: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match obj.cast::<PyDict>() {
+        Ok(d) => d.get_item(key),
+        Err(_) => Ok(obj.get_item(key).ok()),
+    }
+}
+
+/// `obj[key]` as a T; the error names the record and the key.
+fn field<'py, T: FromPyObjectOwned<'py>>(
     obj: &Bound<'py, PyAny>,
     key: &str,
     at: &dyn Fn() -> String,
-) -> PyResult<Bound<'py, PyAny>> {
-    match obj.cast::<PyDict>() {
-        Ok(d) => d
-            .get_item(key)?
-            .ok_or_else(|| bad(format!("{}: no `{key}`", at()))),
-        Err(_) => obj
-            .get_item(key)
-            .map_err(|_| bad(format!("{}: not a dict with `{key}`", at()))),
+) -> PyResult<T> {
+    match optional(obj, key)? {
+        Some(v) => extract(&v, key, at),
+        None => Err(bad(format!("{}: no `{key}`", at()))),
     }
 }
 
@@ -186,8 +191,9 @@ fn extract<'py, T: FromPyObjectOwned<'py>>(
     })
 }
 
-fn bbox_of(v: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<[f64; 4]> {
-    let b: Vec<f64> = extract(v, "bbox", at)?;
+/// `obj["bbox"]`: four numbers.
+fn bbox_of(obj: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<[f64; 4]> {
+    let b: Vec<f64> = field(obj, "bbox", at)?;
     b.try_into().map_err(|b: Vec<f64>| {
         bad(format!(
             "{}: `bbox` has {} numbers, not 4 [x, y, w, h]",
@@ -197,59 +203,52 @@ fn bbox_of(v: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<[f64; 4]> 
     })
 }
 
-/// `COCO()` with `dataset` set to a dict, then `createIndex()`.
+/// `COCO()` with `dataset` set to a dict, then `createIndex()`: the same defaults as a file.
 #[pyfunction]
 fn dataset_from_dict(dataset: &Bound<'_, PyAny>) -> PyResult<Anns> {
-    let mut anns = CocoAnns::default();
-    let top = || "dataset".to_string();
     let list = |key: &str| -> PyResult<Vec<Bound<'_, PyAny>>> {
         match dataset.cast::<PyDict>()?.get_item(key)? {
-            Some(v) => Ok(v.try_iter()?.collect::<PyResult<Vec<_>>>()?),
+            Some(v) => v.try_iter()?.collect(),
             None => Ok(Vec::new()),
         }
     };
-    for (i, a) in list("annotations")?.iter().enumerate() {
-        let at = || format!("dataset['annotations'][{i}]");
-        let bbox = bbox_of(&item(a, "bbox", &at)?, &at)?;
-        let image_id = extract(&item(a, "image_id", &at)?, "image_id", &at)?;
-        let category_id = extract(&item(a, "category_id", &at)?, "category_id", &at)?;
-        let get = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
-            Ok(match a.cast::<PyDict>() {
-                Ok(d) => d.get_item(key)?,
-                Err(_) => a.get_item(key).ok(),
-            })
-        };
-        let area = match get("area")? {
-            Some(v) => extract(&v, "area", &at)?,
-            None => bbox[2] * bbox[3],
-        };
-        anns.push(image_id, category_id, bbox, area);
-        if let Some(v) = get("iscrowd")? {
-            *anns.iscrowd.last_mut().expect("pushed") = v.is_truthy()?;
-        }
-        if let Some(v) = get("id")? {
-            *anns.id.last_mut().expect("pushed") = extract(&v, "id", &at)?;
-        }
-        if let Some(v) = get("score")? {
-            *anns.score.last_mut().expect("pushed") = extract(&v, "score", &at)?;
-        }
-    }
-    let ids = |key: &str| -> PyResult<Vec<i64>> {
+    let ids = |key: &str| -> PyResult<Vec<IdJson>> {
         list(key)?
             .iter()
             .enumerate()
             .map(|(i, v)| {
                 let at = || format!("dataset['{key}'][{i}]");
-                extract(&item(v, "id", &at)?, "id", &at)
+                Ok(IdJson {
+                    id: field(v, "id", &at)?,
+                })
             })
             .collect()
     };
-    let _ = top;
-    Ok(Anns {
-        anns,
-        img_ids: first_of_repeats(ids("images")?),
-        cat_ids: ids("categories")?,
-    })
+    let mut annotations = Vec::new();
+    for (i, a) in list("annotations")?.iter().enumerate() {
+        let at = || format!("dataset['annotations'][{i}]");
+        let some = |key: &str| -> PyResult<Option<f64>> {
+            optional(a, key)?.map(|v| extract(&v, key, &at)).transpose()
+        };
+        annotations.push(AnnJson {
+            image_id: field(a, "image_id", &at)?,
+            category_id: field(a, "category_id", &at)?,
+            bbox: bbox_of(a, &at)?,
+            area: some("area")?,
+            iscrowd: optional(a, "iscrowd")?
+                .map(|v| v.is_truthy().map(Flag::Bool))
+                .transpose()?,
+            id: optional(a, "id")?
+                .map(|v| extract(&v, "id", &at))
+                .transpose()?,
+            score: some("score")?,
+        });
+    }
+    Ok(dataset_anns(DatasetJson {
+        images: ids("images")?,
+        annotations,
+        categories: ids("categories")?,
+    }))
 }
 
 /// loadRes's rules: `area` = w * h, `id` = position + 1, not crowds; every image must be one
@@ -302,19 +301,17 @@ fn results_from_list(gt: &Anns, anns: &Bound<'_, PyAny>) -> PyResult<Anns> {
     for (i, a) in anns.try_iter()?.enumerate() {
         let a = a?;
         let at = || format!("results[{i}]");
-        if a.cast::<PyDict>()
-            .is_ok_and(|d| d.get_item("bbox").ok().flatten().is_none())
-        {
+        if optional(&a, "bbox")?.is_none() {
             return Err(bad(format!(
                 "{}: no `bbox`: rcnn_eval evaluates boxes; segmentation and keypoint results are out of scope (use pycocotools for them)",
                 at()
             )));
         }
         rows.push((
-            extract(&item(&a, "image_id", &at)?, "image_id", &at)?,
-            extract(&item(&a, "category_id", &at)?, "category_id", &at)?,
-            bbox_of(&item(&a, "bbox", &at)?, &at)?,
-            extract(&item(&a, "score", &at)?, "score", &at)?,
+            field(&a, "image_id", &at)?,
+            field(&a, "category_id", &at)?,
+            bbox_of(&a, &at)?,
+            field(&a, "score", &at)?,
         ));
     }
     results(gt, rows, "results")
@@ -504,12 +501,7 @@ fn run(
     iou: f64,
     report: Option<PathBuf>,
 ) -> PyResult<String> {
-    let mut params = EvalParams::new(metric);
-    params.iou = iou;
-    params.blacklist = loaded.blacklist.clone();
-    let e = eval::evaluate(&loaded.gt, &loaded.dets, loaded.classes.len(), &params);
-    let json =
-        serde_json::to_vec_pretty(&eval::report::report(loaded, &e)).expect("report serialises");
+    let json = eval::report::to_json(loaded, &loaded.evaluate(metric, iou));
     if let Some(path) = report {
         eval::write_atomically(&path, &json).map_err(py_err)?;
     }
@@ -575,20 +567,61 @@ fn image_name(v: &Bound<'_, PyAny>) -> PyResult<String> {
     })
 }
 
-/// A record as a tuple/list of fields or a dict: the fields in order.
-fn fields<'py>(
+/// A record of [`map_eval_records`], a tuple or a dict: `head` names the fields before the box
+/// (the image and the class first), `tail` those after it; the box is four numbers x1 y1 x2 y2
+/// in a tuple, `bbox` in a dict. Returns the image, the class, the box and the other fields.
+#[allow(clippy::type_complexity)]
+fn record<'py>(
     r: &Bound<'py, PyAny>,
-    names: &[&str],
+    head: &[&str],
+    tail: &[&str],
     at: &dyn Fn() -> String,
-) -> PyResult<Vec<Option<Bound<'py, PyAny>>>> {
-    if let Ok(d) = r.cast::<PyDict>() {
-        return names.iter().map(|n| d.get_item(*n)).collect();
-    }
-    let v: Vec<Bound<'py, PyAny>> = r
-        .try_iter()
-        .map_err(|_| bad(format!("{}: a record is a tuple or a dict", at())))?
-        .collect::<PyResult<_>>()?;
-    Ok((0..names.len()).map(|i| v.get(i).cloned()).collect())
+) -> PyResult<(String, ClassKey, BBox, Vec<Option<Bound<'py, PyAny>>>)> {
+    let dict = r.cast::<PyDict>().ok();
+    let corners: &[&str] = if dict.is_some() {
+        &["bbox"]
+    } else {
+        &["x1", "y1", "x2", "y2"]
+    };
+    let names: Vec<&str> = [head, corners, tail].concat();
+    let mut f: Vec<Option<Bound<'py, PyAny>>> = match &dict {
+        Some(d) => names
+            .iter()
+            .map(|n| d.get_item(*n))
+            .collect::<PyResult<_>>()?,
+        None => {
+            let v: Vec<Bound<'py, PyAny>> = r
+                .try_iter()
+                .map_err(|_| bad(format!("{}: a record is a tuple or a dict", at())))?
+                .collect::<PyResult<_>>()?;
+            (0..names.len()).map(|i| v.get(i).cloned()).collect()
+        }
+    };
+    let (Some(image), Some(class)) = (&f[0], &f[1]) else {
+        return Err(bad(format!("{}: needs an image and a class", at())));
+    };
+    let (image, class) = (image_name(image)?, class_key(class, at)?);
+    let bbox = if dict.is_some() {
+        bbox_of(r, at)?
+    } else {
+        let mut b = [0.0; 4];
+        for (i, v) in b.iter_mut().enumerate() {
+            let key = corners[i];
+            *v = match &f[head.len() + i] {
+                Some(x) => extract(x, key, at)?,
+                None => return Err(bad(format!("{}: no `{key}`", at()))),
+            };
+        }
+        b
+    };
+    f.drain(head.len()..head.len() + corners.len());
+    f.drain(..2);
+    Ok((
+        image,
+        class,
+        BBox::new(bbox[0], bbox[1], bbox[2], bbox[3]),
+        f,
+    ))
 }
 
 /// ILSVRC/VOC on Python records: ground truth (image, class, x1, y1, x2, y2[, difficult])
@@ -615,29 +648,6 @@ fn map_eval_records(
         (None, Some(path)) => Some(ClassList::read(&path).map_err(py_err)?),
         (None, None) => None,
     };
-    let number =
-        |v: Option<Bound<'_, PyAny>>, key: &str, at: &dyn Fn() -> String| -> PyResult<f64> {
-            match v {
-                Some(v) => extract(&v, key, at),
-                None => Err(bad(format!("{}: no `{key}`", at()))),
-            }
-        };
-    let corners = |f: &[Option<Bound<'_, PyAny>>],
-                   start: usize,
-                   has_bbox: bool,
-                   at: &dyn Fn() -> String|
-     -> PyResult<BBox> {
-        if has_bbox {
-            let b = bbox_of(f[start].as_ref().expect("checked"), at)?;
-            return Ok(BBox::new(b[0], b[1], b[2], b[3]));
-        }
-        Ok(BBox::new(
-            number(f[start].clone(), "x1", at)?,
-            number(f[start + 1].clone(), "y1", at)?,
-            number(f[start + 2].clone(), "x2", at)?,
-            number(f[start + 3].clone(), "y2", at)?,
-        ))
-    };
     let mut raw = RawGroundTruth::default();
     let mut seen = HashSet::new();
     for v in images.unwrap_or_default() {
@@ -647,36 +657,18 @@ fn map_eval_records(
         }
     }
     for (i, r) in gt.try_iter()?.enumerate() {
-        let r = r?;
         let at = || format!("gt[{i}]");
-        let is_dict = r.cast::<PyDict>().is_ok();
-        let f = if is_dict {
-            fields(&r, &["image", "class", "bbox", "difficult"], &at)?
-        } else {
-            fields(
-                &r,
-                &["image", "class", "x1", "y1", "x2", "y2", "difficult"],
-                &at,
-            )?
-        };
-        let (Some(image), Some(class)) = (&f[0], &f[1]) else {
-            return Err(bad(format!("{}: needs an image and a class", at())));
-        };
-        if is_dict && f[2].is_none() {
-            return Err(bad(format!("{}: no `bbox` [x1, y1, x2, y2]", at())));
-        }
-        let bbox = corners(&f, 2, is_dict, &at)?;
-        let difficult = match f.last().expect("fields").as_ref() {
+        let (image, class, bbox, rest) = record(&r?, &["image", "class"], &["difficult"], &at)?;
+        let difficult = match &rest[0] {
             Some(d) => d.is_truthy()?,
             None => false,
         };
-        let image = image_name(image)?;
         if seen.insert(image.clone()) {
             raw.images.push(image.clone());
         }
         raw.boxes.push(RawGt {
             image,
-            class: class_key(class, &at)?,
+            class,
             bbox,
             difficult,
             crowd: false,
@@ -685,29 +677,17 @@ fn map_eval_records(
     }
     let mut raw_dets = Vec::new();
     for (i, r) in dets.try_iter()?.enumerate() {
-        let r = r?;
         let at = || format!("dets[{i}]");
-        let is_dict = r.cast::<PyDict>().is_ok();
-        let f = if is_dict {
-            fields(&r, &["image", "class", "score", "bbox"], &at)?
-        } else {
-            fields(
-                &r,
-                &["image", "class", "score", "x1", "y1", "x2", "y2"],
-                &at,
-            )?
+        let (image, class, bbox, rest) = record(&r?, &["image", "class", "score"], &[], &at)?;
+        let score = match &rest[0] {
+            Some(v) => extract(v, "score", &at)?,
+            None => return Err(bad(format!("{}: no `score`", at()))),
         };
-        let (Some(image), Some(class)) = (&f[0], &f[1]) else {
-            return Err(bad(format!("{}: needs an image and a class", at())));
-        };
-        if is_dict && f[3].is_none() {
-            return Err(bad(format!("{}: no `bbox` [x1, y1, x2, y2]", at())));
-        }
         raw_dets.push(RawDet {
-            image: image_name(image)?,
-            class: class_key(class, &at)?,
-            score: number(f[2].clone(), "score", &at)?,
-            bbox: corners(&f, 3, is_dict, &at)?,
+            image,
+            class,
+            score,
+            bbox,
         });
     }
     if raw.images.is_empty() {
