@@ -20,7 +20,10 @@ class Params:
 
     def __init__(self, iouType="bbox"):
         if iouType in ("segm", "keypoints"):
-            raise NotImplementedError(_OUT_OF_SCOPE.format(iouType))
+            raise NotImplementedError(
+                _OUT_OF_SCOPE.format(iouType)
+                + (" (pycocotools' default is 'segm': pass 'bbox')" if iouType == "segm" else "")
+            )
         if iouType != "bbox":
             raise ValueError("iouType not supported: {!r} (rcnn_eval evaluates 'bbox')".format(iouType))
         self.setDetParams()
@@ -47,15 +50,10 @@ class COCOeval:
     `stats`, `eval` ('precision' [T,R,K,A,M], 'recall' [T,K,A,M], 'scores' [T,R,K,A,M])."""
 
     def __init__(self, cocoGt=None, cocoDt=None, iouType="segm"):
-        if iouType in ("segm", "keypoints"):
-            raise NotImplementedError(
-                _OUT_OF_SCOPE.format(iouType)
-                + (" (pycocotools' default is 'segm': pass 'bbox')" if iouType == "segm" else "")
-            )
+        self.params = Params(iouType=iouType)  # refuses segm and keypoints, saying why
         self.cocoGt = cocoGt
         self.cocoDt = cocoDt
         self.eval = {}
-        self.params = Params(iouType=iouType)
         self._paramsEval = {}
         self.stats = []
         self._evaluated = None

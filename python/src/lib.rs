@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use eval::formats::{BoxFormat, ClassKey, Format, RawDet, RawGroundTruth, RawGt};
-use eval::metrics::coco::{self, AccumulateSpec, CocoAnns, CocoEvalImgs, CocoParams};
+use eval::metrics::coco::{self, AccumulateSpec, CocoAnn, CocoAnns, CocoEvalImgs, CocoParams};
 use eval::{BBox, ClassList, Metric};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
@@ -133,10 +133,15 @@ fn dataset_anns(d: DatasetJson) -> Anns {
     let mut anns = CocoAnns::default();
     for (i, a) in d.annotations.into_iter().enumerate() {
         let area = a.area.unwrap_or(a.bbox[2] * a.bbox[3]);
-        anns.push(a.image_id, a.category_id, a.bbox, area);
-        *anns.iscrowd.last_mut().expect("pushed") = a.iscrowd.is_some_and(|f| f.truthy());
-        *anns.id.last_mut().expect("pushed") = a.id.unwrap_or(i as i64 + 1);
-        *anns.score.last_mut().expect("pushed") = a.score.unwrap_or(0.0);
+        anns.push(CocoAnn {
+            image_id: a.image_id,
+            category_id: a.category_id,
+            bbox: a.bbox,
+            area,
+            iscrowd: a.iscrowd.is_some_and(|f| f.truthy()),
+            id: a.id.unwrap_or(i as i64 + 1),
+            score: a.score.unwrap_or(0.0),
+        });
     }
     Anns {
         anns,
@@ -262,8 +267,15 @@ fn results(gt: &Anns, rows: Vec<(i64, i64, [f64; 4], f64)>, source: &str) -> PyR
                 "{source}: Results do not correspond to current coco set: result {i} is on image_id {image_id}, which is not among the ground truth's images"
             )));
         }
-        anns.push(image_id, category_id, bbox, bbox[2] * bbox[3]);
-        *anns.score.last_mut().expect("pushed") = score;
+        anns.push(CocoAnn {
+            image_id,
+            category_id,
+            bbox,
+            area: bbox[2] * bbox[3],
+            iscrowd: false,
+            id: i as i64 + 1,
+            score,
+        });
     }
     Ok(Anns {
         anns,

@@ -87,15 +87,27 @@ impl CocoAnns {
         self.image_id.is_empty()
     }
 
-    pub fn push(&mut self, image_id: i64, category_id: i64, bbox: [f64; 4], area: f64) {
-        self.image_id.push(image_id);
-        self.category_id.push(category_id);
-        self.bbox.push(bbox);
-        self.area.push(area);
-        self.iscrowd.push(false);
-        self.id.push(self.id.len() as i64 + 1);
-        self.score.push(0.0);
+    pub fn push(&mut self, a: CocoAnn) {
+        self.image_id.push(a.image_id);
+        self.category_id.push(a.category_id);
+        self.bbox.push(a.bbox);
+        self.area.push(a.area);
+        self.iscrowd.push(a.iscrowd);
+        self.id.push(a.id);
+        self.score.push(a.score);
     }
+}
+
+/// One annotation or result: a row of [`CocoAnns`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CocoAnn {
+    pub image_id: i64,
+    pub category_id: i64,
+    pub bbox: [f64; 4],
+    pub area: f64,
+    pub iscrowd: bool,
+    pub id: i64,
+    pub score: f64,
 }
 
 /// `COCOeval.params` for boxes.
@@ -778,14 +790,28 @@ pub fn evaluate(gt: &GroundTruth, dets: &Detections, n_classes: usize) -> CocoSt
         let area = b
             .area
             .unwrap_or_else(|| b.bbox.area(PixelConvention::Continuous));
-        g.push(b.image as i64, b.class as i64, xywh(&b.bbox), area);
-        *g.iscrowd.last_mut().expect("pushed") = b.crowd;
+        g.push(CocoAnn {
+            image_id: b.image as i64,
+            category_id: b.class as i64,
+            bbox: xywh(&b.bbox),
+            area,
+            iscrowd: b.crowd,
+            id: g.len() as i64 + 1,
+            score: 0.0,
+        });
     }
     let mut d = CocoAnns::default();
     for det in &dets.dets {
         let bbox = xywh(&det.bbox);
-        d.push(det.image as i64, det.class as i64, bbox, bbox[2] * bbox[3]);
-        *d.score.last_mut().expect("pushed") = det.score;
+        d.push(CocoAnn {
+            image_id: det.image as i64,
+            category_id: det.class as i64,
+            bbox,
+            area: bbox[2] * bbox[3],
+            iscrowd: false,
+            id: d.len() as i64 + 1,
+            score: det.score,
+        });
     }
     // Detections of images without ground truth are evaluated too (they are false positives).
     let n_images = dets
