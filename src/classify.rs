@@ -17,24 +17,26 @@ use std::time::Instant;
 use proposals::RgbImage;
 use tch::{Kind, Tensor};
 
-use crate::classifier::{host_values, Ensemble};
-use crate::device_stage::upload;
+use crate::ensemble::Ensemble;
+use crate::run::tensor::host_values;
+use crate::run::tensor::upload;
 
 /// How many crops of each image are classified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Crops {
     /// The centre crop of the image resized to 256 on its shorter side (torchvision's
     /// ImageNet evaluation).
-    #[value(name = "1")]
+    #[cfg_attr(feature = "cli", value(name = "1"))]
     One,
     /// The four corners and the centre at 256, and their mirror images (torchvision's
     /// `TenCrop`).
-    #[value(name = "10")]
+    #[cfg_attr(feature = "cli", value(name = "10"))]
     Ten,
     /// The paper's 144: shorter side 256, 288, 320 and 352; the left, centre and right
     /// squares (top, centre and bottom for portraits); from each, the four corners, the
     /// centre and the whole square resized; each and its mirror image.
-    #[value(name = "144")]
+    #[cfg_attr(feature = "cli", value(name = "144"))]
     Paper,
 }
 
@@ -286,13 +288,13 @@ pub fn classify(
         std::sync::mpsc::sync_channel::<(PathBuf, Result<RgbImage, String>, f64)>(workers);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            crate::detect::in_order(
+            crate::run::ordered::in_order(
                 images.len(),
                 workers,
                 2 * workers,
                 |i| {
                     let start = Instant::now();
-                    let r = crate::decode::decode(&images[i]).map_err(|e| e.reason);
+                    let r = crate::detect::decode::decode(&images[i]).map_err(|e| e.reason);
                     (images[i].clone(), r, start.elapsed().as_secs_f64())
                 },
                 |r| tx.send(r).is_ok(),
@@ -527,7 +529,7 @@ mod tests {
 
     #[test]
     fn crops_are_the_windows_of_the_resized_image() {
-        let device = crate::device::test_device();
+        let device = crate::run::device::test_device();
         let image = Tensor::arange(3 * 40 * 50, (Kind::Float, device))
             .view([1, 3, 40, 50])
             .remainder(251.0);

@@ -17,14 +17,12 @@ use proposals::RgbImage;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::device_stage::Normaliser;
+use crate::model::normalise::Normaliser;
 use crate::model::weights::{
-    config_from_metadata, load_state_dict, metadata_of, read_tensors, write_tensors,
+    config_from_metadata, load_state_dict, metadata_of, read_tensors, write_tensors, Task,
 };
 use crate::model::{GoogLeNetConfig, Model, ModelError};
 
-/// Value of the `task` metadata key of a MultiBox model file.
-pub const TASK: &str = "multibox";
 const INFO_KEY: &str = "multibox";
 
 /// How a MultiBox network was trained (kept in its file).
@@ -59,8 +57,7 @@ pub struct MultiBox {
 /// Whether `path` is a MultiBox model file (its metadata says so); false for anything that
 /// cannot be read as one of our model files.
 pub fn is_multibox_file(path: &Path) -> bool {
-    crate::model::weights::read_file_metadata(path)
-        .is_ok_and(|m| m.get("task").map(String::as_str) == Some(TASK))
+    crate::model::weights::read_file_metadata(path).is_ok_and(|m| Task::of(&m) == Task::Multibox)
 }
 
 /// A box in normalised coordinates from inclusive pixel corners of a `w` x `h` image.
@@ -173,7 +170,7 @@ impl MultiBox {
             message,
         };
         let (tensors, metadata) = read_tensors(path)?;
-        if metadata.get("task").map(String::as_str) != Some(TASK) {
+        if Task::of(&metadata) != Task::Multibox {
             return Err(bad(
                 "not a MultiBox model (no `task: multibox` metadata): a region classifier goes \
                  to --model, a MultiBox network from `rcnn train-multibox` to --multibox"
@@ -213,7 +210,7 @@ impl MultiBox {
         self.model.validate(path)?;
         let named: Vec<(String, Tensor)> = self.model.vs.variables().into_iter().collect();
         let mut metadata = metadata_of(self.config(), &self.model.classes);
-        metadata.insert("task".into(), TASK.into());
+        Task::Multibox.write_into(&mut metadata);
         metadata.insert(
             INFO_KEY.into(),
             serde_json::to_string(&self.info).expect("info serialises"),
@@ -244,8 +241,8 @@ impl MultiBox {
                 .collect();
             let (boxes, conf) = self.forward_t(&Tensor::stack(&batch, 0), false);
             let k = self.k() as usize;
-            let boxes = crate::classifier::host_values(&boxes);
-            let conf = crate::classifier::host_values(&conf.sigmoid());
+            let boxes = crate::run::tensor::host_values(&boxes);
+            let conf = crate::run::tensor::host_values(&conf.sigmoid());
             images
                 .iter()
                 .enumerate()

@@ -5,15 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use inception_rcnn::classifier::{rows, Ensemble};
 use inception_rcnn::classify::{
     classify, make_crops, plan, top_k, Classified, ClassifyParams, Crops,
 };
-use inception_rcnn::decode::decode;
-use inception_rcnn::device::test_device;
-use inception_rcnn::device_stage::upload;
+use inception_rcnn::detect::decode::decode;
+use inception_rcnn::ensemble::Ensemble;
 use inception_rcnn::model::weights::{infer_config, load_state_dict, read_state_dict};
 use inception_rcnn::model::Model;
+use inception_rcnn::run::device::test_device;
+use inception_rcnn::run::tensor::rows;
+use inception_rcnn::run::tensor::upload;
 use serde_json::Value;
 use tch::Kind;
 

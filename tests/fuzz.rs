@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use inception_rcnn::detect::propose::read_proposals;
 use inception_rcnn::model::pth;
 use inception_rcnn::model::weights::config_from_metadata;
-use inception_rcnn::propose::read_proposals;
 use proptest::prelude::*;
 
 #[path = "../eval/tests/common/mutation.rs"]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use eval::{BBox, PixelConvention};
-use inception_rcnn::box_regression::{apply, RegressionFeatures};
-use inception_rcnn::classifier::{Ensemble, Head};
+use inception_rcnn::ensemble::{Ensemble, Head};
+use inception_rcnn::heads::box_regression::{apply, RegressionFeatures};
 use inception_rcnn::model::config::IMAGENET_MEAN;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 
@@ -65,7 +65,7 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
         lambdas: vec![0.01, 1.0, 100.0],
         hold_out_every: 3,
         batch: 50,
-        svm_params: inception_rcnn::svm::SvmParams {
+        svm_params: inception_rcnn::heads::svm::SvmParams {
             c: 1.0,
             ..Default::default()
         },

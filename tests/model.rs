@@ -229,7 +229,7 @@ fn pooled_and_grid_features_equal_torchvisions_and_come_from_the_same_pass() {
         let err = relative_error(&out.grid, &f[&grid]);
         assert!(err < 1e-4, "grid, transform_input {transform_input}: {err}");
         // The ensemble hands back the same features beside its scores, in one pass.
-        let ensemble = inception_rcnn::classifier::Ensemble::new(vec![model], Kind::Float).unwrap();
+        let ensemble = inception_rcnn::ensemble::Ensemble::new(vec![model], Kind::Float).unwrap();
         let (scores, features) = ensemble.scores_and_features(&r["input"]);
         assert_eq!(scores.size(), vec![2, 10]);
         assert!(relative_error(&features[0], &f[&key]) < 1e-4);
@@ -412,7 +412,7 @@ fn prepared_copy(model: &Model, kind: Kind, channels_last: bool) -> Model {
 fn inference_weights_keep_the_logits_folded_and_channels_last() {
     // Folding batch norm into the convolutions and running channels-last change only the
     // order of floating-point operations: fp32 logits agree to 1e-5 at every batch size.
-    let device = inception_rcnn::device::test_device();
+    let device = inception_rcnn::run::device::test_device();
     for layout in [Layout::Torchvision, Layout::Paper] {
         let reference = seeded_with_batch_norm_statistics(layout, 11, device);
         let folded = prepared_copy(&reference, Kind::Float, false);
@@ -445,7 +445,7 @@ fn reduced_precision_stays_finite_and_close_on_large_inputs() {
     // Inputs x300 make activations of a few hundred and more: in fp16, LRN's window sums of
     // squares would overflow (zeroing channels) and unfolded batch norm would round its
     // statistics. Both layouts, fp16 and bf16, stay finite and near fp32.
-    let device = inception_rcnn::device::test_device();
+    let device = inception_rcnn::run::device::test_device();
     for layout in [Layout::Paper, Layout::Torchvision] {
         let original = seeded_with_batch_norm_statistics(layout, 5, device);
         let fp32 = prepared_copy(&original, Kind::Float, false);

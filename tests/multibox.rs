@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 
 use common::{root, six_raccoons, IMAGES, TORCH_THREADS};
 use eval::{BBox, PixelConvention};
+use inception_rcnn::detect::propose::DUPLICATE_IOU;
 use inception_rcnn::multibox::MultiBox;
-use inception_rcnn::propose::DUPLICATE_IOU;
 use tch::Device;
 
 fn rcnn() -> Command {
@@ -74,7 +74,7 @@ fn iou(a: &BBox, b: &BBox) -> f64 {
 /// Reads `rcnn proposals --out` CSV: boxes per image name, in rank order.
 fn read_csv(path: &Path) -> std::collections::HashMap<String, Vec<BBox>> {
     let mut issues = eval::Issues::new(true);
-    inception_rcnn::propose::read_proposals(path, &mut issues).unwrap()
+    inception_rcnn::detect::propose::read_proposals(path, &mut issues).unwrap()
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
 }
 
 fn decode(path: &Path) -> proposals::RgbImage {
-    inception_rcnn::decode::decode(path).unwrap()
+    inception_rcnn::detect::decode::decode(path).unwrap()
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use eval::PixelConvention;
-use inception_rcnn::nms::{batched_nms, nms, Corners};
+use inception_rcnn::detect::nms::{batched_nms, nms, Corners};
 
 #[test]
 fn kept_indices_equal_torchvisions() {

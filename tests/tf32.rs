@@ -1,7 +1,7 @@
 //! `device::set_tf32` reaches libtorch's global context (its own test binary: the switches are
 //! process-wide, and other tests set them).
 
-use inception_rcnn::device::{set_tf32, tf32, Tf32};
+use inception_rcnn::run::device::{set_tf32, tf32, Tf32};
 
 /// libtorch's own getter, `at::globalContext().allowTF32CuBLAS()`.
 fn matmul_allowed() -> bool {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use inception_rcnn::bench::classifier::Precision;
 use inception_rcnn::model::config::{IMAGENET_MEAN, IMAGENET_STD};
+use inception_rcnn::model::precision::Precision;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::train::data::{load_images, SplitEntry};
 use inception_rcnn::train::regions::{CacheSpec, RegionCache};
@@ -18,7 +18,7 @@ use common::{root, six_raccoons, train_command, IMAGES, TORCH_THREADS};
 
 /// Where the library-level tests train: `RCNN_TEST_DEVICE` (scripts/gpu-check.sh), else the CPU.
 fn device() -> Device {
-    inception_rcnn::device::test_device()
+    inception_rcnn::run::device::test_device()
 }
 
 fn write_split(dir: &Path) -> PathBuf {

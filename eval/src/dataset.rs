@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::boxes::BBox;
+use boxes::BBox;
 
 /// Image names and their indices, in first-seen order.
 #[derive(Debug, Clone, Default, PartialEq)]

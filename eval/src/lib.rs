@@ -6,7 +6,7 @@
 //! The flow: [`formats`] read ground truth and detections (reporting bad input through
 //! [`Issues`]), [`load`] resolves classes and images, [`metrics::evaluate`] scores them.
 
-pub mod boxes;
+pub use boxes;
 pub mod classes;
 pub mod classification;
 #[cfg(feature = "cli")]

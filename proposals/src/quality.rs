@@ -2,7 +2,7 @@
 //! number of boxes, and the average best overlap (ABO) per class with its mean (MABO).
 //! Boxes are compared with inclusive pixel IoU (ILSVRC/VOC annotations).
 
-use eval::{BBox, PixelConvention};
+use boxes::{BBox, PixelConvention};
 
 const INC: PixelConvention = PixelConvention::Inclusive;
 

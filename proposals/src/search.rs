@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
-use eval::BBox;
+use boxes::BBox;
 use rayon::prelude::*;
 
 use crate::colour::{convert, ColourSpace};
@@ -314,7 +314,7 @@ mod tests {
             let q = BBox::new(q[0], q[1], q[2], q[3]);
             let best = boxes
                 .iter()
-                .map(|b| b.iou(&q, eval::PixelConvention::Inclusive))
+                .map(|b| b.iou(&q, boxes::PixelConvention::Inclusive))
                 .fold(0.0, f64::max);
             assert!(best > 0.96, "{q:?}: best IoU {best}");
         }

@@ -7,34 +7,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::gpu::synchronize;
 use crate::model::googlenet::to_channels_last;
+use crate::model::precision::Precision;
 use crate::model::summary::summarize;
 use crate::model::{GoogLeNetConfig, Layout, Model, ModelError};
-
-/// Floating-point precision of weights and activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Precision {
-    Fp32,
-    Fp16,
-    Bf16,
-}
-
-impl Precision {
-    pub fn kind(self) -> Kind {
-        match self {
-            Precision::Fp32 => Kind::Float,
-            Precision::Fp16 => Kind::Half,
-            Precision::Bf16 => Kind::BFloat16,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ClassifierBench {

@@ -123,7 +123,7 @@ impl GpuInfo {
 
     /// A one-line description for benchmark headers.
     pub fn line(&self) -> String {
-        let tf32 = match crate::device::tf32() {
+        let tf32 = match crate::run::device::tf32() {
             Some(t) => format!(
                 "TF32 in fp32 convolutions {}, in fp32 matmuls {}",
                 if t.convolutions { "on" } else { "off" },

@@ -4,5 +4,6 @@
 pub mod classifier;
 pub mod eval;
 pub mod gpu;
+pub mod nms;
 pub mod reference;
 pub mod train;

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use tch::{Device, Kind, Tensor};
 
-use super::classifier::{median_rate, Precision};
-use crate::device_stage::{pinned, Normaliser};
+use super::classifier::median_rate;
 use crate::model::config::{IMAGENET_MEAN, IMAGENET_STD};
+use crate::model::normalise::Normaliser;
+use crate::model::precision::Precision;
 use crate::model::{GoogLeNetConfig, Layout, Model, ModelError};
+use crate::run::tensor::pinned;
 use crate::train::regions::HostBatch;
 use crate::train::sgd::{Polyak, Sgd};
 use crate::train::{backward_and_step, loss_of, LossScaler};

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use inception_rcnn::bench::classifier::{self, ClassifierBench, ClassifierRow, Precision};
+use inception_rcnn::bench::classifier::{self, ClassifierBench, ClassifierRow};
 use inception_rcnn::bench::gpu::GpuInfo;
 use inception_rcnn::bench::reference;
 use inception_rcnn::classify::Crops;
-use inception_rcnn::device;
+use inception_rcnn::model::precision::Precision;
 use inception_rcnn::model::Layout;
+use inception_rcnn::run::device;
 use tch::Device;
 
 use super::DeviceArgs;
@@ -117,8 +118,8 @@ struct DetectBenchArgs {
     /// Ensemble sizes to time (0: none, e.g. with --worker-sweep alone).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 6], value_parser = super::range::networks)]
     networks: Vec<usize>,
-    #[arg(long, value_enum, default_value_t = inception_rcnn::device_stage::WarpMode::Device)]
-    warp: inception_rcnn::device_stage::WarpMode,
+    #[arg(long, value_enum, default_value_t = inception_rcnn::detect::batch::WarpMode::Device)]
+    warp: inception_rcnn::detect::batch::WarpMode,
     #[arg(long, default_value_t = 224, value_parser = super::range::input_size)]
     input_size: i64,
     /// Also time the CPU stages alone with each of these worker counts (e.g. 1,2).
@@ -423,9 +424,10 @@ fn reference_python(arg: Option<&str>) -> Option<PathBuf> {
 }
 
 fn bench_proposals(args: ProposalsBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
-    use inception_rcnn::propose::{objects_per_run, quality, Backend, ImageRun};
+    use inception_rcnn::detect::propose::{objects_per_run, quality, Backend, ImageRun};
 
-    let mut images = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.images))?;
+    let mut images =
+        inception_rcnn::detect::decode::collect_images(std::slice::from_ref(&args.images))?;
     if let Some(n) = args.limit {
         images.truncate(n);
     }
@@ -446,7 +448,7 @@ fn bench_proposals(args: ProposalsBenchArgs, threads: Option<usize>) -> anyhow::
         s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
     };
     for mode in &args.modes {
-        let cv_params = super::proposals::search_params(*mode, 500, 1.0, 0);
+        let cv_params = inception_rcnn::detect::propose::search_params(*mode, 500, 1.0, 0);
         let (theirs, _) =
             super::proposals::run_all(&images, Backend::Opencv, *mode, &cv_params, None, false);
         let theirs_objects = objects_per_run(&theirs, &gt);
@@ -468,7 +470,7 @@ fn bench_proposals(args: ProposalsBenchArgs, threads: Option<usize>) -> anyhow::
         };
         row("opencv", q_theirs, m_theirs, "1.0x".into());
         for &scale in &args.scales {
-            let params = super::proposals::search_params(*mode, 500, scale, 0);
+            let params = inception_rcnn::detect::propose::search_params(*mode, 500, scale, 0);
             let (ours, _) =
                 super::proposals::run_all(&images, Backend::Ours, *mode, &params, None, false);
             let objects = objects_per_run(&ours, &gt);
@@ -518,7 +520,8 @@ fn bench_proposals(args: ProposalsBenchArgs, threads: Option<usize>) -> anyhow::
                 device::select(device::DeviceChoice::Auto, threads)?,
             )?;
             let top = args.multibox_top;
-            let x2 = super::proposals::search_params(proposals::Mode::Fast, 500, 2.0, 0);
+            let x2 =
+                inception_rcnn::detect::propose::search_params(proposals::Mode::Fast, 500, 2.0, 0);
             for (name, search) in [
                 ("multibox", None),
                 ("entry x2", Some(proposals::Mode::Fast)),
@@ -544,8 +547,8 @@ fn bench_proposals(args: ProposalsBenchArgs, threads: Option<usize>) -> anyhow::
 
 fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
     use inception_rcnn::bench::gpu::{peak_host_memory, Sampler};
-    use inception_rcnn::classifier::Ensemble;
     use inception_rcnn::detect::{detect, DetectParams, Outcome};
+    use inception_rcnn::ensemble::Ensemble;
     use inception_rcnn::model::{GoogLeNetConfig, Model};
 
     let device = device::select(args.inference.device.device, threads)?;
@@ -554,10 +557,10 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
     let n_images = args.images.unwrap_or(if cuda { 50 } else { 2 });
     let max_proposals = args.max_proposals.unwrap_or(if cuda { 2000 } else { 100 });
     let warmup = args.warmup.unwrap_or(if cuda { 3 } else { 0 });
-    let workers = args.inference.workers();
-    let batch = args.inference.batch(device);
-    let channels_last = args.inference.channels_last(device);
-    let mut all = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
+    let workers = args.inference.settings(None).workers();
+    let batch = args.inference.settings(None).batch(device);
+    let channels_last = args.inference.settings(None).channels_last(device);
+    let mut all = inception_rcnn::detect::decode::collect_images(std::slice::from_ref(&args.from))?;
     anyhow::ensure!(!all.is_empty(), "no images in {}", args.from.display());
     // Cycle through the folder when asked for more images than it has.
     let images: Vec<PathBuf> = all
@@ -618,7 +621,7 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
         let params = DetectParams {
             search: proposals::SearchParams::new(proposals::Mode::Fast),
             max_proposals,
-            post: inception_rcnn::postprocess::PostParams::default(),
+            post: inception_rcnn::detect::postprocess::PostParams::default(),
             batch,
             workers,
             warp: args.warp,
@@ -665,14 +668,14 @@ fn bench_detect(args: DetectBenchArgs, threads: Option<usize>) -> anyhow::Result
 
 fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
     use inception_rcnn::bench::gpu::synchronize;
-    use inception_rcnn::classifier::Ensemble;
     use inception_rcnn::classify::{classify, ClassifyParams};
+    use inception_rcnn::ensemble::Ensemble;
     use inception_rcnn::model::{GoogLeNetConfig, Model};
     use tch::{Kind, Tensor};
 
     let device = device::select(args.inference.device.device, threads)?;
     let cuda = device.is_cuda();
-    let batch = args.inference.batch(device);
+    let batch = args.inference.settings(None).batch(device);
     // Whole batches only (a run's last batch is padded, which a short row would feel): a
     // multiple of the images whose crops fill a batch exactly, at least four batches' worth.
     let n_images = |crops: Crops| {
@@ -685,9 +688,9 @@ fn bench_classify(args: ClassifyBenchArgs, threads: Option<usize>) -> anyhow::Re
         let least = (4 * batch).div_ceil(c).max(if cuda { 40 } else { 2 });
         args.images.unwrap_or(least.div_ceil(unit) * unit)
     };
-    let workers = args.inference.workers();
-    let channels_last = args.inference.channels_last(device);
-    let all = inception_rcnn::decode::collect_images(std::slice::from_ref(&args.from))?;
+    let workers = args.inference.settings(None).workers();
+    let channels_last = args.inference.settings(None).channels_last(device);
+    let all = inception_rcnn::detect::decode::collect_images(std::slice::from_ref(&args.from))?;
     anyhow::ensure!(!all.is_empty(), "no images in {}", args.from.display());
     let config = GoogLeNetConfig {
         width: args.width,
@@ -798,10 +801,12 @@ fn bench_cpu_stages(
     device: Device,
     max_proposals: usize,
 ) -> anyhow::Result<()> {
+    use inception_rcnn::detect::warp::warp_boxes;
+    use inception_rcnn::detect::warp::WarpParams;
     use inception_rcnn::detect::{for_each_prepared, DetectParams};
-    use inception_rcnn::device_stage::{upload, warp_boxes, Normaliser};
     use inception_rcnn::model::config::{IMAGENET_MEAN, IMAGENET_STD};
-    use inception_rcnn::warp::WarpParams;
+    use inception_rcnn::model::normalise::Normaliser;
+    use inception_rcnn::run::tensor::upload;
     use std::time::Instant;
 
     let warp = WarpParams::new(args.input_size as i32, IMAGENET_MEAN, IMAGENET_STD);
@@ -809,7 +814,7 @@ fn bench_cpu_stages(
     let params = DetectParams {
         search: proposals::SearchParams::new(proposals::Mode::Fast),
         max_proposals,
-        post: inception_rcnn::postprocess::PostParams::default(),
+        post: inception_rcnn::detect::postprocess::PostParams::default(),
         batch: 1,
         workers: 1,
         warp: args.warp,
@@ -842,10 +847,6 @@ fn bench_cpu_stages(
 }
 
 fn bench_nms(args: NmsBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
-    use inception_rcnn::nms::{batched_nms, Corners};
-    use proposals::rng::SplitMix64;
-    use std::time::Instant;
-
     let threads = threads.unwrap_or_else(device::default_threads);
     let python = reference_python(args.reference.as_deref());
     println!(
@@ -856,100 +857,27 @@ fn bench_nms(args: NmsBenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
         "{:>8} {:>8} {:>10} {:>12} {:>16} {:>8}",
         "boxes", "classes", "kept", "ours (ms)", "torchvision (ms)", "ratio"
     );
-    for (n, n_classes) in [(2_000usize, 1usize), (20_000, 20), (100_000, 200)] {
-        let mut rng = SplitMix64::new(n as u64);
-        let centres: Vec<(f32, f32)> = (0..n / 20 + 1)
-            .map(|_| (rng.uniform() as f32 * 500.0, rng.uniform() as f32 * 400.0))
-            .collect();
-        let mut boxes: Vec<Corners> = Vec::with_capacity(n);
-        let mut scores = Vec::with_capacity(n);
-        let mut classes = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (cx, cy) = centres[rng.below(centres.len())];
-            let (cx, cy) = (
-                cx + (rng.uniform() as f32 - 0.5) * 20.0,
-                cy + (rng.uniform() as f32 - 0.5) * 20.0,
-            );
-            let (w, h) = (
-                20.0 + rng.uniform() as f32 * 150.0,
-                20.0 + rng.uniform() as f32 * 150.0,
-            );
-            boxes.push([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]);
-            scores.push((rng.uniform() * 100.0).round() as f32 / 100.0);
-            classes.push(rng.below(n_classes));
-        }
-        let mut times = Vec::new();
-        let mut keep = Vec::new();
-        for _ in 0..5 {
-            let t = Instant::now();
-            keep = batched_nms(
-                &boxes,
-                &scores,
-                &classes,
-                args.iou,
-                eval::PixelConvention::Continuous,
-            );
-            times.push(t.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        let ours = times[2];
-        let checksum: u64 = keep.iter().map(|&v| (v * v + v) as u64).sum();
-        let theirs = match &python {
-            Some(py) => {
-                let file =
-                    std::env::temp_dir().join(format!("rcnn-bench-nms-{}.bin", std::process::id()));
-                let mut bytes = (n as u64).to_le_bytes().to_vec();
-                boxes
-                    .iter()
-                    .flatten()
-                    .for_each(|v| bytes.extend(v.to_le_bytes()));
-                scores.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
-                classes
-                    .iter()
-                    .for_each(|&c| bytes.extend((c as i64).to_le_bytes()));
-                std::fs::write(&file, bytes)?;
-                let script = reference::script("bench_nms_reference.py");
-                let out = reference::run_json_lines(
-                    py,
-                    &script,
-                    &[
-                        file.display().to_string(),
-                        args.iou.to_string(),
-                        threads.to_string(),
-                    ],
-                )
-                .map_err(anyhow::Error::msg);
-                let _ = std::fs::remove_file(&file);
-                let v = out?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("no output from {}", script.display()))?;
-                anyhow::ensure!(
-                    v["kept"].as_u64() == Some(keep.len() as u64)
-                        && v["checksum"].as_u64() == Some(checksum),
-                    "torchvision kept other boxes ({} against our {})",
-                    v["kept"],
-                    keep.len()
-                );
-                v["seconds"].as_f64()
-            }
-            None => None,
-        };
-        match theirs {
+    inception_rcnn::bench::nms::run(args.iou, threads, python.as_deref(), |r| {
+        match r.torchvision {
             Some(t) => println!(
-                "{n:>8} {n_classes:>8} {:>10} {:>12.2} {:>16.2} {:>7.1}x",
-                keep.len(),
-                ours * 1e3,
+                "{:>8} {:>8} {:>10} {:>12.2} {:>16.2} {:>7.1}x",
+                r.boxes,
+                r.classes,
+                r.kept,
+                r.ours * 1e3,
                 t * 1e3,
-                t / ours
+                t / r.ours
             ),
             None => println!(
-                "{n:>8} {n_classes:>8} {:>10} {:>12.2}",
-                keep.len(),
-                ours * 1e3
+                "{:>8} {:>8} {:>10} {:>12.2}",
+                r.boxes,
+                r.classes,
+                r.kept,
+                r.ours * 1e3
             ),
         }
-    }
+    })
+    .map_err(anyhow::Error::msg)?;
     if python.is_some() {
         println!("(torchvision kept the same boxes in every case)");
     }

@@ -1,19 +1,12 @@
 //! `rcnn classify`: GoogLeNet's ILSVRC classification test on folders of images.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
-use eval::classification::{label_for, read_labels, score, ClassificationReport};
-use eval::ClassList;
-use inception_rcnn::classifier::Ensemble;
-use inception_rcnn::classify::{classify, top_k, Classified, ClassifyParams, Crops};
-use inception_rcnn::decode::{collect_images, image_names};
-use inception_rcnn::device;
-use inception_rcnn::journal::Journal;
-use inception_rcnn::model::Model;
-use inception_rcnn::shard::ShardSpec;
-use serde::{Deserialize, Serialize};
+use eval::classification::ClassificationReport;
+use inception_rcnn::classify::Crops;
+use inception_rcnn::jobs::classify::ClassifyJob;
+use inception_rcnn::run::shard::ShardSpec;
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
@@ -62,117 +55,23 @@ pub struct ClassifyArgs {
     resume: bool,
 }
 
-/// What the journal and the outputs keep of an image: its best classes and their
-/// probabilities.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Row {
-    image: String,
-    top: Vec<(usize, f32)>,
-}
-
-/// The class names for `n` outputs: --classes, else the model's, else ILSVRC2012's for 1000.
-fn class_list(
-    file: Option<&Path>,
-    model_classes: &[String],
-    n: usize,
-) -> anyhow::Result<ClassList> {
-    if let Some(f) = file {
-        let list = ClassList::read(f)?;
-        anyhow::ensure!(
-            list.len() == n,
-            "{}: {} classes, but the model has {n} outputs",
-            f.display(),
-            list.len()
-        );
-        return Ok(list);
-    }
-    Ok(if model_classes.len() == n {
-        ClassList::from_names(model_classes.to_vec())
-    } else if n == 1000 {
-        ClassList::ilsvrc1000()
-    } else {
-        ClassList::from_names((0..n).map(|i| format!("class{i}")).collect())
-    })
-}
-
-fn settings(
-    args: &ClassifyArgs,
-    device: tch::Device,
-    batch: usize,
-    keep: usize,
-    shard: Option<(usize, usize)>,
-) -> serde_json::Map<String, serde_json::Value> {
-    let file = inception_rcnn::journal::file_identity;
-    let v = serde_json::json!({
-        "images": args.images,
-        "models": args.models.iter().map(|m| file(m)).collect::<Vec<_>>(),
-        "crops": args.crops.name(),
-        "kept": keep,
-        "device": if device.is_cuda() { "cuda" } else { "cpu" },
-        "precision": args.inference.precision.name(),
-        "batch": batch,
-        "shard": shard.map(|(k, n)| format!("{k}/{n}")),
-    });
-    v.as_object().expect("an object").clone()
-}
-
-/// One image in the outputs: its best classes, named, best first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Output {
-    pub image: String,
-    pub path: Option<PathBuf>,
-    pub top: Vec<Ranked>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Ranked {
-    pub class: usize,
-    pub wnid: String,
-    pub name: String,
-    pub probability: f32,
-}
-
-impl Output {
-    fn new(row: &Row, path: Option<PathBuf>, classes: &ClassList, top: usize) -> Self {
-        Output {
-            image: row.image.clone(),
-            path,
-            top: row
-                .top
-                .iter()
-                .take(top)
-                .map(|&(class, probability)| Ranked {
-                    class,
-                    wnid: classes.wnids[class].clone(),
-                    name: classes.names[class].clone(),
-                    probability,
-                })
-                .collect(),
+impl ClassifyArgs {
+    fn job(self, threads: Option<usize>) -> ClassifyJob {
+        ClassifyJob {
+            images: self.images,
+            models: self.models,
+            out: self.out,
+            crops: self.crops,
+            top: self.top,
+            classes: self.classes,
+            labels: self.labels,
+            report: self.report,
+            strict: self.strict,
+            inference: self.inference.settings(threads),
+            shard: self.shard,
+            resume: self.resume,
         }
     }
-}
-
-/// classifications.csv (one row per image and rank) and classifications.json (one object per
-/// image), written atomically; `rcnn merge` writes a sharded run's with the same function.
-pub(crate) fn write_outputs(out: &Path, outputs: &[Output]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["image", "rank", "class", "wnid", "name", "probability"])?;
-    for o in outputs {
-        for (rank, r) in o.top.iter().enumerate() {
-            w.write_record([
-                o.image.as_str(),
-                &(rank + 1).to_string(),
-                &r.class.to_string(),
-                &r.wnid,
-                &r.name,
-                &format!("{:.7}", r.probability),
-            ])?;
-        }
-    }
-    eval::write_atomically(&out.join("classifications.csv"), &w.into_inner()?)?;
-    let json = serde_json::to_string_pretty(outputs)? + "\n";
-    eval::write_atomically(&out.join("classifications.json"), json.as_bytes())?;
-    Ok(())
 }
 
 fn print_report(report: &ClassificationReport) {
@@ -202,209 +101,23 @@ fn print_report(report: &ClassificationReport) {
 }
 
 pub fn run(args: ClassifyArgs, threads: Option<usize>) -> anyhow::Result<()> {
-    let images = collect_images(&args.images).context("collecting images")?;
-    anyhow::ensure!(
-        !images.is_empty(),
-        "no images (jpg, jpeg, png, bmp, webp) in {:?}",
-        args.images
-    );
-    let names = image_names(&images);
-    let shard = inception_rcnn::shard::resolve(args.shard).map_err(anyhow::Error::msg)?;
-    // Image indices (and names) are those of the whole run; a shard classifies its share.
-    let (all_images, all_names) = (images.clone(), names.clone());
-    let (images, names): (Vec<PathBuf>, Vec<String>) =
-        inception_rcnn::shard::share(images.into_iter().zip(names).collect(), shard)
-            .into_iter()
-            .unzip();
-    eval::protect_inputs(
-        images
-            .iter()
-            .chain(&args.models)
-            .chain(args.classes.as_ref())
-            .chain(args.labels.as_ref()),
-    );
-    eval::check_output_dir(&args.out)?;
-    for f in [
-        "classifications.csv",
-        "classifications.json",
-        "image_paths.csv",
-        "shard.json",
-    ] {
-        eval::check_not_input(&args.out.join(f))?;
-    }
-    if let Some(r) = &args.report {
-        eval::check_not_input(r)?;
-    }
-    let device = device::select(args.inference.device.device, threads)?;
-    let models = args
-        .models
-        .iter()
-        .map(|m| Model::load(m, device))
-        .collect::<Result<Vec<_>, _>>()?;
-    let channels_last = args.inference.channels_last(device);
-    let ensemble =
-        Ensemble::of_image_classifiers(models, args.inference.precision.kind(), channels_last)?;
-    let n_classes = ensemble.models[0].config().num_classes as usize;
-    let classes = class_list(args.classes.as_deref(), ensemble.classes(), n_classes)?;
-    // Labels are read before any work, so that a bad file stops the run at once.
-    let labels = match &args.labels {
-        Some(path) => {
-            let mut issues = eval::Issues::new(args.strict);
-            let labels = read_labels(path, &classes, &mut issues)?;
-            if issues.total() > 0 {
-                tracing::warn!("{}: {issues}", path.display());
-                for e in &issues.examples {
-                    tracing::warn!("  {e}");
-                }
-            }
-            anyhow::ensure!(!labels.is_empty(), "{}: no labels", path.display());
-            Some(labels)
-        }
-        None => None,
-    };
-    let batch = args.inference.batch(device);
-    // The journal keeps at least five classes, so that the top-5 error can be scored from it.
-    let keep = args.top.max(5).min(n_classes);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let journal_path = args.out.join(".rcnn-classify.journal");
-    let (mut journal, done) = Journal::open_file::<Row>(
-        &journal_path,
-        args.resume,
-        &settings(&args, device, batch, keep, shard),
-    )?;
-    let path_of: std::collections::HashMap<String, PathBuf> =
-        names.iter().cloned().zip(images.iter().cloned()).collect();
-    let mut results: std::collections::HashMap<String, Row> = done
-        .into_iter()
-        .filter(|r| path_of.contains_key(&r.image))
-        .map(|r| (r.image.clone(), r))
-        .collect();
-    let todo: Vec<PathBuf> = images
-        .iter()
-        .zip(&names)
-        .filter(|(_, n)| !results.contains_key(*n))
-        .map(|(p, _)| p.clone())
-        .collect();
-    if !results.is_empty() {
-        tracing::info!(
-            "resumed {} images from the journal; {} to go",
-            results.len(),
-            todo.len()
-        );
-    }
-    let name_of: std::collections::HashMap<&PathBuf, &String> = images.iter().zip(&names).collect();
-    tracing::info!(
-        "{} model(s), {} classes, {} crops per image, {} on {}",
-        ensemble.models.len(),
-        n_classes,
-        args.crops.name(),
-        args.inference.precision.name(),
-        device::describe(device)
-    );
-    let bar = super::progress_bar(
-        todo.len() as u64,
-        "classify [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-    );
-    let params = ClassifyParams {
-        crops: args.crops,
-        batch,
-        workers: args.inference.workers(),
-    };
-    let mut failed = 0;
-    let mut write_error: Option<anyhow::Error> = None;
-    let times = classify(&todo, &ensemble, &params, |c| {
-        match c {
-            Classified::Done {
-                image,
-                probabilities,
-            } => {
-                let row = Row {
-                    image: name_of[&image].clone(),
-                    top: top_k(&probabilities, keep),
-                };
-                if write_error.is_none() {
-                    if let Err(e) = journal.append(&row) {
-                        write_error = Some(e.into());
-                    }
-                }
-                results.insert(row.image.clone(), row);
-            }
-            Classified::Failed { image, reason } => {
-                failed += 1;
-                bar.suspend(|| tracing::warn!("skipped {}: {reason}", image.display()));
-            }
-        }
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
-    if let Some(e) = write_error {
-        return Err(e.context(format!(
-            "the journal could not be written; rerun with --resume in {} once the problem is fixed",
-            args.out.display()
-        )));
-    }
-    // Outputs in the order of the images, whatever was resumed.
-    let rows: Vec<&Row> = names.iter().filter_map(|n| results.get(n)).collect();
-    let outputs: Vec<Output> = rows
-        .iter()
-        .map(|r| Output::new(r, path_of.get(&r.image).cloned(), &classes, args.top))
-        .collect();
-    write_outputs(&args.out, &outputs)?;
-    // Every image of the run, all shards included (what `rcnn merge` orders them by).
-    eval::write_atomically(
-        &args.out.join("image_paths.csv"),
-        super::detect::image_paths_csv(&all_images, &all_names).as_bytes(),
-    )?;
-    super::detect::write_shard_file(&args.out, shard)?;
-    journal.finish()?;
-    let classified = rows.len();
+    let job = args.job(threads);
+    let s = job.run(&super::Bars::default())?;
     println!(
-        "{classified} images{}, {} crops each, {:.2} images/s ({:.1} crops/s); outputs in {}",
-        if failed > 0 {
-            format!(" ({failed} skipped, each named above)")
+        "{} images{}, {} crops each, {:.2} images/s ({:.1} crops/s); outputs in {}",
+        s.classified,
+        if s.skipped > 0 {
+            format!(" ({} skipped, each named above)", s.skipped)
         } else {
             String::new()
         },
-        args.crops.name(),
-        todo.len().saturating_sub(failed) as f64 / times.wall,
-        (todo.len().saturating_sub(failed) * args.crops.count() * ensemble.models.len()) as f64
-            / times.wall,
-        args.out.display()
+        job.crops.name(),
+        s.processed as f64 / s.wall,
+        (s.processed * job.crops.count() * s.networks) as f64 / s.wall,
+        job.out.display()
     );
-    if let Some(labels) = labels {
-        let mut unlabelled = 0;
-        let (guesses, truth): (Vec<Vec<usize>>, Vec<Option<usize>>) = rows
-            .iter()
-            .map(|r| {
-                let label = label_for(&labels, &r.image, &path_of[&r.image]);
-                unlabelled += usize::from(label.is_none());
-                (r.top.iter().map(|&(c, _)| c).collect(), label)
-            })
-            .unzip();
-        if unlabelled > 0 {
-            tracing::warn!("{unlabelled} of {classified} images have no label in the ground truth; they are left out of the error");
-        }
-        let report = score(&guesses, &truth, &classes);
-        anyhow::ensure!(
-            report.overall.images > 0,
-            "no classified image has a label in the ground truth"
-        );
-        print_report(&report);
-        if let Some(file) = &args.report {
-            let json = serde_json::json!({
-                "crops": args.crops.count(),
-                "models": args.models,
-                "images": classified,
-                "unlabelled": unlabelled,
-                "overall": report.overall,
-                "per_class": report.per_class,
-            });
-            eval::write_atomically(
-                file,
-                (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
-            )?;
-        }
+    if let Some((report, _)) = &s.errors {
+        print_report(report);
     }
     Ok(())
 }

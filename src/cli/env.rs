@@ -1,6 +1,6 @@
 //! `rcnn env`: versions and devices, for bug reports.
 
-use inception_rcnn::device;
+use inception_rcnn::run::device;
 
 pub fn run(threads: Option<usize>) -> anyhow::Result<()> {
     let threads = threads.unwrap_or_else(device::default_threads);

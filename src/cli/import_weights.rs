@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use inception_rcnn::device;
 use inception_rcnn::model::summary::summarize;
 use inception_rcnn::model::weights::{
     config_from_metadata, infer_config, load_state_dict, read_state_dict, read_tensors,
 };
 use inception_rcnn::model::{Layout, Model};
+use inception_rcnn::run::device;
 use tch::{Kind, Tensor};
 
 use super::{thousands, DeviceArgs};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use inception_rcnn::shard::owner;
+use inception_rcnn::run::shard::owner;
 
 #[derive(Args, Debug)]
 pub struct MergeArgs {
@@ -171,7 +171,13 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         dets,
         first_unknown_image: images.len(),
     };
-    super::detect::write_outputs(&args.out, &args.format, &detections, &images, &classes)?;
+    inception_rcnn::jobs::outputs::write_outputs(
+        &args.out,
+        &args.format,
+        &detections,
+        &images,
+        &classes,
+    )?;
     println!(
         "merged {} shards: {} images, {n} detections into {}",
         args.shards.len(),
@@ -184,7 +190,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
 /// `rcnn classify` shards: every image's classes from its shard's classifications.json, in the
 /// run's image order (image_paths.csv, the same in every shard), written as one run writes them.
 fn merge_classifications(args: &MergeArgs, n_shards: usize) -> anyhow::Result<()> {
-    use super::classify::{write_outputs, Output};
+    use inception_rcnn::jobs::classify::{write_outputs, Output};
     eval::protect_inputs(args.shards.iter().flat_map(|s| {
         [
             "classifications.json",

@@ -18,9 +18,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use inception_rcnn::bench::classifier::Precision;
-use inception_rcnn::device::DeviceChoice;
+use inception_rcnn::jobs::{Inference, Progress};
+use inception_rcnn::model::precision::Precision;
 use inception_rcnn::model::{GoogLeNetConfig, Layout};
+use inception_rcnn::run::device::DeviceChoice;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,7 +39,7 @@ struct Cli {
     threads: Option<usize>,
     /// Largest image decoded, in pixels (width x height); a larger one (a decompression bomb,
     /// a panorama) is skipped with a warning, never allowed to exhaust memory.
-    #[arg(long, global = true, value_name = "N", default_value_t = inception_rcnn::decode::DEFAULT_MAX_PIXELS, value_parser = range::pixels)]
+    #[arg(long, global = true, value_name = "N", default_value_t = inception_rcnn::detect::decode::DEFAULT_MAX_PIXELS, value_parser = range::pixels)]
     max_pixels: u64,
     /// Only warnings and errors on stderr.
     #[arg(long, short, global = true)]
@@ -116,19 +117,15 @@ struct InferenceArgs {
 }
 
 impl InferenceArgs {
-    fn channels_last(&self, device: tch::Device) -> bool {
-        self.channels_last
-            .unwrap_or(device.is_cuda() && self.precision != Precision::Fp32)
-    }
-
-    fn batch(&self, device: tch::Device) -> usize {
-        self.batch
-            .unwrap_or_else(|| inception_rcnn::device_stage::default_batch(device))
-    }
-
-    fn workers(&self) -> usize {
-        self.workers
-            .unwrap_or_else(inception_rcnn::detect::default_workers)
+    fn settings(&self, threads: Option<usize>) -> Inference {
+        Inference {
+            device: self.device.device,
+            threads,
+            precision: self.precision,
+            batch: self.batch,
+            workers: self.workers,
+            channels_last: self.channels_last,
+        }
     }
 }
 
@@ -160,6 +157,36 @@ impl NetworkArgs {
             input_size: self.input_size,
             aux_logits: self.aux,
             ..GoogLeNetConfig::new(self.layout)
+        }
+    }
+}
+
+/// Progress bars for a job's stages, one at a time, in the style every command shares.
+#[derive(Default)]
+struct Bars(std::cell::RefCell<Option<indicatif::ProgressBar>>);
+
+impl Progress for Bars {
+    fn start(&self, name: &str, total: u64) {
+        let template = format!("{name} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}}");
+        *self.0.borrow_mut() = Some(progress_bar(total, &template));
+    }
+
+    fn advance(&self) {
+        if let Some(bar) = &*self.0.borrow() {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.0.borrow_mut().take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn suspend(&self, f: &mut dyn FnMut()) {
+        match &*self.0.borrow() {
+            Some(bar) => bar.suspend(f),
+            None => f(),
         }
     }
 }
@@ -226,7 +253,7 @@ pub fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    inception_rcnn::decode::set_max_pixels(cli.max_pixels);
+    inception_rcnn::detect::decode::set_max_pixels(cli.max_pixels);
     let result = match cli.command {
         Command::Detect(args) => detect::run(args, cli.threads),
         Command::Classify(args) => classify::run(args, cli.threads),
@@ -366,7 +393,7 @@ mod tests {
 
     #[test]
     fn the_kubernetes_recipes_run_valid_rcnn_command_lines() {
-        use inception_rcnn::shard::{from_env, K8S_COUNT_VAR};
+        use inception_rcnn::run::shard::{from_env, K8S_COUNT_VAR};
         let job = k8s_job("detect-indexed-job.yaml");
         assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
         let completions = job["spec"]["completions"].as_u64().unwrap() as usize;
@@ -395,7 +422,10 @@ mod tests {
                 panic!("{argv:?} is not rcnn detect")
             };
             assert!(args.resume, "a retried pod continues from its journal");
-            assert_eq!(args.shard, Some(inception_rcnn::shard::ShardSpec::Auto));
+            assert_eq!(
+                args.shard,
+                Some(inception_rcnn::run::shard::ShardSpec::Auto)
+            );
             let env = |k: &str| match k {
                 "JOB_COMPLETION_INDEX" => Some(index.to_string()),
                 k if k == K8S_COUNT_VAR => Some(count.to_string()),

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use inception_rcnn::device;
 use inception_rcnn::model::summary::summarize;
 use inception_rcnn::model::Model;
+use inception_rcnn::run::device;
 
 use super::{thousands, DeviceArgs, NetworkArgs};
 

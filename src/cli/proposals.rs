@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use inception_rcnn::decode::{collect_images, decode};
-use inception_rcnn::multibox::MultiBox;
-use inception_rcnn::propose::{
-    mix, multibox_proposals, objects_per_run, propose, quality, write_proposals, Backend, ImageRun,
-    LearnedProposals, ProposalMode, TOPS,
+use inception_rcnn::detect::decode::{collect_images, decode};
+use inception_rcnn::detect::propose::{
+    mix, objects_per_run, propose, quality, search_params, write_proposals, Backend, ImageRun,
+    ProposalMode, ProposalSource, TOPS,
 };
+use inception_rcnn::multibox::MultiBox;
 use indicatif::ProgressBar;
 use proposals::{Mode, QualityPoint, RgbImage, SearchParams};
 
@@ -66,75 +66,13 @@ pub struct ProposalOptions {
 }
 
 impl ProposalOptions {
-    /// The MultiBox network the mode needs, loaded onto `device`; a mode that needs none with
-    /// --multibox, or one that needs it without, is refused.
-    pub fn load_multibox(
-        &self,
-        device: impl FnOnce() -> anyhow::Result<tch::Device>,
-    ) -> anyhow::Result<Option<MultiBox>> {
-        match (&self.multibox, self.mode.learned()) {
-            (Some(path), true) => Ok(Some(MultiBox::load(path, device()?)?)),
-            (None, true) => anyhow::bail!(
-                "--mode {} needs --multibox FILE (a network from `rcnn train-multibox`)",
-                self.mode.name()
-            ),
-            (Some(_), false) => anyhow::bail!(
-                "--multibox is used by --mode multibox or entry, not --mode {}",
-                self.mode.name()
-            ),
-            (None, false) => Ok(None),
+    pub fn source(&self) -> ProposalSource {
+        ProposalSource {
+            mode: self.mode,
+            scale: self.scale,
+            multibox: self.multibox.clone(),
+            multibox_top: self.multibox_top,
         }
-    }
-
-    /// MultiBox's best boxes for `images` (batched on the device; `on_image` after each), as the
-    /// mode uses them, and the seconds per image; `None` for selective search alone.
-    pub fn learned(
-        &self,
-        multibox: Option<&MultiBox>,
-        images: &[PathBuf],
-        on_image: impl FnMut(),
-    ) -> Option<(LearnedProposals, f64)> {
-        let mb = multibox?;
-        let (boxes, seconds) = multibox_proposals(mb, images, self.multibox_top, 16, on_image);
-        let file = self.multibox.as_deref().expect("loaded from a file");
-        let learned = LearnedProposals {
-            source: format!(
-                "{} ({} bytes), top {}",
-                file.display(),
-                std::fs::metadata(file).map_or(0, |m| m.len()),
-                self.multibox_top
-            ),
-            alone: self.mode == ProposalMode::Multibox,
-            boxes: std::sync::Arc::new(boxes),
-        };
-        Some((learned, seconds))
-    }
-
-    /// Selective search's settings (R-CNN's 500 px width, seed 0), for the modes that run it.
-    pub fn search_params(&self) -> Option<SearchParams> {
-        self.mode
-            .search()
-            .map(|m| search_params(m, 500, self.scale, 0))
-    }
-
-    /// A short description for logs and tables.
-    pub fn describe(&self) -> String {
-        let ss = |m: &str| format!("selective search {m} x{}", self.scale);
-        match self.mode {
-            ProposalMode::Fast => ss("fast"),
-            ProposalMode::Quality => ss("quality"),
-            ProposalMode::Multibox => format!("MultiBox top {}", self.multibox_top),
-            ProposalMode::Entry => format!("{} + MultiBox top {}", ss("fast"), self.multibox_top),
-        }
-    }
-}
-
-pub fn search_params(mode: Mode, width: usize, scale: f32, seed: u64) -> SearchParams {
-    SearchParams {
-        resize_width: (width > 0).then_some(width),
-        scale,
-        seed,
-        ..SearchParams::new(mode)
     }
 }
 
@@ -177,7 +115,7 @@ pub fn run_with(
     });
     let mut runs = Vec::with_capacity(images.len());
     let mut skipped = 0;
-    let names = inception_rcnn::decode::image_names(images);
+    let names = inception_rcnn::detect::decode::image_names(images);
     let names: Vec<(&PathBuf, String)> = images.iter().zip(names).collect();
     for chunk in names.chunks(16) {
         let decoded: Vec<Result<RgbImage, String>> = chunk
@@ -267,7 +205,7 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         eval::check_output_dir(parent.unwrap_or(std::path::Path::new(".")))?;
         eval::check_not_input(file)?;
     }
-    let src = &args.source;
+    let src = &args.source.source();
     let search = src.mode.search();
     let params = search_params(
         search.unwrap_or(Mode::Fast),
@@ -275,9 +213,9 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         src.scale,
         args.seed,
     );
-    let multibox = src.load_multibox(|| {
-        Ok(inception_rcnn::device::select(
-            inception_rcnn::device::DeviceChoice::Auto,
+    let multibox = src.load_multibox::<anyhow::Error>(|| {
+        Ok(inception_rcnn::run::device::select(
+            inception_rcnn::run::device::DeviceChoice::Auto,
             threads,
         )?)
     })?;

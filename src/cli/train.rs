@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use inception_rcnn::bench::classifier::Precision;
-use inception_rcnn::device;
+use inception_rcnn::model::precision::Precision;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+use inception_rcnn::run::device;
 use inception_rcnn::train::data::{load_images, read_split};
 use inception_rcnn::train::regions::{cache_dir, CacheSpec, RegionCache};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams, Validation};
@@ -228,12 +228,13 @@ pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let config = network_config(&args, class_names.len() as i64)?;
     let device = device::select(args.device.device, threads)?;
 
-    let multibox = args.source.load_multibox(|| Ok(device))?;
+    let source = args.source.source();
+    let multibox = source.load_multibox::<anyhow::Error>(|| Ok(device))?;
     // MultiBox's boxes for the training and validation images, batched on the device, before
     // the cache (whose workers add selective search's).
     let learned = |images: &[inception_rcnn::train::data::TrainImage]| {
         let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
-        args.source
+        source
             .learned(multibox.as_ref(), &paths, || {})
             .map(|(l, _)| l)
     };
@@ -427,7 +428,7 @@ fn members(member: Option<&str>, ensemble: usize) -> anyhow::Result<std::ops::Ra
     let k = match member {
         None => return Ok(0..ensemble),
         Some("auto") => {
-            let (k, n) = inception_rcnn::shard::ShardSpec::Auto
+            let (k, n) = inception_rcnn::run::shard::ShardSpec::Auto
                 .resolve()
                 .map_err(|e| anyhow::anyhow!("--member auto: {e}"))?;
             anyhow::ensure!(

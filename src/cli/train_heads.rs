@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use inception_rcnn::box_regression::RegressionFeatures;
-use inception_rcnn::classifier::Ensemble;
-use inception_rcnn::device;
+use inception_rcnn::ensemble::Ensemble;
+use inception_rcnn::heads::box_regression::RegressionFeatures;
 use inception_rcnn::model::Model;
+use inception_rcnn::run::device;
 use inception_rcnn::train::heads::{train_heads, HeadsParams};
 use inception_rcnn::train::regions::{cache_dir, RegionCache};
 use tch::Kind;
@@ -86,7 +86,7 @@ pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         flip: !args.no_bbox_flip,
         svm: both || args.svm,
         lambdas: args.lambda.clone(),
-        svm_params: inception_rcnn::svm::SvmParams {
+        svm_params: inception_rcnn::heads::svm::SvmParams {
             c: args.svm_c,
             ..Default::default()
         },

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use inception_rcnn::device;
+use inception_rcnn::run::device;
 use inception_rcnn::train::data::{load_images, read_split};
 use inception_rcnn::train::multibox::{
     kmeans, prior_points, train_multibox, ImageSet, MultiBoxParams, MultiBoxRecipe,

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use eval::formats::{BoxFormat, ClassKey, Format};
 use eval::{BBox, PixelConvention};
-use inception_rcnn::decode::{collect_images, decode, image_names};
-use inception_rcnn::visualize::{
+use inception_rcnn::detect::decode::{collect_images, decode, image_names};
+use inception_rcnn::run::visualize::{
     draw, save_jpeg, write_index, Mark, FALSE_POSITIVE, MISS, TRUE_POSITIVE,
 };
 

@@ -7,7 +7,8 @@ use std::str::FromStr;
 use super::ModelError;
 
 /// Which of the two GoogLeNets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// The paper's Table 1: LRN in the stem, no batch norm, 5x5 convolutions, 40% dropout.

@@ -302,8 +302,8 @@ fn side_at_4x(input: i64) -> i64 {
     pooled_side_ceil(s, 3, 2) // maxpool3
 }
 
-/// Side of the grid of [`Logits::grid`].
-pub const GRID: i64 = 3;
+/// Side of the grid of [`Logits::grid`]: what box regression reads.
+pub use crate::heads::box_regression::GRID;
 
 /// Logits of the main classifier and, in training, of the two auxiliary ones.
 #[derive(Debug)]
@@ -446,12 +446,10 @@ impl GoogLeNet {
         } else {
             xs.shallow_clone()
         };
+        // The stem. conv1 7x7/2: 112x112x64; max pool 3x3/2: 56x56x64; (paper: LRN); conv2
+        // 1x1: 56x56x64; conv3 3x3: 56x56x192; (paper: LRN); max pool 3x3/2: 28x28x192.
         x = stage("conv1", self.conv1.forward_t(&x, train), visit);
-        x = stage(
-            "maxpool1",
-            x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true),
-            visit,
-        );
+        x = stage("maxpool1", max_pool(&x, 3), visit);
         if paper {
             x = stage("lrn1", local_response_norm(&x), visit);
         }
@@ -460,42 +458,37 @@ impl GoogLeNet {
         if paper {
             x = stage("lrn2", local_response_norm(&x), visit);
         }
-        x = stage(
-            "maxpool2",
-            x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true),
-            visit,
-        );
-        let (mut aux1, mut aux2) = (None, None);
-        for ((name, _), module) in INCEPTION_WIDTHS.iter().zip(&self.inceptions) {
-            match *name {
-                "inception4a" => {
-                    x = stage(
-                        "maxpool3",
-                        x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true),
-                        visit,
-                    );
-                }
-                "inception5a" => {
-                    // The paper pools 3x3/2, torchvision 2x2/2; both give 7x7 at 224.
-                    let k = if paper { 3 } else { 2 };
-                    x = stage(
-                        "maxpool4",
-                        x.max_pool2d([k, k], [2, 2], [0, 0], [1, 1], true),
-                        visit,
-                    );
-                }
-                _ => {}
-            }
-            x = stage(name, module.forward_t(&x, train), visit);
-            if with_aux {
-                if let (Some(head), "inception4a") = (&self.aux1, *name) {
-                    aux1 = Some(head.forward_t(&x, train, "aux1", visit));
-                }
-                if let (Some(head), "inception4d") = (&self.aux2, *name) {
-                    aux2 = Some(head.forward_t(&x, train, "aux2", visit));
-                }
-            }
-        }
+        x = stage("maxpool2", max_pool(&x, 3), visit);
+        // Inception module i of Table 1 (3a = 0 ... 5b = 8), under its name.
+        let inception = |i: usize, x: Tensor, visit: &mut dyn FnMut(&str, &Tensor)| {
+            stage(
+                INCEPTION_WIDTHS[i].0,
+                self.inceptions[i].forward_t(&x, train),
+                visit,
+            )
+        };
+        let aux = |head: &Option<Aux>, x: &Tensor, name, visit: &mut dyn FnMut(&str, &Tensor)| {
+            head.as_ref()
+                .filter(|_| with_aux)
+                .map(|h| h.forward_t(x, train, name, visit))
+        };
+        // 3a, 3b: 28x28x256, 28x28x480; max pool 3x3/2: 14x14x480.
+        x = inception(0, x, visit);
+        x = inception(1, x, visit);
+        x = stage("maxpool3", max_pool(&x, 3), visit);
+        // 4a-4e: 14x14 x 512, 512, 512, 528, 832; the auxiliary classifiers read 4a and 4d.
+        x = inception(2, x, visit);
+        let aux1 = aux(&self.aux1, &x, "aux1", visit);
+        x = inception(3, x, visit);
+        x = inception(4, x, visit);
+        x = inception(5, x, visit);
+        let aux2 = aux(&self.aux2, &x, "aux2", visit);
+        x = inception(6, x, visit);
+        // Max pool to 7x7x832: the paper pools 3x3/2, torchvision 2x2/2.
+        x = stage("maxpool4", max_pool(&x, if paper { 3 } else { 2 }), visit);
+        // 5a, 5b: 7x7x832, 7x7x1024.
+        x = inception(7, x, visit);
+        x = inception(8, x, visit);
         // Where things are, for box regression: the last map averaged over a 3x3 grid (R-CNN
         // regresses from pool5, a 6x6 map; the global pool below keeps no position).
         let grid = x.adaptive_avg_pool2d([GRID, GRID]).flatten(1, -1);
@@ -515,6 +508,12 @@ impl GoogLeNet {
             aux2,
         }
     }
+}
+
+/// Max pooling k x k with stride 2, the output size rounded up (Caffe's and torchvision's
+/// `ceil_mode`).
+fn max_pool(x: &Tensor, k: i64) -> Tensor {
+    x.max_pool2d([k, k], [2, 2], [0, 0], [1, 1], true)
 }
 
 /// Hands a stage's output to the visitor and passes it on.

@@ -3,8 +3,9 @@
 
 pub mod config;
 pub mod googlenet;
-pub mod heads;
+pub mod normalise;
 pub mod pickle;
+pub mod precision;
 pub mod pth;
 pub mod summary;
 pub mod weights;
@@ -14,6 +15,16 @@ use std::path::PathBuf;
 pub use config::{GoogLeNetConfig, Layout};
 pub use googlenet::{GoogLeNet, Logits};
 pub use weights::Model;
+
+/// A model file's heads are part of the model file: their errors read as its other errors.
+impl From<crate::heads::HeadsError> for ModelError {
+    fn from(e: crate::heads::HeadsError) -> Self {
+        ModelError::Format {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

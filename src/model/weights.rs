@@ -13,11 +13,44 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::config::{GoogLeNetConfig, Layout};
 use super::googlenet::GoogLeNet;
-use super::heads::Heads;
 use super::ModelError;
+use crate::heads::Heads;
 
 /// Value of the `format` metadata key of our model files.
 pub const FORMAT: &str = "inception-rcnn/googlenet";
+
+/// Whether an output's name marks it as the background column (R-CNN's `__background__`, or
+/// `background`), which is never a class of the outputs and may only come first.
+pub fn is_background(name: &str) -> bool {
+    name == "__background__" || name == "background"
+}
+
+/// What a model file's network is for, from its `task` metadata key (absent: a classifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Region or image classification: `--model`.
+    Classifier,
+    /// MultiBox's learned proposals (`rcnn train-multibox`): `--multibox`.
+    Multibox,
+}
+
+impl Task {
+    const KEY: &'static str = "task";
+
+    pub fn of(metadata: &HashMap<String, String>) -> Task {
+        match metadata.get(Self::KEY).map(String::as_str) {
+            Some("multibox") => Task::Multibox,
+            _ => Task::Classifier,
+        }
+    }
+
+    /// Marks `metadata` as this task's (a classifier's file carries no key).
+    pub fn write_into(self, metadata: &mut HashMap<String, String>) {
+        if self == Task::Multibox {
+            metadata.insert(Self::KEY.into(), "multibox".into());
+        }
+    }
+}
 
 /// A network with its weights on a device, and what its outputs mean.
 #[derive(Debug)]
@@ -69,7 +102,7 @@ impl Model {
     /// scores (see [`Model::validate`]).
     pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
         let (tensors, metadata) = read_tensors(path)?;
-        if metadata.get("task").map(String::as_str) == Some(crate::multibox::TASK) {
+        if Task::of(&metadata) == Task::Multibox {
             return Err(ModelError::Format {
                 path: path.to_path_buf(),
                 message: "a MultiBox model (learned proposals), not a region classifier: pass it \
@@ -108,12 +141,7 @@ impl Model {
                 c.mean, c.std
             )));
         }
-        if let Some(i) = self
-            .classes
-            .iter()
-            .skip(1)
-            .position(|n| n == "__background__" || n == "background")
-        {
+        if let Some(i) = self.classes.iter().skip(1).position(|n| is_background(n)) {
             return Err(bad(format!(
                 "class {} is named `{}`: the background class can only be the first output",
                 i + 1,

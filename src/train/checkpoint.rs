@@ -74,7 +74,7 @@ pub fn load(
         let old: serde_json::Value = serde_json::from_str(saved).unwrap_or_default();
         let new: serde_json::Value = serde_json::from_str(recipe).unwrap_or_default();
         let differs: Vec<String> = match (old.as_object(), new.as_object()) {
-            (Some(o), Some(n)) => crate::journal::setting_differences(o, n)
+            (Some(o), Some(n)) => crate::run::journal::setting_differences(o, n)
                 .into_iter()
                 .map(|(k, then, now)| {
                     let null = serde_json::Value::Null;

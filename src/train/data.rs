@@ -8,8 +8,8 @@ use eval::{BBox, ClassList};
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
-use crate::decode::collect_images;
-use crate::propose::image_key;
+use crate::detect::decode::collect_images;
+use crate::detect::propose::image_key;
 
 /// One annotated object: `label` is the column of the classifier (0 is background, so the
 /// first class is 1).

@@ -10,10 +10,15 @@ use tch::{Kind, Tensor};
 
 use super::regions::RegionCache;
 use super::TrainError;
-use crate::box_regression::{targets, BoxRegression, BoxRegressor, RegressionFeatures, MIN_SIZE};
-use crate::classifier::{host_values, Ensemble};
-use crate::model::heads::{BoxRegressionInfo, Heads, HeadsInfo, SvmInfo};
-use crate::svm::{norm_scale, train_with_mining, ClassSvms, LinearSvm, MiningReport, SvmParams};
+use crate::ensemble::Ensemble;
+use crate::heads::box_regression::{
+    targets, BoxRegression, BoxRegressor, RegressionFeatures, MIN_SIZE,
+};
+use crate::heads::svm::{
+    norm_scale, train_with_mining, ClassSvms, LinearSvm, MiningReport, SvmParams,
+};
+use crate::heads::{BoxRegressionInfo, Heads, HeadsInfo, SvmInfo};
+use crate::run::tensor::host_values;
 
 #[derive(Debug, Clone)]
 pub struct HeadsParams {
@@ -100,7 +105,7 @@ pub fn region_features(
         }
         if !take.is_empty() {
             let rows = what
-                .of(&out)
+                .of(&out.features, &out.grid)
                 .index_select(0, &Tensor::from_slice(&take).to_device(ensemble.device));
             regression.extend(host_values(&rows));
         }
@@ -113,7 +118,7 @@ pub fn region_features(
             let (crops, _) = cache.batch(&picks, config.mean, config.std, ensemble.device);
             let input = ensemble.network_input(&crops);
             let out = tch::no_grad(|| model.net.forward_t(&input, false));
-            regression_flipped.extend(host_values(what.of(&out)));
+            regression_flipped.extend(host_values(what.of(&out.features, &out.grid)));
         }
     }
     RegionFeatures {

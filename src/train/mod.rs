@@ -22,17 +22,17 @@ use eval::{BBox, Detection, Detections, EvalParams, GroundTruth, GtBox, Metric};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::classifier::Ensemble;
+use crate::detect::postprocess::PostParams;
 use crate::detect::{detect, DetectParams, Outcome};
+use crate::ensemble::Ensemble;
 use crate::model::{GoogLeNetConfig, Model, ModelError};
-use crate::postprocess::PostParams;
 use data::TrainImage;
 use log::{LogRow, TrainLog};
 use regions::RegionCache;
 use sgd::{Polyak, Schedule, Sgd};
 
-use crate::bench::classifier::Precision;
-use crate::device_stage::Normaliser;
+use crate::model::normalise::Normaliser;
+use crate::model::precision::Precision;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -145,7 +145,7 @@ impl Validation {
         images: &[TrainImage],
         n_classes: usize,
         search: &proposals::SearchParams,
-        learned: Option<&crate::propose::LearnedProposals>,
+        learned: Option<&crate::detect::propose::LearnedProposals>,
         max_proposals: usize,
     ) -> Validation {
         let mut gt = GroundTruth::default();
@@ -155,7 +155,7 @@ impl Validation {
             images
                 .par_iter()
                 .enumerate()
-                .filter_map(|(i, im)| match crate::decode::decode(&im.path) {
+                .filter_map(|(i, im)| match crate::detect::decode::decode(&im.path) {
                     Ok(img) => {
                         let ss = || proposals::selective_search(&img, search);
                         let mut b = match learned {
@@ -202,7 +202,7 @@ impl Validation {
                 post: PostParams::default(),
                 batch: 128,
                 workers: crate::detect::default_workers(),
-                warp: crate::device_stage::WarpMode::Device,
+                warp: crate::detect::batch::WarpMode::Device,
                 precomputed: Some(precomputed),
                 learned: None,
                 min_proposals: 0,

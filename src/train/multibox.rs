@@ -23,7 +23,7 @@ use super::data::TrainImage;
 use super::log::{LogRow, TrainLog};
 use super::sgd::{Polyak, Schedule, Sgd};
 use super::{checkpoint, io_err, Event, Init, TrainError};
-use crate::device_stage::Normaliser;
+use crate::model::normalise::Normaliser;
 use crate::model::{GoogLeNetConfig, ModelError};
 use crate::multibox::{image_tensor, normalise, MultiBox, MultiBoxInfo};
 
@@ -82,7 +82,7 @@ impl ImageSet {
         use rayon::prelude::*;
         let decoded: Vec<_> = images
             .par_iter()
-            .map(|im| crate::decode::decode(&im.path).map_err(|e| e.to_string()))
+            .map(|im| crate::detect::decode::decode(&im.path).map_err(|e| e.to_string()))
             .collect();
         let mut set = ImageSet {
             images: Vec::new(),
@@ -369,7 +369,7 @@ pub fn loss(boxes: &Tensor, logits: &Tensor, matches: &[Matches], alpha: f64) ->
     } else {
         tch::no_grad(|| {
             let idx = Tensor::from_slice(&index).to_device(device);
-            let l: Vec<f32> = crate::classifier::host_values(
+            let l: Vec<f32> = crate::run::tensor::host_values(
                 &boxes
                     .to_kind(Kind::Float)
                     .view([-1, 4])

@@ -16,9 +16,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::data::{Object, TrainImage};
 use super::{io_err, TrainError};
-use crate::decode::decode;
-use crate::device_stage::{pinned, Normaliser};
-use crate::warp::{WarpParams, WarpSource};
+use crate::detect::decode::decode;
+use crate::detect::warp::{WarpParams, WarpSource};
+use crate::model::normalise::Normaliser;
+use crate::run::tensor::pinned;
 
 /// One warped region and what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -69,7 +70,7 @@ pub struct CacheSpec {
     pub images: Vec<TrainImage>,
     /// MultiBox's boxes, alone or added to selective search's (none: selective search only).
     #[serde(default)]
-    pub learned: Option<crate::propose::LearnedProposals>,
+    pub learned: Option<crate::detect::propose::LearnedProposals>,
 }
 
 impl CacheSpec {

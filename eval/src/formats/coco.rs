@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{check_box, check_score, ClassKey, RawDet, RawGroundTruth, RawGt};
-use crate::boxes::BBox;
 use crate::issues::{Issues, Kind};
 use crate::EvalError;
+use boxes::BBox;
 
 #[derive(Deserialize)]
 struct Dataset {

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use super::{check_box, check_score, numbers, ClassKey, RawDet};
-use crate::boxes::BBox;
 use crate::issues::{Issues, Kind};
 use crate::EvalError;
+use boxes::BBox;
 
 /// Reads an image list: `<image_id> [<index>]` per line (names may hold spaces, see
 /// [`crate::names`]); returns names, position i = index i+1.

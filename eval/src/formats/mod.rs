@@ -13,9 +13,9 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::boxes::BBox;
 use crate::issues::{Issues, Kind};
 use crate::EvalError;
+use boxes::BBox;
 
 /// A class as a file names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -7,9 +7,9 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use super::{check_box, files_with_extension, stem, ClassKey, RawGroundTruth, RawGt};
-use crate::boxes::BBox;
 use crate::issues::{Issues, Kind};
 use crate::EvalError;
+use boxes::BBox;
 
 /// Reads every `.xml` in `dir` (sorted by name); the image is the file's stem. A file that does
 /// not parse is reported with its line and skipped.

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::ap::{ap_11_points, ap_all_points, PrCurve};
 use super::ClassResult;
-use crate::boxes::{BBox, PixelConvention};
 use crate::dataset::{Detections, GroundTruth};
+use boxes::{BBox, PixelConvention};
 
 const INC: PixelConvention = PixelConvention::Inclusive;
 

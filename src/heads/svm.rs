@@ -289,7 +289,7 @@ impl ClassSvms {
 
     /// Raw margins `[n, classes]` for `[n, dim]` features, on the features' device.
     pub fn margins(&self, features: &Tensor) -> Tensor {
-        crate::model::heads::affine(features, &self.weight, &self.bias)
+        super::affine(features, &self.weight, &self.bias)
     }
 
     pub fn to_device(&self, device: Device) -> Self {

@@ -8,11 +8,14 @@ use eval::BBox;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::heads::affine;
-use crate::model::Logits;
+use super::affine;
+
+/// The last inception map is averaged over a `GRID` x `GRID` grid for the regressors.
+pub const GRID: i64 = 3;
 
 /// What the regressors read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum RegressionFeatures {
     /// The last inception map averaged over a 3x3 grid (9 x 1024 x width values; R-CNN's
@@ -24,17 +27,19 @@ pub enum RegressionFeatures {
 }
 
 impl RegressionFeatures {
-    pub fn of<'a>(&self, logits: &'a Logits) -> &'a Tensor {
+    /// Which of a forward pass's outputs the regressors read: its `pooled` features or its
+    /// `grid` (the network's `Logits::features` and `Logits::grid`).
+    pub fn of<'a>(&self, pooled: &'a Tensor, grid: &'a Tensor) -> &'a Tensor {
         match self {
-            RegressionFeatures::Grid => &logits.grid,
-            RegressionFeatures::Pooled => &logits.features,
+            RegressionFeatures::Grid => grid,
+            RegressionFeatures::Pooled => pooled,
         }
     }
 
     /// Length of the features for a network whose pooled features have `pooled_dim` values.
     pub fn dim(&self, pooled_dim: i64) -> i64 {
         match self {
-            RegressionFeatures::Grid => pooled_dim * crate::model::googlenet::GRID.pow(2),
+            RegressionFeatures::Grid => pooled_dim * GRID.pow(2),
             RegressionFeatures::Pooled => pooled_dim,
         }
     }

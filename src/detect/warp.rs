@@ -3,13 +3,19 @@
 //! scaled on its own; what falls outside the image takes the mean colour. Crops come out as
 //! normalised CHW f32, `(x / 255 - mean) / std` per channel, so the mean fill is exactly 0.
 //!
-//! OpenCV core/imgproc does the crop and bilinear resize (no antialiasing, as R-CNN).
+//! Two implementations of the same arithmetic ([`placement`]): OpenCV core/imgproc on the host
+//! (crop and bilinear resize, no antialiasing, as R-CNN), and [`warp_boxes`], grid sampling on
+//! the network's device from the image uploaded once as bytes.
 
 use eval::BBox;
-use opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
+use opencv::core::{Mat, Rect, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 use proposals::RgbImage;
+use tch::{Kind, Tensor};
+
+use crate::model::normalise::{normalisation, Normaliser};
+use crate::run::tensor::rgb_mat;
 
 /// How crops are made.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,15 +92,6 @@ pub fn placement(b: &BBox, image_w: i32, image_h: i32, p: &WarpParams) -> Option
         width,
         height,
     })
-}
-
-/// An OpenCV copy of `img`, channels in RGB order.
-pub fn rgb_mat(img: &RgbImage) -> opencv::Result<Mat> {
-    let (h, w, _) = img.dim();
-    let mut mat = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
-    mat.data_bytes_mut()?
-        .copy_from_slice(img.as_slice().expect("standard layout"));
-    Ok(mat)
 }
 
 /// An image prepared for cropping (OpenCV owns a copy of its pixels).
@@ -181,17 +178,79 @@ impl WarpSource {
     }
 }
 
-/// `(scale, shift)` per channel such that `byte * scale - shift` is `(byte / 255 - mean) / std`.
-pub fn normalisation(mean: [f32; 3], std: [f32; 3]) -> ([f32; 3], [f32; 3]) {
-    (
-        std::array::from_fn(|c| 1.0 / (255.0 * std[c])),
-        std::array::from_fn(|c| mean[c] / std[c]),
-    )
-}
-
 /// The mean colour (0..1 scale) as bytes.
 pub fn mean_bytes(mean: [f32; 3]) -> [u8; 3] {
     mean.map(|m| (m * 255.0).round().clamp(0.0, 255.0) as u8)
+}
+
+/// Per-crop sampling parameters along one axis: output pixel `o` inside `[start, start + len)`
+/// reads the source at `clamp(a * o + b, lo, hi)`; outside it, the crop takes the mean.
+/// `[a, b, lo, hi, start, start + len]`.
+fn axis_params(start: i32, len: i32, src_lo: i32, src_hi: i32) -> [f32; 6] {
+    // OpenCV's INTER_LINEAR on the window: source = lo + (j + 0.5) * ratio - 0.5 for output
+    // pixel j of the resized window, clamped to the window (it replicates the window's edge).
+    let ratio = (src_hi - src_lo + 1) as f64 / len as f64;
+    let b = src_lo as f64 + (0.5 - start as f64) * ratio - 0.5;
+    [
+        ratio as f32,
+        b as f32,
+        src_lo as f32,
+        src_hi as f32,
+        start as f32,
+        (start + len) as f32,
+    ]
+}
+
+/// The R-CNN crops of `boxes` from one uploaded image (see [`upload`]), normalised, `[n, 3, s,
+/// s]` f32 on the image's device: the same crops as [`WarpSource::warp_into`] up to OpenCV's
+/// rounding to bytes (within a grey level).
+pub fn warp_boxes(image: &Tensor, boxes: &[BBox], p: &WarpParams, norm: &Normaliser) -> Tensor {
+    let (h, w) = (image.size()[2], image.size()[3]);
+    let device = image.device();
+    let s = p.size as i64;
+    let n = boxes.len() as i64;
+    // Twelve numbers a crop, computed on the host in f64 and uploaded once for the batch.
+    let mut params: Vec<f32> = Vec::with_capacity(boxes.len() * 12);
+    for b in boxes {
+        match placement(b, w as i32, h as i32, p) {
+            Some(pl) => {
+                let [x1, y1, x2, y2] = pl.source;
+                params.extend(axis_params(pl.pad_x, pl.width, x1, x2));
+                params.extend(axis_params(pl.pad_y, pl.height, y1, y2));
+            }
+            // The window misses the image: an empty mask, the mean everywhere.
+            None => params.extend([0.0; 12]),
+        }
+    }
+    let params = Tensor::from_slice(&params).view([n, 12]).to_device(device);
+    let o = Tensor::arange(s, (Kind::Float, device)).view([1, s]);
+    // Normalised coordinates of grid_sample with align_corners = false: pixel centre i of a side
+    // of `size` pixels is at (2i + 1) / size - 1.
+    let axis = |first: i64, size: i64| {
+        let col = |k: i64| params.narrow(1, first + k, 1);
+        let src = (col(0) * &o + col(1)).maximum(&col(2)).minimum(&col(3));
+        let grid = (src * 2.0 + 1.0) / size as f64 - 1.0;
+        let inside = o.ge_tensor(&col(4)).logical_and(&o.lt_tensor(&col(5)));
+        (grid, inside)
+    };
+    let (gx, mx) = axis(0, w);
+    let (gy, my) = axis(6, h);
+    let grid = Tensor::stack(
+        &[
+            gx.unsqueeze(1).expand([n, s, s], false),
+            gy.unsqueeze(2).expand([n, s, s], false),
+        ],
+        -1,
+    );
+    let sampled = Tensor::grid_sampler_2d(
+        &image.expand([n, 3, h, w], false),
+        &grid,
+        0, // bilinear
+        0, // zeros (never read: every coordinate is clamped inside the window)
+        false,
+    );
+    let mask = my.unsqueeze(2).logical_and(&mx.unsqueeze(1)).unsqueeze(1);
+    norm.apply(&sampled) * mask
 }
 
 #[cfg(test)]
@@ -321,6 +380,104 @@ mod tests {
             } else {
                 assert_eq!((fv, uv), (0.0, fill[c]), "({c}, {y}, {x})");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+    use crate::detect::warp::WarpParams;
+    use crate::run::tensor::upload;
+    use tch::Device;
+
+    /// Largest difference, in grey levels, between the device warp and OpenCV's of each box, and
+    /// whether the mean-filled pixels are exactly the same.
+    fn compare(img: &RgbImage, boxes: &[BBox], p: &WarpParams) -> Vec<f32> {
+        let s = p.size as usize;
+        let source = WarpSource::new(img).unwrap();
+        // On RCNN_TEST_DEVICE: the same code runs on CPU and CUDA tensors.
+        let device = crate::run::device::test_device();
+        let norm = Normaliser::new(p.mean, p.std, device);
+        let image = upload(img, device);
+        let ours = warp_boxes(&image, boxes, p, &norm);
+        assert_eq!(ours.size(), [boxes.len() as i64, 3, s as i64, s as i64]);
+        let ours: Vec<f32> = Vec::try_from(ours.flatten(0, -1).to_device(Device::Cpu)).unwrap();
+        let (h, w, _) = img.dim();
+        boxes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut cv = vec![0f32; 3 * s * s];
+                source.warp_into(b, p, &mut cv).unwrap();
+                let mine = &ours[i * 3 * s * s..(i + 1) * 3 * s * s];
+                let pl = placement(b, w as i32, h as i32, p);
+                let mut worst = 0f32;
+                for (k, (&a, &c)) in mine.iter().zip(&cv).enumerate() {
+                    let (ch, y, x) = (k / (s * s), (k / s) % s, k % s);
+                    let inside = pl.is_some_and(|pl| {
+                        x >= pl.pad_x as usize
+                            && y >= pl.pad_y as usize
+                            && x < (pl.pad_x + pl.width) as usize
+                            && y < (pl.pad_y + pl.height) as usize
+                    });
+                    if !inside {
+                        // The same filled rectangle: the mean, exactly, in both.
+                        assert_eq!((a, c), (0.0, 0.0), "box {b:?} pixel ({ch}, {y}, {x})");
+                    }
+                    worst = worst.max((a - c).abs() * 255.0 * p.std[ch]);
+                }
+                worst
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_device_warp_is_opencvs_within_a_grey_level() {
+        let p = WarpParams::new(224, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        let photo = crate::detect::decode::decode(std::path::Path::new(
+            "data/raccoon/images/raccoon-1.jpg",
+        ))
+        .unwrap();
+        let (h, w, _) = photo.dim();
+        let (w, h) = (w as f64, h as f64);
+        let boxes = [
+            BBox::new(50.0, 40.0, 249.0, 199.0),  // inside, downscaled
+            BBox::new(100.0, 80.0, 139.0, 111.0), // inside, upscaled x6
+            BBox::new(0.0, 0.0, 99.0, 149.0),     // on the top-left edge
+            BBox::new(w - 60.0, h - 90.0, w - 1.0, h - 1.0), // on the bottom-right edge
+            BBox::new(-30.0, 10.0, w + 30.0, h - 10.0), // wider than the image
+            BBox::new(w + 100.0, 0.0, w + 300.0, 100.0), // fully outside
+            BBox::new(120.0, 30.0, 120.0, 230.0), // 1 px wide
+            BBox::new(10.0, 150.0, w - 10.0, 152.0), // 3 px high, extreme aspect
+            BBox::new(200.0, 5.0, 211.0, h - 5.0), // tall and thin
+            BBox::new(0.5, 0.25, w - 0.5, h - 0.75), // the whole image, fractional
+        ];
+        let worst = compare(&photo, &boxes, &p);
+        eprintln!("largest differences per box, grey levels: {worst:?}");
+        for (b, d) in boxes.iter().zip(&worst) {
+            assert!(*d <= 1.0, "box {b:?}: {d} grey levels apart");
+        }
+        // A small image, upscaled a lot everywhere, with a sharp checkerboard (the hardest case
+        // for rounding: every sample interpolates between 0 and 255).
+        let checker =
+            RgbImage::from_shape_fn(
+                (23, 31, 3),
+                |(y, x, c)| {
+                    if (x + y + c) % 2 == 0 {
+                        255
+                    } else {
+                        0
+                    }
+                },
+            );
+        let boxes = [
+            BBox::new(2.0, 3.0, 20.0, 18.0),
+            BBox::new(0.0, 0.0, 30.0, 22.0),
+            BBox::new(5.0, 5.0, 5.0, 5.0),
+        ];
+        for (b, d) in boxes.iter().zip(compare(&checker, &boxes, &p)) {
+            assert!(d <= 1.0, "box {b:?}: {d} grey levels apart");
         }
     }
 }

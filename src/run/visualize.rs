@@ -55,7 +55,7 @@ pub fn text_colour(bg: [u8; 3]) -> [u8; 3] {
 /// The image with `marks` drawn on it.
 pub fn draw(img: &RgbImage, marks: &[Mark]) -> opencv::Result<RgbImage> {
     let (h, w, _) = img.dim();
-    let mut mat = crate::warp::rgb_mat(img)?;
+    let mut mat = crate::run::tensor::rgb_mat(img)?;
     // Mat holds RGB here, so colours are given as (r, g, b).
     let scalar = |c: [u8; 3]| Scalar::new(c[0] as f64, c[1] as f64, c[2] as f64, 0.0);
     let thickness = ((w.max(h) as f64 / 400.0).round() as i32).clamp(1, 6);

@@ -9,9 +9,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::ModelError;
-use crate::box_regression::{BoxRegression, RegressionFeatures};
-use crate::svm::{ClassSvms, MiningReport, SvmParams};
+pub mod box_regression;
+pub mod svm;
+
+use box_regression::{BoxRegression, RegressionFeatures};
+use svm::{ClassSvms, MiningReport, SvmParams};
 
 /// How the box regressors were fitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +68,14 @@ pub fn affine(features: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
         + bias.to_device(device)
 }
 
+/// A model file whose heads cannot be used: which file and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct HeadsError {
+    pub path: std::path::PathBuf,
+    pub message: String,
+}
+
 const BOX_WEIGHT: &str = "heads.box_regression.weight";
 const BOX_BIAS: &str = "heads.box_regression.bias";
 const SVM_WEIGHT: &str = "heads.svm.weight";
@@ -86,8 +96,8 @@ impl Heads {
         dim: i64,
         classes: i64,
         device: Device,
-    ) -> Result<Heads, ModelError> {
-        let bad = |message: String| ModelError::Format {
+    ) -> Result<Heads, HeadsError> {
+        let bad = |message: String| HeadsError {
             path: path.to_path_buf(),
             message,
         };

@@ -1,4 +1,6 @@
-//! The box type and intersection-over-union under both pixel conventions.
+//! The box type and intersection-over-union under both pixel conventions: what proposals,
+//! detections and ground truth are made of. Its own crate so that the proposals need not
+//! depend on the evaluator.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,15 +1,20 @@
 //! The proposal stage: selective search on decoded images with either backend, and its quality
 //! against ground truth.
 
+#[cfg(feature = "opencv-contrib")]
+pub mod opencv;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::multibox::MultiBox;
 use eval::{BBox, GroundTruth};
 use proposals::{quality_curve, ImageProposals, Mode, QualityPoint, RgbImage, SearchParams};
 
 /// Which selective search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Backend {
     /// Ours, in pure Rust (the `proposals` crate).
     Ours,
@@ -28,7 +33,8 @@ impl Backend {
 
 /// Where proposals come from: `rcnn proposals --mode`, and the same flag of `rcnn detect` and
 /// `rcnn train`, so that a detector is trained on the proposals it will see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ProposalMode {
     /// Selective search, 8 strategies.
@@ -133,7 +139,7 @@ pub fn multibox_proposals(
     for chunk in images.chunks(batch.max(1)) {
         let decoded: Vec<_> = chunk
             .par_iter()
-            .map(|p| crate::decode::decode(p).map_err(|e| e.to_string()))
+            .map(|p| crate::detect::decode::decode(p).map_err(|e| e.to_string()))
             .collect();
         let ok: Vec<(&PathBuf, &RgbImage)> = chunk
             .iter()
@@ -156,7 +162,7 @@ pub fn multibox_proposals(
 #[derive(Debug, Clone)]
 pub struct ImageRun {
     pub image: PathBuf,
-    /// The image's name in the run (unique; see [`crate::decode::image_names`]).
+    /// The image's name in the run (unique; see [`crate::detect::decode::image_names`]).
     pub name: String,
     pub boxes: Vec<BBox>,
     pub seconds: f64,
@@ -173,7 +179,7 @@ pub fn propose(
     let boxes = match backend {
         Backend::Ours => proposals::selective_search(img, params),
         #[cfg(feature = "opencv-contrib")]
-        Backend::Opencv => crate::opencv_search::selective_search(
+        Backend::Opencv => crate::detect::propose::opencv::selective_search(
             img,
             mode,
             params.resize_width,
@@ -189,7 +195,7 @@ pub fn propose(
     Ok((boxes, start.elapsed().as_secs_f64()))
 }
 
-pub use crate::decode::image_key;
+pub use crate::detect::decode::image_key;
 
 /// Objects `(class, box)` of each run's image (none where the ground truth lacks the image).
 pub fn objects_per_run(runs: &[ImageRun], gt: &GroundTruth) -> Vec<Vec<(usize, BBox)>> {
@@ -408,6 +414,105 @@ pub fn read_proposals(
             (k, v.into_iter().map(|(_, b)| b).collect())
         })
         .collect())
+}
+
+/// Where proposals come from, as `rcnn proposals`, `rcnn detect` and `rcnn train` take it.
+#[derive(Debug, Clone)]
+pub struct ProposalSource {
+    pub mode: ProposalMode,
+    /// Multiplies selective search's segmentation scale k and minimum size (the entry: 2).
+    pub scale: f32,
+    /// A MultiBox model file (`rcnn train-multibox`), for the learned modes.
+    pub multibox: Option<PathBuf>,
+    /// MultiBox boxes kept per image (the entry: 200).
+    pub multibox_top: usize,
+}
+
+/// Why a [`ProposalSource`] cannot give proposals.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+}
+
+impl ProposalSource {
+    /// The MultiBox network the mode needs, loaded onto `device`; a mode that needs none with
+    /// --multibox, or one that needs it without, is refused.
+    pub fn load_multibox<E: From<SourceError>>(
+        &self,
+        device: impl FnOnce() -> Result<tch::Device, E>,
+    ) -> Result<Option<MultiBox>, E> {
+        let refuse = |m: String| E::from(SourceError::Refused(m));
+        match (&self.multibox, self.mode.learned()) {
+            (Some(path), true) => Ok(Some(
+                MultiBox::load(path, device()?).map_err(|e| E::from(e.into()))?,
+            )),
+            (None, true) => Err(refuse(format!(
+                "--mode {} needs --multibox FILE (a network from `rcnn train-multibox`)",
+                self.mode.name()
+            ))),
+            (Some(_), false) => Err(refuse(format!(
+                "--multibox is used by --mode multibox or entry, not --mode {}",
+                self.mode.name()
+            ))),
+            (None, false) => Ok(None),
+        }
+    }
+
+    /// MultiBox's best boxes for `images` (batched on the device; `on_image` after each), as the
+    /// mode uses them, and the seconds per image; `None` for selective search alone.
+    pub fn learned(
+        &self,
+        multibox: Option<&MultiBox>,
+        images: &[PathBuf],
+        on_image: impl FnMut(),
+    ) -> Option<(LearnedProposals, f64)> {
+        let mb = multibox?;
+        let (boxes, seconds) = multibox_proposals(mb, images, self.multibox_top, 16, on_image);
+        let file = self.multibox.as_deref().expect("loaded from a file");
+        let learned = LearnedProposals {
+            source: format!(
+                "{} ({} bytes), top {}",
+                file.display(),
+                std::fs::metadata(file).map_or(0, |m| m.len()),
+                self.multibox_top
+            ),
+            alone: self.mode == ProposalMode::Multibox,
+            boxes: std::sync::Arc::new(boxes),
+        };
+        Some((learned, seconds))
+    }
+
+    /// Selective search's settings (R-CNN's 500 px width, seed 0), for the modes that run it.
+    pub fn search_params(&self) -> Option<SearchParams> {
+        self.mode
+            .search()
+            .map(|m| search_params(m, 500, self.scale, 0))
+    }
+
+    /// A short description for logs and tables.
+    pub fn describe(&self) -> String {
+        let ss = |m: &str| format!("selective search {m} x{}", self.scale);
+        match self.mode {
+            ProposalMode::Fast => ss("fast"),
+            ProposalMode::Quality => ss("quality"),
+            ProposalMode::Multibox => format!("MultiBox top {}", self.multibox_top),
+            ProposalMode::Entry => format!("{} + MultiBox top {}", ss("fast"), self.multibox_top),
+        }
+    }
+}
+
+/// Selective search's settings: images resized to `width` (0 keeps the size), the segmentation
+/// scale multiplied by `scale`, the ranking seeded by `seed`.
+pub fn search_params(mode: Mode, width: usize, scale: f32, seed: u64) -> SearchParams {
+    SearchParams {
+        resize_width: (width > 0).then_some(width),
+        scale,
+        seed,
+        ..SearchParams::new(mode)
+    }
 }
 
 #[cfg(test)]

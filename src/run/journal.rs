@@ -1,50 +1,12 @@
 //! The run journal behind `rcnn detect --resume` and `rcnn classify --resume`: one JSON line
-//! per finished image, appended and flushed as the image finishes, so a killed run loses at
+//! per finished image (each task its own row type), appended and flushed as the image finishes, so a killed run loses at
 //! most the image in flight. A line cut short by the kill is ignored on resume.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use eval::BBox;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::postprocess::Detected;
-
-/// What the journal keeps of one image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub image: String,
-    pub proposals: usize,
-    /// `[class, score, x1, y1, x2, y2]`, class as the scores' column.
-    pub detections: Vec<(usize, f32, f64, f64, f64, f64)>,
-}
-
-impl Entry {
-    pub fn new(image: String, proposals: usize, detections: &[Detected]) -> Self {
-        let detections = detections
-            .iter()
-            .map(|d| (d.class, d.score, d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2))
-            .collect();
-        Entry {
-            image,
-            proposals,
-            detections,
-        }
-    }
-
-    pub fn detected(&self) -> Vec<Detected> {
-        self.detections
-            .iter()
-            .map(|&(class, score, x1, y1, x2, y2)| Detected {
-                class,
-                score,
-                bbox: BBox::new(x1, y1, x2, y2),
-            })
-            .collect()
-    }
-}
 
 pub struct Journal {
     path: PathBuf,
@@ -124,20 +86,6 @@ fn differences(
 }
 
 impl Journal {
-    /// Opens the journal in `dir`: with `resume`, checks that it was written with the same
-    /// `settings` (refusing, with the differences listed, before anything is changed) and
-    /// returns the images it holds (complete lines only); without, starts it afresh.
-    pub fn open(
-        dir: &Path,
-        resume: bool,
-        settings: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(Journal, HashMap<String, Entry>), JournalError> {
-        let (journal, entries) =
-            Self::open_file::<Entry>(&dir.join(".rcnn-detect.journal"), resume, settings)?;
-        let done = entries.into_iter().map(|e| (e.image.clone(), e)).collect();
-        Ok((journal, done))
-    }
-
     /// The journal at `path` holding entries of any serialisable kind (one a line, in the
     /// order they were appended), with the rules of [`Journal::open`].
     pub fn open_file<E: DeserializeOwned>(
@@ -234,62 +182,5 @@ impl Journal {
             path: self.path,
             error,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cut_last_line_is_dropped_and_the_rest_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = serde_json::json!({"nms_iou": 0.3, "formats": ["csv"]})
-            .as_object()
-            .unwrap()
-            .clone();
-        let (mut j, done) = Journal::open(dir.path(), false, &settings).unwrap();
-        assert!(done.is_empty());
-        let d = [Detected {
-            class: 2,
-            score: 0.123_456_79,
-            bbox: BBox::new(1.5, 2.0, 30.25, 40.0),
-        }];
-        j.append(&Entry::new("a".into(), 7, &d)).unwrap();
-        j.append(&Entry::new("b".into(), 3, &[])).unwrap();
-        drop(j);
-        // A kill in the middle of the third line.
-        let path = dir.path().join(".rcnn-detect.journal");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        f.write_all(b"{\"image\":\"c\",\"propos").unwrap();
-        drop(f);
-        let (mut j, done) = Journal::open(dir.path(), true, &settings).unwrap();
-        assert_eq!(done.len(), 2);
-        assert_eq!(
-            done["a"].detected(),
-            d.to_vec(),
-            "scores and boxes come back exactly"
-        );
-        j.append(&Entry::new("c".into(), 1, &[])).unwrap();
-        drop(j);
-        let (_, done) = Journal::open(dir.path(), true, &settings).unwrap();
-        assert_eq!(done.len(), 3, "the new line follows the last whole one");
-        // Other settings: refused, every difference named, the journal left as it was.
-        let mut other = settings.clone();
-        other.insert("nms_iou".into(), serde_json::json!(0.5));
-        other.insert("model".into(), serde_json::json!("b.safetensors"));
-        let err = Journal::open(dir.path(), true, &other)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("nms_iou: 0.3 -> 0.5"), "{err}");
-        assert!(err.contains("model: (none) -> \"b.safetensors\""), "{err}");
-        let (_, done) = Journal::open(dir.path(), true, &settings).unwrap();
-        assert_eq!(done.len(), 3);
-        let (_, done) = Journal::open(dir.path(), false, &other).unwrap();
-        assert!(done.is_empty());
     }
 }

@@ -1,21 +1,83 @@
 //! `rcnn detect`'s pipeline: decode -> proposals on `workers` CPU threads, results put back in
-//! input order; the device stage (upload, warp, batches, the ensemble; [`crate::device_stage`])
+//! input order; the device stage (upload, warp, batches, the ensemble; [`crate::detect::batch`])
 //! on this thread; post-processing closes each image. Only the decoded bytes and the boxes of
 //! an image cross threads.
+//!
+//! The stages, in the order an image meets them: [`decode`], [`propose`], [`warp`], [`batch`]
+//! (the device: crops batched across images through the ensemble), [`postprocess`] (box
+//! regression, then [`nms`]).
 
-use std::collections::{BTreeMap, HashMap};
+pub mod batch;
+pub mod decode;
+pub mod nms;
+pub mod postprocess;
+pub mod propose;
+pub mod warp;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
-use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use eval::BBox;
 use proposals::{RgbImage, SearchParams};
 
-use crate::classifier::Ensemble;
-use crate::decode::decode;
-use crate::device_stage::{DeviceStage, Finished, WarpMode};
-use crate::postprocess::{postprocess, Detected, PostParams, Refine};
+use serde::{Deserialize, Serialize};
+
+use crate::detect::batch::{DeviceStage, Finished, WarpMode};
+use crate::detect::decode::decode;
+use crate::detect::postprocess::{postprocess, Detected, PostParams, Refine};
+use crate::ensemble::Ensemble;
+use crate::run::journal::{Journal, JournalError};
+use crate::run::ordered::in_order;
+
+/// What the journal keeps of one image (`--resume`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub image: String,
+    pub proposals: usize,
+    /// `[class, score, x1, y1, x2, y2]`, class as the scores' column.
+    pub detections: Vec<(usize, f32, f64, f64, f64, f64)>,
+}
+
+impl Entry {
+    pub fn new(image: String, proposals: usize, detections: &[Detected]) -> Self {
+        let detections = detections
+            .iter()
+            .map(|d| (d.class, d.score, d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2))
+            .collect();
+        Entry {
+            image,
+            proposals,
+            detections,
+        }
+    }
+
+    pub fn detected(&self) -> Vec<Detected> {
+        self.detections
+            .iter()
+            .map(|&(class, score, x1, y1, x2, y2)| Detected {
+                class,
+                score,
+                bbox: BBox::new(x1, y1, x2, y2),
+            })
+            .collect()
+    }
+}
+
+/// Opens `rcnn detect`'s journal in `dir`: with `resume`, checks that it was written with the
+/// same `settings` (refusing, with the differences listed, before anything is changed) and
+/// returns the images it holds (complete lines only); without, starts it afresh.
+pub fn open_journal(
+    dir: &Path,
+    resume: bool,
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(Journal, HashMap<String, Entry>), JournalError> {
+    let (journal, entries) =
+        Journal::open_file::<Entry>(&dir.join(".rcnn-detect.journal"), resume, settings)?;
+    let done = entries.into_iter().map(|e| (e.image.clone(), e)).collect();
+    Ok((journal, done))
+}
 
 #[derive(Debug, Clone)]
 pub struct DetectParams {
@@ -32,8 +94,8 @@ pub struct DetectParams {
     /// Precomputed proposals by image path, instead of selective search.
     pub precomputed: Option<HashMap<PathBuf, Vec<BBox>>>,
     /// Learned proposals (MultiBox's best boxes), alone or mixed with selective search's, as
-    /// training uses them ([`crate::propose::LearnedProposals::proposals_for`]).
-    pub learned: Option<crate::propose::LearnedProposals>,
+    /// training uses them ([`crate::detect::propose::LearnedProposals::proposals_for`]).
+    pub learned: Option<crate::detect::propose::LearnedProposals>,
     /// Tops each image's proposals up to this many with seeded random boxes (benchmarks: R-CNN's
     /// 2000 regions per image where selective search finds fewer); 0 for none.
     pub min_proposals: usize,
@@ -41,7 +103,9 @@ pub struct DetectParams {
 
 /// Workers enough to keep a device fed: every core but the one that drives the device.
 pub fn default_workers() -> usize {
-    crate::device::default_threads().saturating_sub(1).max(1)
+    crate::run::device::default_threads()
+        .saturating_sub(1)
+        .max(1)
 }
 
 /// What became of one image.
@@ -144,65 +208,6 @@ pub fn for_each_prepared(
     );
 }
 
-/// Runs `work(i)` for `0..n` on `workers` threads and hands the results to `consume` in order
-/// of `i`. At most `window` results wait ahead of the next one due, so memory stays bounded
-/// however uneven the items are.
-pub(crate) fn in_order<R: Send>(
-    n: usize,
-    workers: usize,
-    window: usize,
-    work: impl Fn(usize) -> R + Sync,
-    mut consume: impl FnMut(R) -> bool,
-) {
-    let window = window.max(workers).max(1);
-    // (next index to take, next index to hand over, stop)
-    let state = Mutex::new((0usize, 0usize, false));
-    let turn = Condvar::new();
-    let (tx, rx) = sync_channel::<(usize, R)>(window);
-    std::thread::scope(|scope| {
-        for _ in 0..workers.max(1) {
-            let tx = tx.clone();
-            let (state, turn, work) = (&state, &turn, &work);
-            scope.spawn(move || loop {
-                let i = {
-                    let mut s = state.lock().expect("no worker panics");
-                    while !s.2 && s.0 < n && s.0 >= s.1 + window {
-                        s = turn.wait(s).expect("no worker panics");
-                    }
-                    if s.2 || s.0 >= n {
-                        return;
-                    }
-                    s.0 += 1;
-                    s.0 - 1
-                };
-                if tx.send((i, work(i))).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(tx);
-        let mut early: BTreeMap<usize, R> = BTreeMap::new();
-        let mut next = 0;
-        let mut stop = false;
-        while !stop && next < n {
-            let Ok((i, r)) = rx.recv() else { break };
-            early.insert(i, r);
-            while let Some(r) = early.remove(&next) {
-                next += 1;
-                state.lock().expect("no worker panics").1 = next;
-                turn.notify_all();
-                if !consume(r) {
-                    stop = true;
-                    break;
-                }
-            }
-        }
-        state.lock().expect("no worker panics").2 = true;
-        turn.notify_all();
-        drop(rx);
-    });
-}
-
 /// Runs the pipeline over `images` in order, calling `on_image` as each one finishes (always
 /// in the order of `images`, whatever the number of workers).
 pub fn detect(
@@ -296,47 +301,59 @@ pub fn detect(
 }
 
 #[cfg(test)]
-mod tests {
+mod journal_tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
-    fn in_order_hands_results_over_in_order_whatever_the_workers() {
-        for workers in [1, 3, 8] {
-            let mut seen = Vec::new();
-            in_order(
-                50,
-                workers,
-                4,
-                |i| {
-                    // Uneven work: later items often finish first.
-                    std::thread::sleep(std::time::Duration::from_micros(
-                        ((50 - i) * 37 % 11) as u64 * 100,
-                    ));
-                    i * i
-                },
-                |r| {
-                    seen.push(r);
-                    true
-                },
-            );
-            assert_eq!(
-                seen,
-                (0..50).map(|i| i * i).collect::<Vec<_>>(),
-                "{workers} workers"
-            );
-        }
-        // A consumer that stops early stops the workers too.
-        let mut seen = 0;
-        in_order(
-            1000,
-            4,
-            4,
-            |i| i,
-            |_| {
-                seen += 1;
-                seen < 10
-            },
+    fn a_cut_last_line_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = serde_json::json!({"nms_iou": 0.3, "formats": ["csv"]})
+            .as_object()
+            .unwrap()
+            .clone();
+        let (mut j, done) = open_journal(dir.path(), false, &settings).unwrap();
+        assert!(done.is_empty());
+        let d = [Detected {
+            class: 2,
+            score: 0.123_456_79,
+            bbox: BBox::new(1.5, 2.0, 30.25, 40.0),
+        }];
+        j.append(&Entry::new("a".into(), 7, &d)).unwrap();
+        j.append(&Entry::new("b".into(), 3, &[])).unwrap();
+        drop(j);
+        // A kill in the middle of the third line.
+        let path = dir.path().join(".rcnn-detect.journal");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"image\":\"c\",\"propos").unwrap();
+        drop(f);
+        let (mut j, done) = open_journal(dir.path(), true, &settings).unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(
+            done["a"].detected(),
+            d.to_vec(),
+            "scores and boxes come back exactly"
         );
-        assert_eq!(seen, 10);
+        j.append(&Entry::new("c".into(), 1, &[])).unwrap();
+        drop(j);
+        let (_, done) = open_journal(dir.path(), true, &settings).unwrap();
+        assert_eq!(done.len(), 3, "the new line follows the last whole one");
+        // Other settings: refused, every difference named, the journal left as it was.
+        let mut other = settings.clone();
+        other.insert("nms_iou".into(), serde_json::json!(0.5));
+        other.insert("model".into(), serde_json::json!("b.safetensors"));
+        let err = open_journal(dir.path(), true, &other)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("nms_iou: 0.3 -> 0.5"), "{err}");
+        assert!(err.contains("model: (none) -> \"b.safetensors\""), "{err}");
+        let (_, done) = open_journal(dir.path(), true, &settings).unwrap();
+        assert_eq!(done.len(), 3);
+        let (_, done) = open_journal(dir.path(), false, &other).unwrap();
+        assert!(done.is_empty());
     }
 }

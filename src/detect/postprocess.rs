@@ -3,8 +3,8 @@
 
 use eval::{BBox, PixelConvention};
 
-use crate::box_regression;
-use crate::nms::{batched_nms, Corners};
+use crate::detect::nms::{batched_nms, Corners};
+use crate::heads::box_regression;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PostParams {

@@ -7,7 +7,8 @@ use crate::model::googlenet::to_channels_last;
 use crate::model::{Model, ModelError};
 
 /// What scores a region: the network's softmax, or R-CNN's class SVMs on its features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Head {
     /// The fine-tuned network's softmax, averaged over the members.
     #[default]
@@ -29,7 +30,7 @@ pub struct Ensemble {
     pub box_regression: bool,
     /// Each member's own normalisation of 0..255 pixels, on the device
     /// ([`Ensemble::image_scores`]).
-    normalisers: Vec<crate::device_stage::Normaliser>,
+    normalisers: Vec<crate::model::normalise::Normaliser>,
 }
 
 impl Ensemble {
@@ -97,7 +98,9 @@ impl Ensemble {
         }
         let normalisers = models
             .iter()
-            .map(|m| crate::device_stage::Normaliser::new(m.config().mean, m.config().std, device))
+            .map(|m| {
+                crate::model::normalise::Normaliser::new(m.config().mean, m.config().std, device)
+            })
             .collect();
         Ok(Ensemble {
             normalisers,
@@ -170,13 +173,11 @@ impl Ensemble {
     pub fn scores_tensor(&self, input: &Tensor) -> Tensor {
         let input = self.network_input(input);
         tch::no_grad(|| {
-            let sum = self
-                .models
-                .iter()
-                .map(|m| m.net.forward_t(&input, false).main.softmax(-1, Kind::Float))
-                .reduce(|a, b| a + b)
-                .expect("at least one model");
-            sum / self.models.len() as f64
+            mean(
+                self.models
+                    .iter()
+                    .map(|m| m.net.forward_t(&input, false).main.softmax(-1, Kind::Float)),
+            )
         })
     }
 
@@ -185,17 +186,10 @@ impl Ensemble {
     /// the device.
     pub fn image_scores(&self, pixels: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let sum = self
-                .models
-                .iter()
-                .zip(&self.normalisers)
-                .map(|(m, norm)| {
-                    let input = self.network_input(&norm.apply(pixels));
-                    m.net.forward_t(&input, false).main.softmax(-1, Kind::Float)
-                })
-                .reduce(|a, b| a + b)
-                .expect("at least one model");
-            sum / self.models.len() as f64
+            mean(self.models.iter().zip(&self.normalisers).map(|(m, norm)| {
+                let input = self.network_input(&norm.apply(pixels));
+                m.net.forward_t(&input, false).main.softmax(-1, Kind::Float)
+            }))
         })
     }
 
@@ -204,19 +198,13 @@ impl Ensemble {
     pub fn scores_and_features(&self, input: &Tensor) -> (Tensor, Vec<Tensor>) {
         let input = self.network_input(input);
         tch::no_grad(|| {
-            let mut sum: Option<Tensor> = None;
             let mut features = Vec::with_capacity(self.models.len());
-            for m in &self.models {
+            let scores = mean(self.models.iter().map(|m| {
                 let out = m.net.forward_t(&input, false);
-                let p = out.main.softmax(-1, Kind::Float);
-                sum = Some(match sum {
-                    Some(s) => s + p,
-                    None => p,
-                });
                 features.push(out.features.to_kind(Kind::Float));
-            }
-            let sum = sum.expect("at least one model");
-            (sum / self.models.len() as f64, features)
+                out.main.softmax(-1, Kind::Float)
+            }));
+            (scores, features)
         })
     }
 
@@ -228,34 +216,27 @@ impl Ensemble {
             return (self.scores_tensor(input), None);
         }
         let input = self.network_input(input);
-        let mean = |parts: Vec<Tensor>| {
-            let n = parts.len() as f64;
-            parts
-                .into_iter()
-                .reduce(|a, b| a + b)
-                .expect("at least one model")
-                / n
-        };
         tch::no_grad(|| {
-            let (mut scores, mut deltas) = (Vec::new(), Vec::new());
-            for m in &self.models {
+            let mut deltas = Vec::new();
+            let scores = mean(self.models.iter().map(|m| {
                 let out = m.net.forward_t(&input, false);
                 let features = out.features.to_kind(Kind::Float);
-                scores.push(match (self.head, &m.heads.svm) {
-                    (Head::Svm, Some(svm)) => svm.margins(&features),
-                    _ => out.main.softmax(-1, Kind::Float),
-                });
                 if let (true, Some(r), Some(info)) = (
                     self.box_regression,
                     &m.heads.box_regression,
                     &m.heads.info.box_regression,
                 ) {
-                    deltas.push(r.deltas(&info.features.of(&out).to_kind(Kind::Float)));
+                    let f = info.features.of(&out.features, &out.grid);
+                    deltas.push(r.deltas(&f.to_kind(Kind::Float)));
                 }
-            }
+                match (self.head, &m.heads.svm) {
+                    (Head::Svm, Some(svm)) => svm.margins(&features),
+                    _ => out.main.softmax(-1, Kind::Float),
+                }
+            }));
             let scores = match self.head {
-                Head::Svm => mean(scores).sigmoid(),
-                Head::Softmax => mean(scores),
+                Head::Svm => scores.sigmoid(),
+                Head::Softmax => scores,
             };
             (scores, self.box_regression.then(|| mean(deltas)))
         })
@@ -272,23 +253,20 @@ impl Ensemble {
         let input = Tensor::from_slice(crops)
             .view([n as i64, 3, s, s])
             .to_device(self.device);
-        rows(&self.scores_tensor(&input))
+        crate::run::tensor::rows(&self.scores_tensor(&input))
     }
 }
 
-/// A `[n, classes]` tensor as rows on the host (one copy back).
-pub fn rows(scores: &Tensor) -> Vec<Vec<f32>> {
-    let classes = scores.size()[1] as usize;
-    host_values(scores)
-        .chunks(classes)
-        .map(<[f32]>::to_vec)
-        .collect()
-}
-
-/// Every value of a tensor on any device, as f32 on the host in row-major order (one copy).
-pub fn host_values(t: &Tensor) -> Vec<f32> {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-    Vec::<f32>::try_from(t.flatten(0, -1)).expect("a float tensor")
+/// The members' mean of one tensor each (summed in member order, then divided: every path
+/// averages the same way, so their scores agree to the bit).
+fn mean(parts: impl IntoIterator<Item = Tensor>) -> Tensor {
+    let mut n = 0;
+    let sum = parts
+        .into_iter()
+        .inspect(|_| n += 1)
+        .reduce(|a, b| a + b)
+        .expect("at least one model");
+    sum / n as f64
 }
 
 #[cfg(test)]
@@ -304,7 +282,7 @@ mod tests {
             num_classes: 5,
             ..GoogLeNetConfig::new(Layout::Torchvision)
         };
-        Model::new(&config, Vec::new(), crate::device::test_device()).unwrap()
+        Model::new(&config, Vec::new(), crate::run::device::test_device()).unwrap()
     }
 
     #[test]
@@ -362,7 +340,7 @@ mod tests {
     fn members_that_do_not_match_are_refused() {
         let mut config = small(1).config().clone();
         config.num_classes = 7;
-        let other = Model::new(&config, Vec::new(), crate::device::test_device()).unwrap();
+        let other = Model::new(&config, Vec::new(), crate::run::device::test_device()).unwrap();
         let err = Ensemble::new(vec![small(1), other], Kind::Float)
             .err()
             .unwrap()

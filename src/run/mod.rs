@@ -1,0 +1,10 @@
+//! What runs the stages, and none of the stages themselves: the device, the journal that makes
+//! `--resume` exact, sharding across machines, drawings, an ordered parallel map, and tensors
+//! back on the host.
+
+pub mod device;
+pub mod journal;
+pub mod ordered;
+pub mod shard;
+pub mod tensor;
+pub mod visualize;

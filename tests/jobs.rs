@@ -1,0 +1,190 @@
+//! The detect and classify jobs called from Rust, as the CLI calls them but without spawning
+//! the binary: resume from a journal, shards that partition a run, and refusal to overwrite an
+//! input before any work.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use eval::BBox;
+use inception_rcnn::detect::postprocess::Detected;
+use inception_rcnn::detect::{open_journal, Entry};
+use inception_rcnn::jobs::classify::ClassifyJob;
+use inception_rcnn::jobs::detect::{journal_settings, DetectJob};
+use inception_rcnn::jobs::JobError;
+use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+use inception_rcnn::run::device::DeviceChoice;
+use inception_rcnn::run::shard::ShardSpec;
+use tch::Device;
+
+/// A small seeded, untrained paper-layout model: background, raccoon, other.
+fn tiny_model(path: &Path) -> PathBuf {
+    tch::manual_seed(11);
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 64,
+        num_classes: 3,
+        ..GoogLeNetConfig::new(Layout::Paper)
+    };
+    let classes = ["__background__", "raccoon", "other"].map(String::from);
+    Model::new(&config, classes.to_vec(), Device::Cpu)
+        .unwrap()
+        .save(path)
+        .unwrap();
+    path.to_path_buf()
+}
+
+fn raccoons(n: usize) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/raccoon/images");
+    (1..=n)
+        .map(|i| dir.join(format!("raccoon-{i}.jpg")))
+        .collect()
+}
+
+/// A quick detect job on the CPU: few proposals, two workers.
+fn job(images: Vec<PathBuf>, model: &Path, out: PathBuf) -> DetectJob {
+    let mut job = DetectJob::new(images, vec![model.to_path_buf()], out);
+    job.inference.device = DeviceChoice::Cpu;
+    job.inference.workers = Some(2);
+    job.max_proposals = 60;
+    job
+}
+
+/// detections.csv's rows (the header dropped), as text.
+fn csv_rows(out: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(out.join("detections.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_resumed_detect_job_keeps_the_journal_and_does_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let images = raccoons(3);
+    let whole = job(images.clone(), &model, dir.path().join("whole"));
+    let summary = whole.run(&()).unwrap();
+    assert_eq!((summary.images, summary.resumed), (3, 0));
+    let uninterrupted = csv_rows(&whole.out);
+    assert!(!uninterrupted.is_empty());
+
+    // A run killed after its first image: the journal holds that image only, with a
+    // detection the network would never give, so that its origin shows in the outputs.
+    let killed = job(images, &model, dir.path().join("killed"));
+    std::fs::create_dir_all(&killed.out).unwrap();
+    let settings = journal_settings(&killed, Device::Cpu, 32, None);
+    let (mut journal, _) = open_journal(&killed.out, false, &settings).unwrap();
+    let planted = Detected {
+        class: 1,
+        score: 0.987_654_3,
+        bbox: BBox::new(3.0, 4.0, 50.0, 60.0),
+    };
+    journal
+        .append(&Entry::new("raccoon-1".into(), 7, &[planted]))
+        .unwrap();
+    drop(journal);
+
+    let mut resumed = killed.clone();
+    resumed.resume = true;
+    let summary = resumed.run(&()).unwrap();
+    assert_eq!((summary.images, summary.resumed), (3, 1));
+    let rows = csv_rows(&resumed.out);
+    let first: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.starts_with("raccoon-1,"))
+        .collect();
+    assert_eq!(
+        first.len(),
+        1,
+        "raccoon-1 comes from the journal alone: {first:?}"
+    );
+    assert!(first[0].contains("0.98765"), "{}", first[0]);
+    let others = |rows: &BTreeSet<String>| -> BTreeSet<String> {
+        rows.iter()
+            .filter(|r| !r.starts_with("raccoon-1,"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&rows), others(&uninterrupted));
+    assert!(
+        !resumed.out.join(".rcnn-detect.journal").exists(),
+        "a finished run removes its journal"
+    );
+
+    // Resuming with another setting is refused before anything changes.
+    let mut other = resumed.clone();
+    other.nms_iou = 0.5;
+    std::fs::create_dir_all(&other.out).unwrap();
+    let (mut journal, _) = open_journal(&other.out, false, &settings).unwrap();
+    journal
+        .append(&Entry::new("raccoon-1".into(), 7, &[planted]))
+        .unwrap();
+    drop(journal);
+    let err = format!("{:#}", anyhow::Error::from(other.run(&()).unwrap_err()));
+    assert!(err.contains("nms_iou: 0.3 -> 0.5"), "{err}");
+}
+
+#[test]
+fn detect_shards_partition_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let images = raccoons(3);
+    let whole = job(images.clone(), &model, dir.path().join("whole"));
+    whole.run(&()).unwrap();
+    let mut union = BTreeSet::new();
+    let mut counts = Vec::new();
+    for k in 1..=2 {
+        let mut shard = job(images.clone(), &model, dir.path().join(format!("shard{k}")));
+        shard.shard = Some(ShardSpec::Fixed { k, n: 2 });
+        counts.push(shard.run(&()).unwrap().images);
+        let rows = csv_rows(&shard.out);
+        assert!(union.is_disjoint(&rows), "an image in two shards");
+        union.extend(rows);
+        let shard_file = std::fs::read_to_string(shard.out.join("shard.json")).unwrap();
+        assert_eq!(shard_file, format!("{{\"of\":2,\"shard\":{k}}}"));
+    }
+    assert_eq!(counts, [2, 1], "every other image, from the first");
+    assert_eq!(union, csv_rows(&whole.out));
+}
+
+#[test]
+fn a_job_refuses_to_overwrite_an_input_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The model file sits where the run would write classes.txt.
+    let model = tiny_model(&out.join("classes.txt"));
+    let before = std::fs::read(&model).unwrap();
+    let err = job(raccoons(1), &model, out.clone()).run(&()).unwrap_err();
+    let message = format!("{:#}", anyhow::Error::from(err));
+    assert!(message.contains("classes.txt"), "{message}");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        before,
+        "the input is intact"
+    );
+    assert!(!out.join("detections.csv").exists(), "nothing was written");
+
+    let mut classify = ClassifyJob::new(raccoons(1), vec![model.clone()], out.clone());
+    classify.inference.device = DeviceChoice::Cpu;
+    classify.report = Some(model.clone());
+    classify.labels = Some(model.clone());
+    let err = classify.run(&()).unwrap_err();
+    assert!(matches!(err, JobError::Failed(_)), "{err:?}");
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+}
+
+#[test]
+fn a_job_without_images_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = job(vec![empty], &model, dir.path().join("out"))
+        .run(&())
+        .unwrap_err();
+    assert!(matches!(err, JobError::Refused(_)), "{err:?}");
+    assert!(err.to_string().contains("no images"), "{err}");
+}
