@@ -163,28 +163,48 @@ impl NetworkArgs {
 
 /// Progress bars for a job's stages, one at a time, in the style every command shares.
 #[derive(Default)]
-struct Bars(std::cell::RefCell<Option<indicatif::ProgressBar>>);
+struct Bars(std::sync::Mutex<Option<indicatif::ProgressBar>>);
+
+impl Bars {
+    /// The current bar (indicatif's bars are shared handles).
+    fn bar(&self) -> Option<indicatif::ProgressBar> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
 
 impl Progress for Bars {
     fn start(&self, name: &str, total: u64) {
-        let template = format!("{name} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}}");
-        *self.0.borrow_mut() = Some(progress_bar(total, &template));
+        let template =
+            format!("{name} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} {{msg}} ETA {{eta}}");
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress_bar(total, &template));
     }
 
     fn advance(&self) {
-        if let Some(bar) = &*self.0.borrow() {
+        if let Some(bar) = self.bar() {
             bar.inc(1);
         }
     }
 
+    fn position(&self, position: u64) {
+        if let Some(bar) = self.bar() {
+            bar.set_position(position);
+        }
+    }
+
+    fn message(&self, message: &str) {
+        if let Some(bar) = self.bar() {
+            bar.set_message(message.to_string());
+        }
+    }
+
     fn finish(&self) {
-        if let Some(bar) = self.0.borrow_mut().take() {
+        if let Some(bar) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
             bar.finish_and_clear();
         }
     }
 
     fn suspend(&self, f: &mut dyn FnMut()) {
-        match &*self.0.borrow() {
+        match self.bar() {
             Some(bar) => bar.suspend(f),
             None => f(),
         }

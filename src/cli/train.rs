@@ -1,17 +1,14 @@
 //! `rcnn train`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
+use inception_rcnn::jobs::train::{config_of_file, Member, Sgd, TrainData, TrainJob};
 use inception_rcnn::model::precision::Precision;
-use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
-use inception_rcnn::run::device;
-use inception_rcnn::train::data::{load_images, read_split};
-use inception_rcnn::train::regions::{cache_dir, CacheSpec, RegionCache};
-use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams, Validation};
+use inception_rcnn::model::{GoogLeNetConfig, Layout};
+use inception_rcnn::train::Init;
 
-use super::{progress_bar, DeviceArgs};
+use super::DeviceArgs;
 
 #[derive(Args, Debug)]
 #[command(
@@ -114,32 +111,6 @@ pub struct DataArgs {
     pub val_split: Option<PathBuf>,
 }
 
-impl DataArgs {
-    /// The training images of --split (warnings logged), registered with `also` (other input
-    /// files) as inputs that no output may replace.
-    pub fn load(
-        &self,
-        classes: Option<&eval::ClassList>,
-        also: impl IntoIterator<Item = PathBuf>,
-    ) -> anyhow::Result<inception_rcnn::train::data::Loaded> {
-        let split = self.split.as_deref().map(read_split).transpose()?;
-        let train_set = load_images(&self.images, &self.annotations, split.as_deref(), classes)?;
-        for w in &train_set.warnings {
-            tracing::warn!("{w}");
-        }
-        eval::protect_inputs(
-            train_set
-                .images
-                .iter()
-                .map(|i| i.path.clone())
-                .chain(self.split.clone())
-                .chain(self.val_split.clone())
-                .chain(also),
-        );
-        Ok(train_set)
-    }
-}
-
 /// The network's first weights and, from scratch, its shape.
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -196,276 +167,92 @@ pub struct SgdArgs {
     pub polyak: f64,
 }
 
-pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
-    anyhow::ensure!(args.ensemble >= 1, "--ensemble must be at least 1");
-    let members = members(args.member.as_deref(), args.ensemble)?;
-    anyhow::ensure!(
-        args.batch_positives + args.batch_background > 0,
-        "a mini-batch needs at least one region"
-    );
-    // The output folder is checked before hours of work, and no output replaces an input.
-    eval::check_output_dir(&args.out)?;
-    let classes = args
-        .classes
-        .as_deref()
-        .map(eval::ClassList::read)
-        .transpose()?;
-    let init_file = (args.network.init != "scratch").then(|| PathBuf::from(&args.network.init));
-    let train_set = args.data.load(
-        classes.as_ref(),
-        args.classes.clone().into_iter().chain(init_file),
-    )?;
-    let class_names: Vec<String> = std::iter::once("__background__".to_string())
-        .chain(train_set.classes.names.iter().cloned())
-        .collect();
-    let objects: usize = train_set.images.iter().map(|i| i.objects.len()).sum();
-    tracing::info!(
-        "{} training images, {objects} objects, {} classes + background",
-        train_set.images.len(),
-        class_names.len() - 1
-    );
-    let init = args.network.init();
-    let config = network_config(&args, class_names.len() as i64)?;
-    let device = device::select(args.device.device, threads)?;
-
-    let source = args.source.source();
-    let multibox = source.load_multibox::<anyhow::Error>(|| Ok(device))?;
-    // MultiBox's boxes for the training and validation images, batched on the device, before
-    // the cache (whose workers add selective search's).
-    let learned = |images: &[inception_rcnn::train::data::TrainImage]| {
-        let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
-        source
-            .learned(multibox.as_ref(), &paths, || {})
-            .map(|(l, _)| l)
-    };
-    let spec = CacheSpec {
-        max_proposals: args.max_proposals,
-        max_background: args.max_background,
-        search_mode: args
-            .source
-            .mode
-            .search()
-            .map_or("none".into(), |m| m.to_string()),
-        search_scale: args.source.scale,
-        learned: learned(&train_set.images),
-        ..CacheSpec::new(
-            train_set.images.clone(),
-            config.input_size as i32,
-            config.mean,
-            args.seed,
-        )
-    };
-    // A resumed run continues on the regions it was trained on: other settings would rebuild
-    // the cache under the checkpoint, so they are refused before anything is touched.
-    anyhow::ensure!(
-        !(args.resume && RegionCache::built_otherwise(&cache_dir(&args.out), "train", &spec)),
-        "--resume: the region cache in {} was built with other settings (images, split, \
-         proposals, background per image, input size, normalisation or seed) and would be \
-         rebuilt under the checkpoint; rerun with the flags of the run you resume, or without \
-         --resume",
-        cache_dir(&args.out).display()
-    );
-    let progress = progress_bar(
-        spec.images.len() as u64,
-        "regions [{bar:30}] {pos}/{len} images, {per_sec} ETA {eta}",
-    );
-    let cache =
-        RegionCache::open_or_build(&cache_dir(&args.out), "train", &spec, &|| progress.inc(1))?;
-    progress.finish_and_clear();
-    anyhow::ensure!(
-        !cache.is_empty(),
-        "no training regions: no training image could be read"
-    );
-    tracing::info!(
-        "{} cached regions ({} positives), {:.0} MB at {}",
-        cache.len(),
-        cache.positives(),
-        (cache.len() * 3 * (config.input_size * config.input_size) as usize) as f64 / 1e6,
-        cache_dir(&args.out).display()
-    );
-    if cache.positives() == 0 {
-        tracing::warn!("no positive regions: every mini-batch is background");
-    }
-
-    let validation = match &args.data.val_split {
-        Some(path) => {
-            let keys = read_split(path)?;
-            let val = load_images(
-                &args.data.images,
-                &args.data.annotations,
-                Some(&keys),
-                Some(&train_set.classes),
-            )?;
-            for w in &val.warnings {
-                tracing::warn!("validation: {w}");
-            }
-            let v = Validation::prepare(
-                &val.images,
-                train_set.classes.len(),
-                &spec.search_params(),
-                learned(&val.images).as_ref(),
-                args.val_proposals,
-            );
-            tracing::info!("{} validation images", v.len());
-            Some(v)
+impl DataArgs {
+    pub fn data(&self) -> TrainData {
+        TrainData {
+            images: self.images.clone(),
+            annotations: self.annotations.clone(),
+            split: self.split.clone(),
+            val_split: self.val_split.clone(),
         }
-        None => None,
-    };
+    }
+}
 
-    let batch = args.batch_positives + args.batch_background;
-    let steps = args
-        .steps
-        .unwrap_or_else(|| (args.epochs * cache.len() as f64 / batch as f64).ceil() as usize)
-        .max(1);
-    let mut models = Vec::new();
-    for member in members {
-        let out = if args.ensemble == 1 {
-            args.out.clone()
-        } else {
-            args.out.join(format!("member-{}", member + 1))
+impl SgdArgs {
+    pub fn sgd(&self) -> Sgd {
+        Sgd {
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            lr_decay: self.lr_decay,
+            lr_every_epochs: self.lr_every_epochs,
+            polyak: self.polyak,
+        }
+    }
+}
+
+impl TrainArgs {
+    fn job(&self, threads: Option<usize>) -> anyhow::Result<TrainJob> {
+        let member = match self.member.as_deref() {
+            None => None,
+            Some("auto") => Some(Member::Auto),
+            Some(k) => Some(Member::One(k.trim().parse::<usize>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--member {k}: want 1..={} (--ensemble) or auto",
+                    self.ensemble
+                )
+            })?)),
         };
-        let recipe = Recipe {
-            config: config.clone(),
-            classes: class_names.clone(),
-            init: init.clone(),
-            positives: args.batch_positives,
-            background: args.batch_background,
-            lr: args.sgd.lr,
-            momentum: args.sgd.momentum,
-            weight_decay: args.sgd.weight_decay,
-            lr_decay: args.sgd.lr_decay,
-            lr_every_epochs: args.sgd.lr_every_epochs,
-            aux_weight: args.aux_weight,
-            polyak: args.sgd.polyak,
-            flip: !args.no_flip,
-            seed: args.seed + member as u64,
-            cache_regions: cache.len(),
-        };
-        let params = TrainParams {
-            recipe,
-            steps,
-            checkpoint_every: args.checkpoint_every,
-            log_every: args.log_every,
-            resume: args.resume,
-            precision: args.precision,
-        };
-        let progress = progress_bar(
-            steps as u64,
-            "train [{bar:30}] {pos}/{len} steps {msg} ETA {eta}",
-        );
-        let (mut loss_avg, mut acc_avg) = (f64::NAN, f64::NAN);
-        let mut last_ap = None;
-        train(
-            &cache,
-            validation.as_ref(),
-            &params,
-            &out,
-            device,
-            |e| match e {
-                Event::Started { step, .. } => progress.set_position(step as u64),
-                Event::Step {
-                    step,
-                    loss,
-                    accuracy,
-                    lr,
-                } => {
-                    // Smoothed for the display only.
-                    let k = 0.05;
-                    loss_avg = if loss_avg.is_nan() {
-                        loss
-                    } else {
-                        loss_avg + k * (loss - loss_avg)
-                    };
-                    acc_avg = if acc_avg.is_nan() {
-                        accuracy
-                    } else {
-                        acc_avg + k * (accuracy - acc_avg)
-                    };
-                    progress.set_position(step as u64);
-                    progress.set_message(format!(
-                        "loss {loss_avg:.3} acc {acc_avg:.3} lr {lr:.2e}{}",
-                        last_ap.map_or(String::new(), |ap: f64| format!(" val AP {ap:.3}"))
-                    ));
-                }
-                Event::Checkpoint { step, val_ap } => {
-                    last_ap = val_ap;
-                    progress.suspend(|| match val_ap {
-                        Some(ap) => {
-                            tracing::info!("step {step}: checkpoint; validation AP50 {ap:.4}")
-                        }
-                        None => tracing::info!("step {step}: checkpoint"),
-                    });
-                }
-            },
-        )
-        .with_context(|| format!("training into {}", out.display()))?;
-        progress.finish_and_clear();
-        let model_path = out.join("model.safetensors");
+        Ok(TrainJob {
+            data: self.data.data(),
+            init: self.network.init(),
+            layout: self.network.layout,
+            width: self.network.width,
+            input_size: self.input_size,
+            classes: self.classes.clone(),
+            out: self.out.clone(),
+            steps: self.steps,
+            epochs: self.epochs,
+            batch_positives: self.batch_positives,
+            batch_background: self.batch_background,
+            sgd: self.sgd.sgd(),
+            aux_weight: self.aux_weight,
+            flip: !self.no_flip,
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            log_every: self.log_every,
+            resume: self.resume,
+            ensemble: self.ensemble,
+            member,
+            max_proposals: self.max_proposals,
+            max_background: self.max_background,
+            val_proposals: self.val_proposals,
+            source: self.source.source(),
+            device: self.device.device,
+            threads,
+            precision: self.precision,
+        })
+    }
+}
+
+pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<()> {
+    let summary = args.job(threads)?.run(&super::Bars::default())?;
+    let mut flags = Vec::new();
+    for (member, out) in &summary.members {
+        let model = out.join("model.safetensors");
         println!(
-            "member {}: {} ({} steps; log {}, curves {} and {})",
-            member + 1,
-            model_path.display(),
-            steps,
+            "member {member}: {} ({} steps; log {}, curves {} and {})",
+            model.display(),
+            summary.steps,
             out.join("log.csv").display(),
             out.join("loss.png").display(),
             out.join("accuracy.png").display()
         );
-        models.push(model_path);
+        flags.push(format!("--model {}", model.display()));
     }
-    let flags: Vec<String> = models
-        .iter()
-        .map(|m| format!("--model {}", m.display()))
-        .collect();
     println!(
         "detect with: rcnn detect IMAGES {} --out DIR",
         flags.join(" ")
     );
     Ok(())
-}
-
-/// The members this process trains (0-based): all, or the one --member names.
-fn members(member: Option<&str>, ensemble: usize) -> anyhow::Result<std::ops::Range<usize>> {
-    let k = match member {
-        None => return Ok(0..ensemble),
-        Some("auto") => {
-            let (k, n) = inception_rcnn::run::shard::ShardSpec::Auto
-                .resolve()
-                .map_err(|e| anyhow::anyhow!("--member auto: {e}"))?;
-            anyhow::ensure!(
-                n == ensemble,
-                "--member auto: the scheduler runs {n} tasks but --ensemble is {ensemble}: \
-                 one task per member"
-            );
-            k
-        }
-        Some(k) => k
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|k| (1..=ensemble).contains(k))
-            .with_context(|| format!("--member {k}: want 1..={ensemble} (--ensemble) or auto"))?,
-    };
-    anyhow::ensure!(ensemble > 1, "--member needs --ensemble N with N > 1");
-    Ok(k - 1..k)
-}
-
-/// The network to train: from --init's file when given (its layout and width), else from the
-/// flags; always with the auxiliary heads and `classes` outputs.
-fn network_config(args: &TrainArgs, classes: i64) -> anyhow::Result<GoogLeNetConfig> {
-    let mut config = args.network.config()?;
-    config.num_classes = classes;
-    config.input_size = args.input_size;
-    config.aux_logits = true;
-    config.validate()?;
-    Ok(config)
-}
-
-fn config_of_file(path: &Path) -> anyhow::Result<GoogLeNetConfig> {
-    if let Ok((config, _)) = Model::read_config(path) {
-        return Ok(config);
-    }
-    let tensors = inception_rcnn::model::weights::read_state_dict(path)?;
-    Ok(inception_rcnn::model::weights::infer_config(
-        &tensors, path,
-    )?)
 }

@@ -78,7 +78,7 @@ pub struct TrainMultiBoxArgs {
 pub fn run(args: TrainMultiBoxArgs, threads: Option<usize>) -> anyhow::Result<()> {
     eval::check_output_dir(&args.out)?;
     let init_file = (args.network.init != "scratch").then(|| PathBuf::from(&args.network.init));
-    let train_set = args.data.load(None, init_file)?;
+    let train_set = args.data.data().load(None, init_file)?;
     let init = args.network.init();
     let mut config = args.network.config()?;
     config.input_size = args.input_size;

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod detect;
 pub mod outputs;
+pub mod train;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,7 @@ failed_from!(
     crate::run::device::DeviceError,
     crate::run::journal::JournalError,
     crate::detect::propose::SourceError,
+    crate::train::TrainError,
     eval::EvalError,
     std::io::Error
 );
@@ -74,11 +76,16 @@ pub(crate) fn ensure(ok: bool, message: impl FnOnce() -> String) -> Result<(), J
 
 /// What a job tells its caller as it goes: the CLI draws progress bars, tests stay silent.
 /// Warnings go through `tracing` in every case; `suspend` lets a bar step aside for them.
-pub trait Progress {
+/// `Sync`: the region cache's workers advance it from their threads.
+pub trait Progress: Sync {
     /// A stage of `total` items begins (`name` as the bar shows it).
     fn start(&self, name: &str, total: u64);
     /// One more item of the current stage is done.
     fn advance(&self);
+    /// The current stage is at item `position` (a resumed run starts past 0).
+    fn position(&self, _position: u64) {}
+    /// A short status beside the bar (training's smoothed loss).
+    fn message(&self, _message: &str) {}
     /// The current stage is over.
     fn finish(&self);
     /// Runs `f` (which logs) with the bar out of the way.

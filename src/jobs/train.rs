@@ -1,0 +1,403 @@
+//! The `rcnn train` job: the region classifier fine-tuned as R-CNN does it (or trained from
+//! scratch), one network or the members of an ensemble, with checkpoints, `--resume` and
+//! validation AP. The steps themselves are [`crate::train::train`]; this file decides the
+//! data, the region cache and the members.
+
+use std::path::{Path, PathBuf};
+
+use super::{ensure, JobError, Progress};
+use crate::detect::propose::ProposalSource;
+use crate::model::precision::Precision;
+use crate::model::{GoogLeNetConfig, Layout, Model};
+use crate::run::device::DeviceChoice;
+use crate::run::shard::ShardSpec;
+use crate::train::data::{load_images, read_split, Loaded, TrainImage};
+use crate::train::regions::{cache_dir, CacheSpec, RegionCache};
+use crate::train::{train, Event, Init, Recipe, TrainParams, Validation};
+
+/// The training data: `rcnn train` and `rcnn train-multibox` read the same.
+#[derive(Debug, Clone)]
+pub struct TrainData {
+    /// Folder of training images (searched recursively).
+    pub images: PathBuf,
+    /// Folder of VOC / ILSVRC XML annotations, one file per image.
+    pub annotations: PathBuf,
+    /// Train on these images only (one name a line).
+    pub split: Option<PathBuf>,
+    /// Held-out images scored at each checkpoint.
+    pub val_split: Option<PathBuf>,
+}
+
+impl TrainData {
+    /// The training images of `split` (warnings logged), registered with `also` (other input
+    /// files) as inputs that no output may replace.
+    pub fn load(
+        &self,
+        classes: Option<&eval::ClassList>,
+        also: impl IntoIterator<Item = PathBuf>,
+    ) -> Result<Loaded, JobError> {
+        let split = self.split.as_deref().map(read_split).transpose()?;
+        let train_set = load_images(&self.images, &self.annotations, split.as_deref(), classes)?;
+        for w in &train_set.warnings {
+            tracing::warn!("{w}");
+        }
+        eval::protect_inputs(
+            train_set
+                .images
+                .iter()
+                .map(|i| i.path.clone())
+                .chain(self.split.clone())
+                .chain(self.val_split.clone())
+                .chain(also),
+        );
+        Ok(train_set)
+    }
+}
+
+/// The paper's optimisation: SGD with momentum, a stepped schedule, Polyak averaging.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    pub lr: f64,
+    pub momentum: f64,
+    /// Not on biases.
+    pub weight_decay: f64,
+    /// The learning rate is multiplied by this every `lr_every_epochs`.
+    pub lr_decay: f64,
+    pub lr_every_epochs: f64,
+    /// Cap of the Polyak average's decay.
+    pub polyak: f64,
+}
+
+/// Which members of an ensemble this process trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// Member K (1-based).
+    One(usize),
+    /// K from the scheduler, as `--shard auto`.
+    Auto,
+}
+
+/// Everything that decides a training run.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    pub data: TrainData,
+    /// First weights: from scratch (of `layout` and `width`), or a file whose fitting tensors
+    /// are copied (it decides the layout and width).
+    pub init: Init,
+    pub layout: Layout,
+    pub width: f64,
+    /// Side of the warped regions.
+    pub input_size: i64,
+    /// Class list (default: the annotations' classes, sorted); `__background__` comes first.
+    pub classes: Option<PathBuf>,
+    pub out: PathBuf,
+    /// Steps (default: `epochs`' worth).
+    pub steps: Option<usize>,
+    pub epochs: f64,
+    pub batch_positives: usize,
+    pub batch_background: usize,
+    pub sgd: Sgd,
+    pub aux_weight: f64,
+    pub flip: bool,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+    pub resume: bool,
+    /// Networks trained with seeds seed..seed+N-1, into member-1 ... member-N.
+    pub ensemble: usize,
+    pub member: Option<Member>,
+    pub max_proposals: usize,
+    pub max_background: usize,
+    pub val_proposals: usize,
+    pub source: ProposalSource,
+    pub device: DeviceChoice,
+    pub threads: Option<usize>,
+    pub precision: Precision,
+}
+
+/// What a finished run made.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Each trained member's folder (the run's own without an ensemble).
+    pub members: Vec<(usize, PathBuf)>,
+    pub steps: usize,
+}
+
+/// The members this process trains (0-based): all, or the one `member` names.
+fn members(member: Option<Member>, ensemble: usize) -> Result<std::ops::Range<usize>, JobError> {
+    let k = match member {
+        None => return Ok(0..ensemble),
+        Some(Member::Auto) => {
+            let (k, n) = ShardSpec::Auto
+                .resolve()
+                .map_err(|e| JobError::Refused(format!("--member auto: {e}")))?;
+            ensure(n == ensemble, || {
+                format!(
+                    "--member auto: the scheduler runs {n} tasks but --ensemble is {ensemble}: \
+                     one task per member"
+                )
+            })?;
+            k
+        }
+        Some(Member::One(k)) => {
+            ensure((1..=ensemble).contains(&k), || {
+                format!("--member {k}: want 1..={ensemble} (--ensemble) or auto")
+            })?;
+            k
+        }
+    };
+    ensure(ensemble > 1, || {
+        "--member needs --ensemble N with N > 1".into()
+    })?;
+    Ok(k - 1..k)
+}
+
+/// The network of a file: one of our model files, else a state dict's inferred shape.
+pub fn config_of_file(path: &Path) -> Result<GoogLeNetConfig, JobError> {
+    if let Ok((config, _)) = Model::read_config(path) {
+        return Ok(config);
+    }
+    let tensors = crate::model::weights::read_state_dict(path)?;
+    Ok(crate::model::weights::infer_config(&tensors, path)?)
+}
+
+impl TrainJob {
+    /// The network to train: from the init file when given (its layout and width), else from
+    /// the settings; always with the auxiliary heads and `classes` outputs.
+    fn network_config(&self, classes: i64) -> Result<GoogLeNetConfig, JobError> {
+        let mut config = match &self.init {
+            Init::Scratch => GoogLeNetConfig {
+                width: self.width,
+                ..GoogLeNetConfig::new(self.layout)
+            },
+            Init::File(path) => config_of_file(path)?,
+        };
+        config.num_classes = classes;
+        config.input_size = self.input_size;
+        config.aux_logits = true;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Runs the job: checks the settings and output folder, builds (or reuses) the region
+    /// cache, then trains each member this process owns.
+    pub fn run(&self, progress: &dyn Progress) -> Result<TrainSummary, JobError> {
+        let job = self;
+        ensure(job.ensemble >= 1, || "--ensemble must be at least 1".into())?;
+        let members = members(job.member, job.ensemble)?;
+        ensure(job.batch_positives + job.batch_background > 0, || {
+            "a mini-batch needs at least one region".into()
+        })?;
+        // The output folder is checked before hours of work, and no output replaces an input.
+        eval::check_output_dir(&job.out)?;
+        let classes = job
+            .classes
+            .as_deref()
+            .map(eval::ClassList::read)
+            .transpose()?;
+        let init_file = match &job.init {
+            Init::File(p) => Some(p.clone()),
+            Init::Scratch => None,
+        };
+        let train_set = job.data.load(
+            classes.as_ref(),
+            job.classes.clone().into_iter().chain(init_file),
+        )?;
+        let class_names: Vec<String> = std::iter::once("__background__".to_string())
+            .chain(train_set.classes.names.iter().cloned())
+            .collect();
+        let objects: usize = train_set.images.iter().map(|i| i.objects.len()).sum();
+        tracing::info!(
+            "{} training images, {objects} objects, {} classes + background",
+            train_set.images.len(),
+            class_names.len() - 1
+        );
+        let config = job.network_config(class_names.len() as i64)?;
+        let device = crate::run::device::select(job.device, job.threads)?;
+
+        let multibox = job.source.load_multibox::<JobError>(|| Ok(device))?;
+        // MultiBox's boxes for the training and validation images, batched on the device,
+        // before the cache (whose workers add selective search's).
+        let learned = |images: &[TrainImage]| {
+            let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+            job.source
+                .learned(multibox.as_ref(), &paths, || {})
+                .map(|(l, _)| l)
+        };
+        let spec = CacheSpec {
+            max_proposals: job.max_proposals,
+            max_background: job.max_background,
+            search_mode: job
+                .source
+                .mode
+                .search()
+                .map_or("none".into(), |m| m.to_string()),
+            search_scale: job.source.scale,
+            learned: learned(&train_set.images),
+            ..CacheSpec::new(
+                train_set.images.clone(),
+                config.input_size as i32,
+                config.mean,
+                job.seed,
+            )
+        };
+        let cache_dir = cache_dir(&job.out);
+        // A resumed run continues on the regions it was trained on: other settings would
+        // rebuild the cache under the checkpoint, so they are refused before anything is
+        // touched.
+        ensure(
+            !(job.resume && RegionCache::built_otherwise(&cache_dir, "train", &spec)),
+            || {
+                format!(
+                    "--resume: the region cache in {} was built with other settings (images, \
+                     split, proposals, background per image, input size, normalisation or \
+                     seed) and would be rebuilt under the checkpoint; rerun with the flags of \
+                     the run you resume, or without --resume",
+                    cache_dir.display()
+                )
+            },
+        )?;
+        progress.start("regions", spec.images.len() as u64);
+        let cache = RegionCache::open_or_build(&cache_dir, "train", &spec, &|| progress.advance())?;
+        progress.finish();
+        ensure(!cache.is_empty(), || {
+            "no training regions: no training image could be read".into()
+        })?;
+        tracing::info!(
+            "{} cached regions ({} positives), {:.0} MB at {}",
+            cache.len(),
+            cache.positives(),
+            (cache.len() * 3 * (config.input_size * config.input_size) as usize) as f64 / 1e6,
+            cache_dir.display()
+        );
+        if cache.positives() == 0 {
+            tracing::warn!("no positive regions: every mini-batch is background");
+        }
+        let validation = match &job.data.val_split {
+            Some(path) => {
+                let keys = read_split(path)?;
+                let val = load_images(
+                    &job.data.images,
+                    &job.data.annotations,
+                    Some(&keys),
+                    Some(&train_set.classes),
+                )?;
+                for w in &val.warnings {
+                    tracing::warn!("validation: {w}");
+                }
+                let v = Validation::prepare(
+                    &val.images,
+                    train_set.classes.len(),
+                    &spec.search_params(),
+                    learned(&val.images).as_ref(),
+                    job.val_proposals,
+                );
+                tracing::info!("{} validation images", v.len());
+                Some(v)
+            }
+            None => None,
+        };
+        let batch = job.batch_positives + job.batch_background;
+        let steps = job
+            .steps
+            .unwrap_or_else(|| (job.epochs * cache.len() as f64 / batch as f64).ceil() as usize)
+            .max(1);
+        let mut trained = Vec::new();
+        for member in members {
+            let out = if job.ensemble == 1 {
+                job.out.clone()
+            } else {
+                job.out.join(format!("member-{}", member + 1))
+            };
+            let params = TrainParams {
+                recipe: self.recipe(&config, &class_names, member, cache.len()),
+                steps,
+                checkpoint_every: job.checkpoint_every,
+                log_every: job.log_every,
+                resume: job.resume,
+                precision: job.precision,
+            };
+            train_member(&cache, validation.as_ref(), &params, &out, device, progress)?;
+            trained.push((member + 1, out));
+        }
+        Ok(TrainSummary {
+            members: trained,
+            steps,
+        })
+    }
+
+    fn recipe(
+        &self,
+        config: &GoogLeNetConfig,
+        classes: &[String],
+        member: usize,
+        cache_regions: usize,
+    ) -> Recipe {
+        Recipe {
+            config: config.clone(),
+            classes: classes.to_vec(),
+            init: self.init.clone(),
+            positives: self.batch_positives,
+            background: self.batch_background,
+            lr: self.sgd.lr,
+            momentum: self.sgd.momentum,
+            weight_decay: self.sgd.weight_decay,
+            lr_decay: self.sgd.lr_decay,
+            lr_every_epochs: self.sgd.lr_every_epochs,
+            aux_weight: self.aux_weight,
+            polyak: self.sgd.polyak,
+            flip: self.flip,
+            seed: self.seed + member as u64,
+            cache_regions,
+        }
+    }
+}
+
+/// One member's training, its progress shown as steps with smoothed loss and accuracy.
+fn train_member(
+    cache: &RegionCache,
+    validation: Option<&Validation>,
+    params: &TrainParams,
+    out: &Path,
+    device: tch::Device,
+    progress: &dyn Progress,
+) -> Result<(), JobError> {
+    progress.start("train", params.steps as u64);
+    let (mut loss_avg, mut acc_avg) = (f64::NAN, f64::NAN);
+    let mut last_ap = None;
+    // Smoothed for the display only.
+    let smooth = |avg: f64, x: f64| {
+        if avg.is_nan() {
+            x
+        } else {
+            avg + 0.05 * (x - avg)
+        }
+    };
+    train(cache, validation, params, out, device, |e| match e {
+        Event::Started { step, .. } => progress.position(step as u64),
+        Event::Step {
+            step,
+            loss,
+            accuracy,
+            lr,
+        } => {
+            loss_avg = smooth(loss_avg, loss);
+            acc_avg = smooth(acc_avg, accuracy);
+            progress.position(step as u64);
+            progress.message(&format!(
+                "loss {loss_avg:.3} acc {acc_avg:.3} lr {lr:.2e}{}",
+                last_ap.map_or(String::new(), |ap: f64| format!(" val AP {ap:.3}"))
+            ));
+        }
+        Event::Checkpoint { step, val_ap } => {
+            last_ap = val_ap;
+            progress.suspend(&mut || match val_ap {
+                Some(ap) => tracing::info!("step {step}: checkpoint; validation AP50 {ap:.4}"),
+                None => tracing::info!("step {step}: checkpoint"),
+            });
+        }
+    })
+    .map_err(|e| JobError::context(format!("training into {}", out.display()), e))?;
+    progress.finish();
+    Ok(())
+}
