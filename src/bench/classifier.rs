@@ -131,3 +131,69 @@ pub fn run(
     }
     Ok(rows)
 }
+
+/// Crops/s by batch size: PyTorch eager, torch.compile.
+pub type ReferenceRates = std::collections::HashMap<i64, (Option<f64>, Option<f64>)>;
+
+/// Crops/s of torchvision's GoogLeNet in PyTorch, eager and (with `compile`) compiled, for
+/// every batch size of `bench`, on its device, in `precision` and memory order; and the
+/// reference's version lines (torch, torchvision).
+pub fn reference_rates(
+    python: &std::path::Path,
+    bench: &ClassifierBench,
+    compile: bool,
+    threads: usize,
+    precision: Precision,
+    channels_last: bool,
+) -> Result<(ReferenceRates, Vec<serde_json::Value>), String> {
+    let batches: Vec<String> = bench.batch_sizes.iter().map(i64::to_string).collect();
+    let mut script_args = vec![
+        "--batch-sizes".to_string(),
+        batches.join(","),
+        "--threads".into(),
+        threads.to_string(),
+        "--input-size".into(),
+        bench.input_size.to_string(),
+        "--num-classes".into(),
+        bench.num_classes.to_string(),
+        "--min-seconds".into(),
+        bench.min_time.as_secs_f64().to_string(),
+        "--warmup".into(),
+        bench.warmup.to_string(),
+        "--repeats".into(),
+        bench.repeats.to_string(),
+        "--device".into(),
+        match bench.device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".into(),
+        },
+        "--dtype".into(),
+        precision.name().into(),
+    ];
+    if channels_last {
+        script_args.push("--channels-last".into());
+    }
+    if compile {
+        script_args.push("--compile".into());
+    }
+    let script = super::reference::script("bench_classifier_reference.py");
+    let lines = super::reference::run_json_lines(python, &script, &script_args)?;
+    let mut out = ReferenceRates::default();
+    let mut versions = Vec::new();
+    for v in lines {
+        if let Some(b) = v["batch"].as_i64() {
+            let rate = v["crops_per_s"].as_f64();
+            let entry = out.entry(b).or_default();
+            match v["mode"].as_str() {
+                Some("compile") => entry.1 = rate,
+                _ => entry.0 = rate,
+            }
+        } else if v.get("torch").is_some() {
+            versions.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("{} printed no result", script.display()));
+    }
+    Ok((out, versions))
+}

@@ -3,10 +3,14 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Instant;
 
 use eval::dataset::{Detection, Detections, GroundTruth, GtBox, Images};
 use eval::BBox;
 use proposals::rng::SplitMix64;
+
+use super::reference;
+use crate::jobs::JobError;
 
 /// Sizes of the generated set.
 #[derive(Debug, Clone, Copy)]
@@ -165,4 +169,69 @@ pub fn write_coco(
     // names, category_id = class + 1, as the ground truth above).
     eval::writers::write_coco(&dir.join("dets.json"), dets, &gt.images)
         .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// What one run measured: our times, and pycocotools' when the reference ran.
+#[derive(Debug, Clone)]
+pub struct EvalTimes {
+    /// Reading gt.json and dets.json.
+    pub load: f64,
+    /// Each rule's seconds and mean AP.
+    pub metrics: Vec<(eval::Metric, f64, Option<f64>)>,
+    /// COCO's twelve numbers.
+    pub coco: Option<eval::metrics::coco::CocoStats>,
+    /// The reference script's JSON line (`load_s`, `eval_s`, `stats`).
+    pub reference: Option<serde_json::Value>,
+}
+
+/// Generates `spec`'s data as COCO JSON in `dir` (removed after unless `keep`), times our
+/// reader and every rule on it, and runs pycocotools with `python` on the same files.
+pub fn run(
+    spec: Synthetic,
+    dir: &Path,
+    keep: bool,
+    python: Option<&Path>,
+) -> Result<EvalTimes, JobError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| JobError::context(format!("creating {}", dir.display()), e))?;
+    let (gt, dets) = generate(spec);
+    write_coco(&gt, &dets, spec.classes, dir)
+        .map_err(|e| JobError::context(format!("writing into {}", dir.display()), e))?;
+    let inputs = eval::load::Inputs {
+        gt: dir.join("gt.json"),
+        dets: dir.join("dets.json"),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let loaded = eval::load::load(&inputs)?;
+    let load = t.elapsed().as_secs_f64();
+    let n = loaded.classes.len();
+    let mut metrics = Vec::new();
+    let mut coco = None;
+    for metric in [eval::Metric::Ilsvrc, eval::Metric::Voc, eval::Metric::Coco] {
+        let t = Instant::now();
+        let e = eval::evaluate(&loaded.gt, &loaded.dets, n, &eval::EvalParams::new(metric));
+        metrics.push((metric, t.elapsed().as_secs_f64(), e.mean_ap));
+        if let Some(c) = e.coco {
+            coco = Some(c);
+        }
+    }
+    let reference = match python {
+        Some(py) => {
+            let script = reference::script("bench_eval_reference.py");
+            let lines = reference::run_json_lines(py, &script, &[dir.display().to_string()])
+                .map_err(|e| JobError::Failed(e.into()))?;
+            lines.into_iter().next()
+        }
+        None => None,
+    };
+    if !keep {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(EvalTimes {
+        load,
+        metrics,
+        coco,
+        reference,
+    })
 }

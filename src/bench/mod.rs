@@ -2,8 +2,11 @@
 //! implementation in the same run, so that ratios (not noisy absolute times) are compared.
 
 pub mod classifier;
+pub mod classify;
+pub mod detect;
 pub mod eval;
 pub mod gpu;
 pub mod nms;
+pub mod proposals;
 pub mod reference;
 pub mod train;

@@ -4,14 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use inception_rcnn::detect::decode::{collect_images, decode};
+use inception_rcnn::detect::decode::collect_images;
 use inception_rcnn::detect::propose::{
-    mix, objects_per_run, propose, quality, search_params, write_proposals, Backend, ImageRun,
-    ProposalMode, ProposalSource, TOPS,
+    objects_per_run, quality, search_params, write_proposals, Backend, ProposalMode,
+    ProposalSource, TOPS,
 };
-use inception_rcnn::multibox::MultiBox;
-use indicatif::ProgressBar;
-use proposals::{Mode, QualityPoint, RgbImage, SearchParams};
+use proposals::{Mode, QualityPoint};
 
 #[derive(Args, Debug)]
 pub struct ProposalsArgs {
@@ -76,104 +74,6 @@ impl ProposalOptions {
     }
 }
 
-/// Decodes and searches every image with a progress bar; unreadable images are reported and
-/// skipped. Returns the runs and the number skipped.
-pub fn run_all(
-    images: &[PathBuf],
-    backend: Backend,
-    mode: Mode,
-    params: &SearchParams,
-    top: Option<usize>,
-    quiet: bool,
-) -> (Vec<ImageRun>, usize) {
-    run_with(images, backend, Some(mode), params, None, top, quiet)
-}
-
-/// [`run_all`] for any source: selective search (`mode`), MultiBox's best `learned.1` boxes
-/// (batched on the device, 16 images at a time), or both mixed.
-pub fn run_with(
-    images: &[PathBuf],
-    backend: Backend,
-    mode: Option<Mode>,
-    params: &SearchParams,
-    learned: Option<(&MultiBox, usize)>,
-    top: Option<usize>,
-    quiet: bool,
-) -> (Vec<ImageRun>, usize) {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        super::progress_bar(
-            images.len() as u64,
-            "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-    };
-    bar.set_prefix(match (mode, learned) {
-        (Some(m), None) => format!("{} {m}", backend.name()),
-        (Some(m), Some(_)) => format!("{} {m} + multibox", backend.name()),
-        (None, _) => "multibox".to_string(),
-    });
-    let mut runs = Vec::with_capacity(images.len());
-    let mut skipped = 0;
-    let names = inception_rcnn::detect::decode::image_names(images);
-    let names: Vec<(&PathBuf, String)> = images.iter().zip(names).collect();
-    for chunk in names.chunks(16) {
-        let decoded: Vec<Result<RgbImage, String>> = chunk
-            .iter()
-            .map(|(p, _)| decode(p).map_err(|e| e.to_string()))
-            .collect();
-        // MultiBox sees the chunk's images as one batch; its time is shared among them.
-        let mut learned_boxes = std::collections::HashMap::new();
-        let mut learned_seconds = 0.0;
-        if let Some((mb, n)) = learned {
-            let ok: Vec<(usize, &RgbImage)> = decoded
-                .iter()
-                .enumerate()
-                .filter_map(|(i, d)| d.as_ref().ok().map(|img| (i, img)))
-                .collect();
-            let start = std::time::Instant::now();
-            let found = mb.propose(&ok.iter().map(|x| x.1).collect::<Vec<_>>(), n);
-            learned_seconds = start.elapsed().as_secs_f64() / ok.len().max(1) as f64;
-            for ((i, _), boxes) in ok.iter().zip(found) {
-                learned_boxes.insert(*i, boxes.into_iter().map(|(b, _)| b).collect::<Vec<_>>());
-            }
-        }
-        for (i, ((path, name), img)) in chunk.iter().zip(decoded).enumerate() {
-            let result = img.and_then(|img| {
-                let learned = learned_boxes.remove(&i);
-                match (mode, learned) {
-                    (Some(m), None) => propose(&img, backend, m, params),
-                    (Some(m), Some(l)) => propose(&img, backend, m, params)
-                        .map(|(ss, s)| (mix(&l, &ss), s + learned_seconds)),
-                    (None, Some(l)) => Ok((l, learned_seconds)),
-                    (None, None) => Ok((Vec::new(), 0.0)),
-                }
-            });
-            let (path, name) = ((*path).clone(), name.clone());
-            match result {
-                Ok((mut boxes, seconds)) => {
-                    if let Some(n) = top {
-                        boxes.truncate(n);
-                    }
-                    runs.push(ImageRun {
-                        image: path,
-                        name,
-                        boxes,
-                        seconds,
-                    });
-                }
-                Err(e) => {
-                    bar.suspend(|| tracing::warn!("skipped: {e}"));
-                    skipped += 1;
-                }
-            }
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    (runs, skipped)
-}
-
 pub fn print_quality_row(label: &str, q: &QualityPoint) {
     println!(
         "{label:<24} {:>10.1} {:>11.4} {:>11.4} {:>8.4}",
@@ -220,14 +120,14 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         )?)
     })?;
     let learned = multibox.as_ref().map(|m| (m, src.multibox_top));
-    let (runs, skipped) = run_with(
+    let (runs, skipped) = inception_rcnn::detect::propose::run_with(
         &images,
         args.backend,
         search,
         &params,
         learned,
         args.top,
-        false,
+        &super::Bars::default(),
     );
     println!("{:<32} {:>8} {:>10}", "image", "boxes", "seconds");
     for r in &runs {

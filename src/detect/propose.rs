@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::detect::decode::decode;
 use crate::multibox::MultiBox;
+use crate::run::progress::{warn, Progress};
 use eval::{BBox, GroundTruth};
 use proposals::{quality_curve, ImageProposals, Mode, QualityPoint, RgbImage, SearchParams};
 
@@ -414,6 +416,97 @@ pub fn read_proposals(
             (k, v.into_iter().map(|(_, b)| b).collect())
         })
         .collect())
+}
+
+/// Decodes and searches every image, reporting to `progress`; unreadable images are named in a
+/// warning and skipped. Returns the runs and the number skipped.
+pub fn run_all(
+    images: &[PathBuf],
+    backend: Backend,
+    mode: Mode,
+    params: &SearchParams,
+    top: Option<usize>,
+    progress: &dyn Progress,
+) -> (Vec<ImageRun>, usize) {
+    run_with(images, backend, Some(mode), params, None, top, progress)
+}
+
+/// [`run_all`] for any source: selective search (`mode`), MultiBox's best `learned.1` boxes
+/// (batched on the device, 16 images at a time), or both mixed.
+pub fn run_with(
+    images: &[PathBuf],
+    backend: Backend,
+    mode: Option<Mode>,
+    params: &SearchParams,
+    learned: Option<(&MultiBox, usize)>,
+    top: Option<usize>,
+    progress: &dyn Progress,
+) -> (Vec<ImageRun>, usize) {
+    let name = match (mode, learned) {
+        (Some(m), None) => format!("{} {m}", backend.name()),
+        (Some(m), Some(_)) => format!("{} {m} + multibox", backend.name()),
+        (None, _) => "multibox".to_string(),
+    };
+    progress.start(&name, images.len() as u64);
+    let mut runs = Vec::with_capacity(images.len());
+    let mut skipped = 0;
+    let names = crate::detect::decode::image_names(images);
+    let names: Vec<(&PathBuf, String)> = images.iter().zip(names).collect();
+    for chunk in names.chunks(16) {
+        let decoded: Vec<Result<RgbImage, String>> = chunk
+            .iter()
+            .map(|(p, _)| decode(p).map_err(|e| e.to_string()))
+            .collect();
+        // MultiBox sees the chunk's images as one batch; its time is shared among them.
+        let mut learned_boxes = std::collections::HashMap::new();
+        let mut learned_seconds = 0.0;
+        if let Some((mb, n)) = learned {
+            let ok: Vec<(usize, &RgbImage)> = decoded
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.as_ref().ok().map(|img| (i, img)))
+                .collect();
+            let start = std::time::Instant::now();
+            let found = mb.propose(&ok.iter().map(|x| x.1).collect::<Vec<_>>(), n);
+            learned_seconds = start.elapsed().as_secs_f64() / ok.len().max(1) as f64;
+            for ((i, _), boxes) in ok.iter().zip(found) {
+                learned_boxes.insert(*i, boxes.into_iter().map(|(b, _)| b).collect::<Vec<_>>());
+            }
+        }
+        for (i, ((path, name), img)) in chunk.iter().zip(decoded).enumerate() {
+            let result = img.and_then(|img| {
+                let learned = learned_boxes.remove(&i);
+                match (mode, learned) {
+                    (Some(m), None) => propose(&img, backend, m, params),
+                    (Some(m), Some(l)) => propose(&img, backend, m, params)
+                        .map(|(ss, s)| (mix(&l, &ss), s + learned_seconds)),
+                    (None, Some(l)) => Ok((l, learned_seconds)),
+                    (None, None) => Ok((Vec::new(), 0.0)),
+                }
+            });
+            let (path, name) = ((*path).clone(), name.clone());
+            match result {
+                Ok((mut boxes, seconds)) => {
+                    if let Some(n) = top {
+                        boxes.truncate(n);
+                    }
+                    runs.push(ImageRun {
+                        image: path,
+                        name,
+                        boxes,
+                        seconds,
+                    });
+                }
+                Err(e) => {
+                    warn(progress, format!("skipped: {e}"));
+                    skipped += 1;
+                }
+            }
+            progress.advance();
+        }
+    }
+    progress.finish();
+    (runs, skipped)
 }
 
 /// Where proposals come from, as `rcnn proposals`, `rcnn detect` and `rcnn train` take it.
