@@ -1,6 +1,6 @@
-//! The detect and classify jobs called from Rust, as the CLI calls them but without spawning
-//! the binary: resume from a journal, shards that partition a run, and refusal to overwrite an
-//! input before any work.
+//! The detect, classify and merge jobs called from Rust, as the CLI calls them but without
+//! spawning the binary: resume from a journal, shards that partition a run and merge into it,
+//! and refusal to overwrite an input before any work.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use inception_rcnn::detect::postprocess::Detected;
 use inception_rcnn::detect::{open_journal, Entry};
 use inception_rcnn::jobs::classify::ClassifyJob;
 use inception_rcnn::jobs::detect::{journal_settings, DetectJob};
+use inception_rcnn::jobs::merge::{MergeJob, MergeSummary};
 use inception_rcnn::jobs::JobError;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::run::device::DeviceChoice;
@@ -147,6 +148,49 @@ fn detect_shards_partition_the_run() {
     }
     assert_eq!(counts, [2, 1], "every other image, from the first");
     assert_eq!(union, csv_rows(&whole.out));
+
+    // Merged, the shards give the unsharded run's files byte for byte.
+    let shards: Vec<PathBuf> = (1..=2)
+        .map(|k| dir.path().join(format!("shard{k}")))
+        .collect();
+    let merge = |shards: Vec<PathBuf>, out: &str| MergeJob {
+        shards,
+        out: dir.path().join(out),
+        formats: whole.formats.clone(),
+    };
+    let merged = merge(shards.clone(), "merged");
+    let summary = merged.run().unwrap();
+    let MergeSummary::Detections {
+        shards: 2,
+        images: 3,
+        detections,
+    } = summary
+    else {
+        panic!("{summary:?}")
+    };
+    assert_eq!(detections, union.len());
+    for f in [
+        "detections.csv",
+        "detections.txt",
+        "image_list.txt",
+        "classes.txt",
+    ] {
+        assert_eq!(
+            std::fs::read(merged.out.join(f)).unwrap(),
+            std::fs::read(whole.out.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // One shard twice (and the other missing) is refused by name, before anything is written.
+    let err = merge(vec![shards[0].clone(), shards[0].clone()], "twice")
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, JobError::Refused(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("shard 1/2 is given 2 times"), "{message}");
+    assert!(message.contains("shard 2/2 is missing"), "{message}");
+    assert!(!dir.path().join("twice").exists());
 }
 
 #[test]
