@@ -12,9 +12,9 @@ export CARGO_TARGET_DIR=$root/target/gpu # its own folder: other features than .
 bundle_tool=${DEVICE_BUNDLE:-../shared/tools/device-bundle}
 [ -x "$bundle_tool" ] || { echo "gpu-bundle.sh: no device-bundle tool at $bundle_tool (set DEVICE_BUNDLE)" >&2; exit 2; }
 
-cargo build --release --no-default-features --locked -p inception-rcnn --bin rcnn
+cargo build --release --no-default-features --features cli --locked -p inception-rcnn --bin rcnn
 # The test executables of the suites gpu-check.sh runs on CUDA.
-mapfile -t tests < <(cargo test --release --no-default-features --no-run --locked -p inception-rcnn \
+mapfile -t tests < <(cargo test --release --no-default-features --features cli --no-run --locked -p inception-rcnn \
   --lib --test model --test detect --test train --test classify --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:

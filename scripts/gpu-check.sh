@@ -76,7 +76,7 @@ step "machine" 60 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.tot
 export RCNN_TEST_DEVICE=cuda
 if [ -n "$bundle" ]; then
   step "tests on CUDA: model" 300 "$b/tests/model"
-  step "tests on CUDA: classifier, device stage, device" 300 "$b/tests/inception_rcnn" classifier device
+  step "tests on CUDA: ensemble, device warp, device" 300 "$b/tests/inception_rcnn" ensemble device
   step "tests on CUDA: detect" 400 "$b/tests/detect"
   # The CLI training tests compare a resumed run bit for bit and so run on the CPU whatever
   # RCNN_TEST_DEVICE says: nothing to learn from them here.
@@ -86,7 +86,7 @@ else
   step "tests on CUDA: model, detect" 600 cargo test --release --locked --test model --test detect
   step "tests on CUDA: train" 300 cargo test --release --locked --test train tiny_model_learns
   step "tests on CUDA: classify" 300 cargo test --release --locked --test classify
-  step "tests on CUDA: classifier, device stage, device" 300 cargo test --release --locked --lib -- classifier device
+  step "tests on CUDA: ensemble, device warp, device" 300 cargo test --release --locked --lib -- ensemble device
 fi
 unset RCNN_TEST_DEVICE
 
