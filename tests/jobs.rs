@@ -1,6 +1,7 @@
-//! The detect, classify and merge jobs called from Rust, as the CLI calls them but without
-//! spawning the binary: resume from a journal, shards that partition a run and merge into it,
-//! and refusal to overwrite an input before any work.
+//! The detect, classify, merge and visualize jobs called from Rust, as the CLI calls them but
+//! without spawning the binary: resume from a journal, shards that partition a run and merge
+//! into it, drawings scored against ground truth, and refusal to overwrite an input before any
+//! work.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use inception_rcnn::detect::{open_journal, Entry};
 use inception_rcnn::jobs::classify::ClassifyJob;
 use inception_rcnn::jobs::detect::{journal_settings, DetectJob};
 use inception_rcnn::jobs::merge::{MergeJob, MergeSummary};
+use inception_rcnn::jobs::visualize::VisualizeJob;
 use inception_rcnn::jobs::JobError;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 use inception_rcnn::run::device::DeviceChoice;
@@ -231,4 +233,56 @@ fn a_job_without_images_is_refused_by_name() {
         .unwrap_err();
     assert!(matches!(err, JobError::Refused(_)), "{err:?}");
     assert!(err.to_string().contains("no images"), "{err}");
+}
+
+#[test]
+fn a_visualize_job_scores_what_it_draws_and_keeps_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // raccoon-1 has one raccoon at (81, 88, 522, 408): one detection on it, one beside it, and
+    // one under the threshold; raccoon-2's object is missed.
+    let dets = dir.path().join("dets.csv");
+    std::fs::write(
+        &dets,
+        "image,class,score,xmin,ymin,xmax,ymax\n\
+         raccoon-1,raccoon,0.9,80,90,520,400\n\
+         raccoon-1,raccoon,0.8,0,0,40,40\n\
+         raccoon-1,raccoon,0.1,81,88,522,408\n",
+    )
+    .unwrap();
+    let job = VisualizeJob {
+        images: raccoons(2),
+        dets: dets.clone(),
+        gt: Some(root.join("data/raccoon/annotations")),
+        classes: None,
+        image_list: None,
+        threshold: 0.5,
+        iou: 0.5,
+        out: dir.path().join("drawn"),
+    };
+    let summary = job.run(&()).unwrap();
+    assert_eq!(summary.drawn, 2);
+    assert_eq!(
+        summary.scored,
+        Some((1, 1, 1)),
+        "hits, false positives, misses"
+    );
+    for f in ["raccoon-1.jpg", "raccoon-2.jpg", "index.html"] {
+        assert!(job.out.join(f).is_file(), "{f}");
+    }
+
+    // Drawings into the folder of the detections file would replace it: refused first.
+    let before = std::fs::read(&dets).unwrap();
+    std::fs::rename(&dets, dir.path().join("index.html")).unwrap();
+    let onto_input = VisualizeJob {
+        dets: dir.path().join("index.html"),
+        out: dir.path().to_path_buf(),
+        ..job
+    };
+    let err = onto_input.run(&()).unwrap_err();
+    assert!(err.to_string().contains("index.html"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("index.html")).unwrap(),
+        before
+    );
 }

@@ -52,7 +52,10 @@ fn imported_paths(module: &str, source: &str) -> Vec<Vec<String>> {
                 prefix.extend(head.split("::").filter(|s| !s.is_empty()).map(String::from));
                 let after = &rest[head.len()..];
                 // `a::{..}`, or `{..}` straight after the anchor.
-                match after.strip_prefix("::{").or_else(|| after.strip_prefix('{')) {
+                match after
+                    .strip_prefix("::{")
+                    .or_else(|| after.strip_prefix('{'))
+                {
                     Some(group) => {
                         let group = group.split('}').next().unwrap_or("");
                         for item in group.split(',') {

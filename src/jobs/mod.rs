@@ -1,13 +1,15 @@
 //! Whole jobs, as the commands run them: everything `rcnn detect`, `rcnn classify`, `rcnn
-//! merge` and `rcnn train` do besides parsing flags and printing. A job is a plain struct of
-//! settings; `run` checks them before any work, reports progress through [`Progress`], writes its
-//! outputs and returns a summary. The CLI, the tests and other Rust code all call the same `run`.
+//! merge`, `rcnn train` and `rcnn visualize` do besides parsing flags and printing. A job is a
+//! plain struct of settings; `run` checks them before any work, reports progress through
+//! [`Progress`], writes its outputs and returns a summary. The CLI, the tests and other Rust
+//! code all call the same `run`.
 
 pub mod classify;
 pub mod detect;
 pub mod merge;
 pub mod outputs;
 pub mod train;
+pub mod visualize;
 
 use std::path::PathBuf;
 
