@@ -286,3 +286,101 @@ fn a_visualize_job_scores_what_it_draws_and_keeps_its_inputs() {
         before
     );
 }
+
+/// Every file under `root`, relative to it.
+fn files_under(root: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert(e.path().strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn image_names_from_climbing_paths_write_inside_out() {
+    // Two images named x, one reached through `..`: their names once took the path's parts,
+    // `../../../x`, and `--format txt` wrote two folders above --out.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("work");
+    std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    let photo = &raccoons(1)[0];
+    std::fs::copy(photo, root.join("x.jpg")).unwrap();
+    std::fs::copy(photo, root.join("d/x.jpg")).unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let out = root.join("a/b/c/out");
+    let mut detect = job(
+        vec![root.join("a/b/c/../../../x.jpg"), root.join("d/x.jpg")],
+        &model,
+        out.clone(),
+    );
+    detect.formats = vec!["txt".into(), "csv".into()];
+    detect.visualize = Some(out.join("drawn"));
+    detect.run(&()).unwrap();
+    let written: BTreeSet<PathBuf> = files_under(&root)
+        .into_iter()
+        .filter(|p| !p.ends_with("x.jpg") || p.starts_with("a/b/c/out"))
+        .collect();
+    for p in &written {
+        assert!(
+            p.starts_with("a/b/c/out"),
+            "{} is outside --out",
+            p.display()
+        );
+    }
+    // Told apart by their last folders, read after `..` is taken back.
+    for f in [
+        "txt/work/x.txt",
+        "txt/d/x.txt",
+        "drawn/work/x.jpg",
+        "drawn/d/x.jpg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} in {written:?}");
+    }
+}
+
+#[test]
+fn a_merge_of_shards_naming_files_outside_out_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["../../../f", "/abs/path", "a/../../f"] {
+        let shards: Vec<PathBuf> = (1..=2)
+            .map(|k| {
+                let s = dir.path().join(format!("s{k}"));
+                std::fs::create_dir_all(&s).unwrap();
+                let shard = format!("{{\"shard\": {k}, \"of\": 2}}");
+                std::fs::write(s.join("shard.json"), shard).unwrap();
+                std::fs::write(s.join("image_list.txt"), format!("ok 1\n{bad} 2\n")).unwrap();
+                std::fs::write(s.join("classes.txt"), "raccoon\n").unwrap();
+                let row = match k {
+                    1 => "ok,raccoon,0.9,1,2,30,40\n",
+                    _ => "",
+                };
+                let csv = format!("image,class,score,xmin,ymin,xmax,ymax\n{row}");
+                std::fs::write(s.join("detections.csv"), csv).unwrap();
+                s
+            })
+            .collect();
+        let out = dir.path().join("deep/er/merged");
+        let merge = MergeJob {
+            shards,
+            out: out.clone(),
+            formats: vec!["txt".into(), "csv".into()],
+        };
+        let err = merge.run().unwrap_err().to_string();
+        assert!(err.contains("cannot name a file under"), "{bad}: {err}");
+        assert!(err.contains(bad), "{err}");
+        assert!(
+            !out.exists() || files_under(&out).is_empty(),
+            "{bad}: nothing written"
+        );
+        assert!(!dir.path().join("f.txt").exists());
+        assert!(!Path::new("/abs/path.txt").exists());
+    }
+}

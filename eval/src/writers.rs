@@ -105,6 +105,10 @@ pub fn write_txt_dir(
     images: &Images,
     classes: &ClassList,
 ) -> Result<(), EvalError> {
+    // Every name checked before the first file: a hostile one (a merged shard's) writes nothing.
+    let files = (0..images.len())
+        .map(|i| crate::output::file_in(dir, images.name(i), ".txt"))
+        .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
     let mut per_image = vec![String::new(); images.len()];
     for d in &dets.dets {
@@ -116,11 +120,8 @@ pub fn write_txt_dir(
         )
         .expect("write to a string");
     }
-    for (i, text) in per_image.iter().enumerate() {
-        write_atomically(
-            &dir.join(format!("{}.txt", images.name(i))),
-            text.as_bytes(),
-        )?;
+    for (file, text) in files.iter().zip(&per_image) {
+        write_atomically(file, text.as_bytes())?;
     }
     Ok(())
 }

@@ -136,28 +136,70 @@ pub fn image_key(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// One part of an image name, made safe to be a file name and a line of a list: control
+/// characters (a newline would split image_list.txt) percent-encoded, and `.` or `..` (which
+/// would climb out of an output folder) written as `%2E`.
+fn name_part(part: &str) -> String {
+    if part == "." || part == ".." {
+        return part.replace('.', "%2E");
+    }
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars() {
+        if c.is_control() {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The plain folder and file names of `path`, read lexically: `.` skipped, `..` taking back the
+/// part before it, the root and any prefix dropped. A name is made from these alone, so that it
+/// never holds `..` or starts at `/`, however the path was written.
+fn plain_parts(path: &Path) -> Vec<String> {
+    use std::path::Component;
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    parts
+}
+
 /// The name of each image of a run, unique within it: the file name without its extension
 /// where no other image shares it (how images meet their annotations), else as many trailing
 /// folders as make it unique (`a/x`, `b/x`), else the file name with its extension (`x.jpg`,
-/// `x.png`). Every output, the journal and the drawings use these names.
+/// `x.png`), else a `~2`, `~3` suffix. Every output, the journal and the drawings use these
+/// names; each is a relative path of plain parts ([`name_part`]), so that a file made from it
+/// stays inside its output folder (`eval::output::file_in` checks).
 pub fn image_names(images: &[PathBuf]) -> Vec<String> {
-    use std::collections::HashMap;
-    // `k` trailing components, the last without (or with) its extension.
+    use std::collections::{HashMap, HashSet};
+    let key = |p: &Path| name_part(&image_key(p));
+    // `k` trailing parts, the last without (or with) its extension.
     let suffix = |p: &Path, k: usize, with_ext: bool| -> String {
-        let parts: Vec<String> = p
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        let parts = plain_parts(p);
+        let k = k.clamp(1, parts.len().max(1));
+        let mut tail: Vec<String> = parts[parts.len().saturating_sub(k)..]
+            .iter()
+            .map(|s| name_part(s))
             .collect();
-        let k = k.min(parts.len());
-        let mut tail: Vec<String> = parts[parts.len() - k..].to_vec();
-        if !with_ext {
-            if let Some(last) = tail.last_mut() {
-                *last = image_key(p);
-            }
+        match tail.last_mut() {
+            Some(last) if !with_ext => *last = key(p),
+            None => tail.push(key(p)),
+            _ => {}
         }
         tail.join("/")
     };
-    let mut names: Vec<String> = images.iter().map(|p| image_key(p)).collect();
+    let mut names: Vec<String> = images.iter().map(|p| key(p)).collect();
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, n) in names.iter().enumerate() {
         groups.entry(n.clone()).or_default().push(i);
@@ -165,7 +207,7 @@ pub fn image_names(images: &[PathBuf]) -> Vec<String> {
     for group in groups.values().filter(|g| g.len() > 1) {
         let depth = group
             .iter()
-            .map(|&i| images[i].components().count())
+            .map(|&i| plain_parts(&images[i]).len())
             .max()
             .unwrap_or(1);
         'found: for with_ext in [false, true] {
@@ -174,7 +216,7 @@ pub fn image_names(images: &[PathBuf]) -> Vec<String> {
                     .iter()
                     .map(|&i| suffix(&images[i], k, with_ext))
                     .collect();
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = HashSet::new();
                 if candidate.iter().all(|c| seen.insert(c.clone())) {
                     for (&i, c) in group.iter().zip(candidate) {
                         names[i] = c;
@@ -182,6 +224,20 @@ pub fn image_names(images: &[PathBuf]) -> Vec<String> {
                     break 'found;
                 }
             }
+        }
+    }
+    // Paths that differ only in what a name leaves out (`/x.jpg` and `x.jpg`, or an empty
+    // stem): numbered, so that no two images share an output.
+    let mut taken: HashSet<String> = HashSet::new();
+    for name in &mut names {
+        if name.is_empty() {
+            *name = "%00".into();
+        }
+        let mut n = 1;
+        let base = name.clone();
+        while !taken.insert(name.clone()) {
+            n += 1;
+            *name = format!("{base}~{n}");
         }
     }
     names
@@ -291,5 +347,56 @@ mod tests {
             image_names(&images),
             ["a/x", "b/x", "y.jpg", "y.png", "IMG_1.rf.ab12", "z"]
         );
+    }
+
+    #[test]
+    fn names_never_climb_out_of_an_output_folder() {
+        let p = |s: &str| PathBuf::from(s);
+        // The image list that made `--format txt` write two folders above `--out`.
+        let images = [
+            p("a/b/c/../../../x.jpg"),
+            p("d/x.jpg"),
+            p("/abs/y.jpg"),
+            p("y.jpg"),
+            p("/z.jpg"),
+            p("z.jpg"),
+            p("line\nbreak.jpg"),
+            p("q/...jpg"),
+            p("r/...jpg"),
+        ];
+        let names = image_names(&images);
+        assert_eq!(
+            names,
+            [
+                "x",
+                "d/x",
+                "abs/y",
+                "y",
+                "z",
+                "z~2",
+                "line%0Abreak",
+                "q/%2E%2E",
+                "r/%2E%2E"
+            ]
+        );
+        for n in &names {
+            assert_eq!(eval::output::unsafe_name(n), None, "{n:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the paths, every name is unique and names a file inside the output folder.
+        #[test]
+        fn any_paths_give_unique_safe_names(
+            paths in proptest::collection::vec("(/|\\.\\./|\\./|[ab\\n%.]{0,3}/){0,4}[ab\\n.]{0,3}(\\.jpg)?", 1..8)
+        ) {
+            let images: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+            let names = image_names(&images);
+            let unique: std::collections::HashSet<&String> = names.iter().collect();
+            proptest::prop_assert_eq!(unique.len(), names.len(), "{:?} -> {:?}", images, names);
+            for n in &names {
+                proptest::prop_assert_eq!(eval::output::unsafe_name(n), None, "{:?} from {:?}", n, images);
+            }
+        }
     }
 }

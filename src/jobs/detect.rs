@@ -160,7 +160,10 @@ fn stale_outputs(out: &Path, formats: &[String], names: &[String]) -> Vec<String
     let txt = out.join("txt");
     if txt.is_dir() {
         let wanted: HashSet<PathBuf> = if formats.iter().any(|f| f == "txt") {
-            names.iter().map(|n| txt.join(format!("{n}.txt"))).collect()
+            names
+                .iter()
+                .filter_map(|n| eval::output::file_in(&txt, n, ".txt").ok())
+                .collect()
         } else {
             Default::default()
         };
@@ -205,15 +208,17 @@ fn check_outputs(job: &DetectJob, images: &[PathBuf], names: &[String]) -> Resul
     .iter()
     .map(|f| job.out.join(f))
     .collect();
-    planned.extend(
-        names
-            .iter()
-            .map(|n| job.out.join("txt").join(format!("{n}.txt"))),
-    );
+    // Files made from image names go through the one rule that keeps them under their folder.
+    let txt = job.out.join("txt");
+    for n in names {
+        planned.push(eval::output::file_in(&txt, n, ".txt")?);
+    }
     if let Some(dir) = &job.visualize {
         eval::check_output_dir(dir)?;
         planned.push(dir.join("index.html"));
-        planned.extend(names.iter().map(|n| dir.join(format!("{n}.jpg"))));
+        for n in names {
+            planned.push(eval::output::file_in(dir, n, ".jpg")?);
+        }
     }
     for p in &planned {
         eval::check_not_input(p)?;
@@ -472,7 +477,11 @@ impl DetectJob {
                     if let Some(dir) = &job.visualize {
                         let file = format!("{name}.jpg");
                         let marks = columns.marks(&detections, job.visualize_threshold);
-                        match draw_into(&image, &marks, &dir.join(&file)) {
+                        let drawing = eval::output::file_in(dir, name, ".jpg");
+                        match drawing
+                            .map_err(|e| e.to_string())
+                            .and_then(|path| draw_into(&image, &marks, &path))
+                        {
                             Ok(()) => drawn.push((file, marks.len())),
                             Err(e) => {
                                 outputs_written = false;

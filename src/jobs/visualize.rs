@@ -55,12 +55,13 @@ impl VisualizeJob {
                 .chain(&self.image_list),
         );
         eval::check_output_dir(&self.out)?;
-        for p in names
+        // Each drawing's file through the one rule that keeps it under --out; all checked first.
+        let drawings = names
             .iter()
-            .map(|n| self.out.join(format!("{n}.jpg")))
-            .chain(std::iter::once(self.out.join("index.html")))
-        {
-            eval::check_not_input(&p)?;
+            .map(|n| eval::output::file_in(&self.out, n, ".jpg"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in drawings.iter().chain([&self.out.join("index.html")]) {
+            eval::check_not_input(p)?;
         }
         let image_list = self
             .image_list
@@ -120,7 +121,7 @@ impl VisualizeJob {
             .map_err(|e| JobError::context(format!("creating {}", self.out.display()), e))?;
         let mut drawn = Vec::new();
         let (mut tp, mut fp, mut missed) = (0, 0, 0);
-        for (path, key) in images.iter().zip(&names) {
+        for ((path, key), drawing) in images.iter().zip(&names).zip(&drawings) {
             let mut dets = by_image.remove(key).unwrap_or_default();
             dets.sort_by(|a, b| b.1.total_cmp(&a.1));
             let objs = objects.remove(key).unwrap_or_default();
@@ -173,8 +174,7 @@ impl VisualizeJob {
                 .and_then(|img| draw(&img, &marks).map_err(|e| e.to_string()))
             {
                 Ok(img) => {
-                    save_jpeg(&img, &self.out.join(&file))
-                        .map_err(|e| JobError::Failed(e.into()))?;
+                    save_jpeg(&img, drawing).map_err(|e| JobError::Failed(e.into()))?;
                     drawn.push((file, dets.len()));
                 }
                 Err(e) => warn(progress, format!("skipped {}: {e}", path.display())),

@@ -140,11 +140,15 @@ pub fn write_index(dir: &Path, entries: &[(String, usize)]) -> Result<(), String
          figure{margin:0}img{width:100%;height:auto}figcaption{font-size:13px}</style>\n<div class=\"grid\">\n",
     );
     for (file, n) in entries {
-        let escaped = file
+        // The link a relative URL (a name such as `javascript:alert(1)` stays a file name), the
+        // caption text with markup escaped.
+        let link = eval::output::url_path(file);
+        let caption = file
             .replace('&', "&amp;")
             .replace('<', "&lt;")
+            .replace('>', "&gt;")
             .replace('"', "&quot;");
-        writeln!(html, "<figure><a href=\"{escaped}\"><img src=\"{escaped}\" loading=\"lazy\"></a><figcaption>{escaped}: {n} detections</figcaption></figure>")
+        writeln!(html, "<figure><a href=\"{link}\"><img src=\"{link}\" loading=\"lazy\"></a><figcaption>{caption}: {n} detections</figcaption></figure>")
             .expect("write to a string");
     }
     html.push_str("</div>\n");
