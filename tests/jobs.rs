@@ -384,3 +384,22 @@ fn a_merge_of_shards_naming_files_outside_out_writes_nothing() {
         assert!(!Path::new("/abs/path.txt").exists());
     }
 }
+
+#[test]
+fn a_narrow_image_is_skipped_not_blown_up() {
+    // 1 x 50000: selective search's width 500 once asked for a 37.5 GB buffer and aborted
+    // the run (signal 6), before any image was journaled.
+    let dir = tempfile::tempdir().unwrap();
+    let strip = dir.path().join("strip.png");
+    image::RgbImage::from_pixel(1, 50_000, image::Rgb([90, 60, 30]))
+        .save(&strip)
+        .unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let mut images = raccoons(1);
+    images.push(strip);
+    let summary = job(images, &model, dir.path().join("out"))
+        .run(&())
+        .unwrap();
+    assert_eq!((summary.images, summary.skipped), (1, 1));
+    assert!(!csv_rows(&dir.path().join("out")).is_empty());
+}

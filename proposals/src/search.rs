@@ -116,13 +116,15 @@ impl SearchParams {
     }
 }
 
-/// Ranked, deduplicated proposals in the original image's pixels (inclusive corners).
-pub fn selective_search(img: &RgbImage, params: &SearchParams) -> Vec<BBox> {
+/// Ranked, deduplicated proposals in the original image's pixels (inclusive corners); refused,
+/// before any work, for an image so narrow that R-CNN's fixed width would blow it up
+/// ([`search_size`]).
+pub fn selective_search(img: &RgbImage, params: &SearchParams) -> Result<Vec<BBox>, TooNarrow> {
     let (h0, w0, _) = img.dim();
     if h0 == 0 || w0 == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let (work, scale) = resize_for_search(img, params.resize_width);
+    let (work, scale) = resize_for_search(img, params.resize_width)?;
     // Colour conversion and per-pixel bins once per colour space, segmentation once per
     // (space, k); strategies that share them run on the same regions.
     let mut spaces: Vec<ColourSpace> = params.strategies.iter().map(|s| s.space).collect();
@@ -160,20 +162,68 @@ pub fn selective_search(img: &RgbImage, params: &SearchParams) -> Vec<BBox> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    rank(hierarchies, params, scale, w0, h0)
+    Ok(rank(hierarchies, params, scale, w0, h0))
 }
 
-/// R-CNN's resize to a fixed width (up or down); returns the image and its scale factor.
-pub fn resize_for_search(img: &RgbImage, width: Option<usize>) -> (RgbImage, f64) {
-    let (h0, w0, _) = img.dim();
+/// The most pixels selective search is asked to work on beyond the image's own: R-CNN's width
+/// 500 at an aspect of 20 (the bound `rcnn classify` keeps), 5 million pixels, about 0.5 GB of
+/// segmentation buffers. A 1 x 50000 strip at width 500 would be 12.5 billion.
+pub const MAX_SEARCH_PIXELS: u64 = 500 * 10_000;
+
+/// An image that selective search's fixed width would blow up past [`MAX_SEARCH_PIXELS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a {w0} x {h0} image would be {w} x {h} at selective search's width, more than {} million \
+     pixels: too narrow to search; skipped",
+    MAX_SEARCH_PIXELS / 1_000_000
+)]
+pub struct TooNarrow {
+    pub h0: usize,
+    pub w0: usize,
+    pub h: u64,
+    pub w: u64,
+}
+
+/// `(height, width, scale)` of the image selective search works on for an `h0 x w0` image:
+/// resized to `width` (up or down) when one is given. Refused where that is more than
+/// [`MAX_SEARCH_PIXELS`] and more than the image's own pixels (which the decoder's limit
+/// bounds), from the sizes alone, before any buffer is made.
+pub fn search_size(
+    h0: usize,
+    w0: usize,
+    width: Option<usize>,
+) -> Result<(usize, usize, f64), TooNarrow> {
     match width {
         Some(w) if w > 0 && w0 > 0 && w != w0 => {
             let s = w as f64 / w0 as f64;
-            let h = ((h0 as f64 * s).round() as usize).max(1);
-            (resize_bilinear(img, w, h), s)
+            let h = (h0 as f64 * s).round().max(1.0);
+            let pixels = h * w as f64;
+            if pixels > MAX_SEARCH_PIXELS as f64 && pixels > (h0 * w0) as f64 {
+                return Err(TooNarrow {
+                    h0,
+                    w0,
+                    h: h as u64,
+                    w: w as u64,
+                });
+            }
+            Ok((h as usize, w, s))
         }
-        _ => (img.clone(), 1.0),
+        _ => Ok((h0, w0, 1.0)),
     }
+}
+
+/// R-CNN's resize to a fixed width (up or down); returns the image and its scale factor.
+pub fn resize_for_search(
+    img: &RgbImage,
+    width: Option<usize>,
+) -> Result<(RgbImage, f64), TooNarrow> {
+    let (h0, w0, _) = img.dim();
+    let (h, w, s) = search_size(h0, w0, width)?;
+    Ok(if s == 1.0 && (h, w) == (h0, w0) {
+        (img.clone(), 1.0)
+    } else {
+        (resize_bilinear(img, w, h), s)
+    })
 }
 
 /// A box of the resized image (inclusive pixel corners) in the original's pixels: pixel edges
@@ -262,7 +312,7 @@ mod tests {
         let mut p = SearchParams::new(Mode::Fast);
         p.resize_width = None;
         p.sigma = 0.0; // sharp edges: exact quadrants
-        let a = selective_search(&img, &p);
+        let a = selective_search(&img, &p).unwrap();
         for q in [
             [0.0, 0.0, 59.0, 39.0],
             [60.0, 0.0, 119.0, 39.0],
@@ -275,9 +325,13 @@ mod tests {
                 "{q:?} missing from {a:?}"
             );
         }
-        assert_eq!(a, selective_search(&img, &p), "same seed, same boxes");
+        assert_eq!(
+            a,
+            selective_search(&img, &p).unwrap(),
+            "same seed, same boxes"
+        );
         p.seed = 7;
-        let b = selective_search(&img, &p);
+        let b = selective_search(&img, &p).unwrap();
         let mut sa = a
             .iter()
             .map(|b| [b.x1, b.y1, b.x2, b.y2].map(f64::to_bits))
@@ -299,7 +353,7 @@ mod tests {
         let img = quadrant_image(200, 300);
         let mut p = SearchParams::new(Mode::Fast);
         p.resize_width = Some(150);
-        let boxes = selective_search(&img, &p);
+        let boxes = selective_search(&img, &p).unwrap();
         assert!(
             boxes.contains(&BBox::new(0.0, 0.0, 299.0, 199.0)),
             "{boxes:?}"
@@ -323,25 +377,35 @@ mod tests {
     #[test]
     fn degenerate_images_never_panic() {
         let p = SearchParams::new(Mode::Fast);
-        assert!(selective_search(&RgbImage::zeros((0, 0, 3)), &p).is_empty());
+        assert!(selective_search(&RgbImage::zeros((0, 0, 3)), &p)
+            .unwrap()
+            .is_empty());
         // 1x1, resized to 500x500, one region: the whole image.
         assert_eq!(
-            selective_search(&RgbImage::from_elem((1, 1, 3), 9), &p),
+            selective_search(&RgbImage::from_elem((1, 1, 3), 9), &p).unwrap(),
             vec![BBox::new(0.0, 0.0, 0.0, 0.0)]
         );
         // Constant and grey images: one region.
         assert_eq!(
-            selective_search(&RgbImage::from_elem((60, 80, 3), 128), &p).len(),
+            selective_search(&RgbImage::from_elem((60, 80, 3), 128), &p)
+                .unwrap()
+                .len(),
             1
         );
-        // Tall and thin, smaller than the 20 px filter after resizing: nothing, no panic.
+        // Wide and thin, smaller than the 20 px filter after resizing: nothing, no panic.
         let thin = RgbImage::from_elem((3, 2000, 3), 50);
-        assert!(selective_search(&thin, &p).is_empty());
+        assert!(selective_search(&thin, &p).unwrap().is_empty());
+        // Tall and narrow: width 500 would make a 1 x 50000 strip 25 million pixels tall (a
+        // 37.5 GB buffer that aborted the run). Refused from the sizes, before any buffer.
+        let strip = RgbImage::from_elem((50_000, 1, 3), 50);
+        let err = selective_search(&strip, &p).unwrap_err();
+        assert_eq!((err.w, err.h), (500, 25_000_000));
+        assert!(err.to_string().contains("a 1 x 50000 image"), "{err}");
         // Very large: resized to width 500 first; boxes come back in its own pixels.
         let big = RgbImage::from_shape_fn((3000, 4000, 3), |(y, x, c)| {
             ((x / 500 + y / 500 + c) * 40 % 256) as u8
         });
-        let boxes = selective_search(&big, &p);
+        let boxes = selective_search(&big, &p).unwrap();
         assert!(
             boxes.contains(&BBox::new(0.0, 0.0, 3999.0, 2999.0)),
             "the whole image"
@@ -349,5 +413,25 @@ mod tests {
         assert!(boxes
             .iter()
             .all(|b| b.x2 <= 3999.0 && b.y2 <= 2999.0 && b.x2 - b.x1 >= 20.0 * 8.0 - 8.0));
+    }
+
+    use proptest::strategy::{Just, Strategy};
+
+    proptest::proptest! {
+        /// Whatever the image's size (up to 50 million pixels, --max-pixels' default order),
+        /// the search works on at most MAX_SEARCH_PIXELS or the image's own pixels.
+        #[test]
+        fn the_searched_image_is_bounded_whatever_the_size(
+            (w0, h0) in (1usize..200_000).prop_flat_map(|w| (Just(w), 1usize..=50_000_000 / w)),
+            width in proptest::option::of(1usize..2000),
+        ) {
+            if let Ok((h, w, _)) = search_size(h0, w0, width) {
+                let pixels = (h * w) as u64;
+                proptest::prop_assert!(
+                    pixels <= MAX_SEARCH_PIXELS.max((h0 * w0) as u64),
+                    "{} x {} -> {} x {}", w0, h0, w, h
+                );
+            }
+        }
     }
 }

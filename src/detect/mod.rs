@@ -165,6 +165,7 @@ fn prepare(path: &Path, p: &DetectParams) -> Result<Prepared, String> {
                 Some(l) => l.proposals_for(path, search),
                 None => search(),
             }
+            .map_err(|e| e.to_string())?
         }
     };
     boxes.truncate(p.max_proposals);

@@ -114,13 +114,17 @@ impl PartialEq for LearnedProposals {
 impl LearnedProposals {
     /// What the boxes of `path` are once `search` (selective search's, run only when needed)
     /// is added.
-    pub fn proposals_for(&self, path: &Path, search: impl FnOnce() -> Vec<BBox>) -> Vec<BBox> {
+    pub fn proposals_for<E>(
+        &self,
+        path: &Path,
+        search: impl FnOnce() -> Result<Vec<BBox>, E>,
+    ) -> Result<Vec<BBox>, E> {
         let learned = self.boxes.get(path).map_or(&[][..], Vec::as_slice);
-        if self.alone {
+        Ok(if self.alone {
             learned.to_vec()
         } else {
-            mix(learned, &search())
-        }
+            mix(learned, &search()?)
+        })
     }
 }
 
@@ -179,15 +183,14 @@ pub fn propose(
 ) -> Result<(Vec<BBox>, f64), String> {
     let start = Instant::now();
     let boxes = match backend {
-        Backend::Ours => proposals::selective_search(img, params),
+        Backend::Ours => proposals::selective_search(img, params).map_err(|e| e.to_string())?,
         #[cfg(feature = "opencv-contrib")]
         Backend::Opencv => crate::detect::propose::opencv::selective_search(
             img,
             mode,
             params.resize_width,
             params.min_box as i32,
-        )
-        .map_err(|e| format!("OpenCV: {e}"))?,
+        )?,
         #[cfg(not(feature = "opencv-contrib"))]
         Backend::Opencv => {
             let _ = mode;

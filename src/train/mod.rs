@@ -155,19 +155,25 @@ impl Validation {
             images
                 .par_iter()
                 .enumerate()
-                .filter_map(|(i, im)| match crate::detect::decode::decode(&im.path) {
-                    Ok(img) => {
+                .filter_map(|(i, im)| {
+                    let img = crate::detect::decode::decode(&im.path).map_err(|e| e.to_string());
+                    let boxes = img.and_then(|img| {
                         let ss = || proposals::selective_search(&img, search);
-                        let mut b = match learned {
+                        match learned {
                             Some(l) => l.proposals_for(&im.path, ss),
                             None => ss(),
-                        };
-                        b.truncate(max_proposals);
-                        Some((i, b))
-                    }
-                    Err(e) => {
-                        tracing::warn!("validation: {e}; left out");
-                        None
+                        }
+                        .map_err(|e| format!("{}: {e}", im.path.display()))
+                    });
+                    match boxes {
+                        Ok(mut b) => {
+                            b.truncate(max_proposals);
+                            Some((i, b))
+                        }
+                        Err(e) => {
+                            tracing::warn!("validation: {e}; left out");
+                            None
+                        }
                     }
                 })
                 .collect()

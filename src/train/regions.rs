@@ -151,7 +151,8 @@ fn image_regions(index: usize, image: &TrainImage, spec: &CacheSpec) -> ImageReg
     let mut boxes = match &spec.learned {
         Some(l) => l.proposals_for(&image.path, search),
         None => search(),
-    };
+    }
+    .map_err(|e| e.to_string())?;
     boxes.truncate(spec.max_proposals);
     let labelled = label_regions(&image.objects, &boxes, spec.fg_iou);
     let (positives, background): (Vec<_>, Vec<_>) = labelled.into_iter().partition(|r| r.1 != 0);

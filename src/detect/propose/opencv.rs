@@ -9,18 +9,29 @@ use proposals::search::{box_to_original, dedup_boxes, resize_for_search};
 use proposals::{Mode, RgbImage};
 
 /// Runs OpenCV's fast or quality selective search (base k 150, step 150, sigma 0.8, its
-/// defaults) on the same resized image as ours, with the same 20 px filter, mapped back.
+/// defaults) on the same resized image as ours, with the same 20 px filter, mapped back; an
+/// image too narrow for the resize is refused as ours refuses it.
 pub fn selective_search(
     img: &RgbImage,
     mode: Mode,
     resize_width: Option<usize>,
     min_box: i32,
-) -> opencv::Result<Vec<BBox>> {
+) -> Result<Vec<BBox>, String> {
     let (h0, w0, _) = img.dim();
     if h0 == 0 || w0 == 0 {
         return Ok(Vec::new());
     }
-    let (work, scale) = resize_for_search(img, resize_width);
+    let (work, scale) = resize_for_search(img, resize_width).map_err(|e| e.to_string())?;
+    search_resized(&work, mode, min_box, scale, (h0, w0)).map_err(|e| format!("OpenCV: {e}"))
+}
+
+fn search_resized(
+    work: &RgbImage,
+    mode: Mode,
+    min_box: i32,
+    scale: f64,
+    (h0, w0): (usize, usize),
+) -> opencv::Result<Vec<BBox>> {
     let (h, w, _) = work.dim();
     let mut mat = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
     // OpenCV wants BGR.
