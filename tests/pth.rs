@@ -153,3 +153,27 @@ fn importing_one_of_our_model_files_keeps_its_metadata() {
     assert_eq!(back, config);
     assert_eq!(names, classes);
 }
+
+#[test]
+fn files_that_are_not_models_are_refused_from_their_first_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/zero never ends: `--model /dev/zero` once read 4.3 GB.
+    let zero = dir.path().join("zero.pth");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let err = read_state_dict(&zero).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = inception_rcnn::model::Model::load(Path::new("/dev/zero"), tch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    // 6 GB of nothing (sparse): refused on its first bytes, under either extension.
+    for name in ["big.pth", "big.safetensors"] {
+        let big = dir.path().join(name);
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(6 << 30)
+            .unwrap();
+        let err = read_state_dict(&big).unwrap_err().to_string();
+        assert!(err.contains("not a"), "{name}: {err}");
+    }
+}

@@ -3,6 +3,12 @@
 //! the `REDUCE`/`BUILD` calls that rebuild tensors). It executes nothing: a call is kept as a
 //! [`Value::Call`] for the reader of the result to interpret. Every length and index is checked
 //! against the input, so arbitrary bytes give an error, never a panic or a huge allocation.
+//!
+//! Each value on the stack carries its [`Size`]: its bytes, so that the copies a memo or `DUP`
+//! makes are paid from a fixed budget ([`MAX_COPIED_BYTES`]; 468 bytes of memo GETs that double
+//! a value at each level once reached 9 GB), and its nesting depth, bounded ([`MAX_DEPTH`]) so
+//! that no value is deeper than the recursion that drops, clones or reads it can follow (a list
+//! nested 150,000 deep overflowed the stack). The machine itself never recurses.
 
 use std::collections::HashMap;
 
@@ -52,19 +58,63 @@ pub struct PickleError {
 /// Bounds that keep a hostile file from exhausting memory.
 const MAX_STACK: usize = 1 << 20;
 const MAX_MEMO: usize = 1 << 22;
+/// The most bytes of values that memo GETs, PUTs and `DUP` may copy in one pickle: torch.save's
+/// copies are a few small tuples per tensor; 256 MB is thousands of times what they need.
+pub const MAX_COPIED_BYTES: u64 = 256 << 20;
+/// The deepest a value may nest (torch.save's state dicts: under 10).
+pub const MAX_DEPTH: u32 = 256;
+
+/// What a value costs: its bytes (a node's own and its strings') and its nesting depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Size {
+    bytes: u64,
+    depth: u32,
+}
+
+impl Size {
+    /// A value with no children; `payload` bytes of text or data.
+    fn leaf(payload: usize) -> Size {
+        Size {
+            bytes: std::mem::size_of::<Value>() as u64 + payload as u64,
+            depth: 1,
+        }
+    }
+
+    /// A container of `children`.
+    fn of<'a>(children: impl IntoIterator<Item = &'a Size>) -> Size {
+        children
+            .into_iter()
+            .fold(Size::leaf(0), |s, c| s.with(*c, 1))
+    }
+
+    /// This value with `child` added `levels` below it.
+    fn with(self, child: Size, levels: u32) -> Size {
+        Size {
+            bytes: self.bytes.saturating_add(child.bytes),
+            depth: self.depth.max(child.depth.saturating_add(levels)),
+        }
+    }
+}
 
 enum Item {
-    Value(Value),
+    Value(Value, Size),
     Mark,
 }
 
 /// Reads one pickle from the start of `bytes`; returns it and the number of bytes it took.
 pub fn load(bytes: &[u8]) -> Result<(Value, usize), PickleError> {
+    load_within(bytes, MAX_COPIED_BYTES)
+}
+
+/// [`load`] with `budget` bytes of copies.
+fn load_within(bytes: &[u8], budget: u64) -> Result<(Value, usize), PickleError> {
     Machine {
         bytes,
         pos: 0,
         stack: Vec::new(),
         memo: HashMap::new(),
+        copied: 0,
+        budget,
     }
     .run()
 }
@@ -73,7 +123,10 @@ struct Machine<'a> {
     bytes: &'a [u8],
     pos: usize,
     stack: Vec<Item>,
-    memo: HashMap<u32, Value>,
+    memo: HashMap<u32, (Value, Size)>,
+    /// Bytes copied by the memo and `DUP` so far, and the most they may be.
+    copied: u64,
+    budget: u64,
 }
 
 impl Machine<'_> {
@@ -131,26 +184,44 @@ impl Machine<'_> {
         })
     }
 
+    /// Pushes a value with no children (`payload` bytes of text or data).
     fn push(&mut self, v: Value) -> Result<(), PickleError> {
+        let payload = match &v {
+            Value::Str(s) => s.len(),
+            Value::Bytes(b) | Value::BigInt(b) => b.len(),
+            Value::Global { module, name } => module.len() + name.len(),
+            _ => 0,
+        };
+        self.push_sized(v, Size::leaf(payload))
+    }
+
+    fn push_sized(&mut self, v: Value, size: Size) -> Result<(), PickleError> {
         if self.stack.len() >= MAX_STACK {
             return self.err("stack too deep");
         }
-        self.stack.push(Item::Value(v));
+        if size.depth > MAX_DEPTH {
+            return self.err(format!("values nested more than {MAX_DEPTH} deep"));
+        }
+        self.stack.push(Item::Value(v, size));
         Ok(())
     }
 
     fn pop(&mut self) -> Result<Value, PickleError> {
+        Ok(self.pop_sized()?.0)
+    }
+
+    fn pop_sized(&mut self) -> Result<(Value, Size), PickleError> {
         match self.stack.pop() {
-            Some(Item::Value(v)) => Ok(v),
+            Some(Item::Value(v, s)) => Ok((v, s)),
             Some(Item::Mark) => self.err("unexpected mark"),
             None => self.err("stack underflow"),
         }
     }
 
-    fn top(&mut self) -> Result<&mut Value, PickleError> {
+    fn top(&mut self) -> Result<(&mut Value, &mut Size), PickleError> {
         let pos = self.pos;
         match self.stack.last_mut() {
-            Some(Item::Value(v)) => Ok(v),
+            Some(Item::Value(v, s)) => Ok((v, s)),
             _ => Err(PickleError {
                 offset: pos,
                 message: "expected a value on the stack".into(),
@@ -158,52 +229,86 @@ impl Machine<'_> {
         }
     }
 
+    /// Makes the top value `levels` deeper for `child` added under it, within [`MAX_DEPTH`].
+    fn grow_top(&mut self, child: Size, levels: u32) -> Result<(), PickleError> {
+        let (_, size) = self.top()?;
+        *size = size.with(child, levels);
+        if size.depth > MAX_DEPTH {
+            return self.err(format!("values nested more than {MAX_DEPTH} deep"));
+        }
+        Ok(())
+    }
+
     /// Pops everything above the topmost mark, and the mark.
-    fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
+    fn pop_mark(&mut self) -> Result<(Vec<Value>, Size), PickleError> {
         let Some(at) = self.stack.iter().rposition(|i| matches!(i, Item::Mark)) else {
             return self.err("no mark on the stack");
         };
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
-        Ok(items
+        let mut size = Size::leaf(0);
+        let values = items
             .into_iter()
             .map(|i| match i {
-                Item::Value(v) => v,
+                Item::Value(v, s) => {
+                    size = size.with(s, 1);
+                    v
+                }
                 Item::Mark => unreachable!("marks above the topmost mark"),
             })
-            .collect())
+            .collect();
+        Ok((values, size))
+    }
+
+    /// A copy of `v` (of `size`), paid from [`MAX_COPIED_BYTES`].
+    fn copy(&mut self, v: &Value, size: Size) -> Result<Value, PickleError> {
+        self.copied = self.copied.saturating_add(size.bytes);
+        if self.copied > self.budget {
+            return self.err(format!(
+                "memo and DUP copies exceed {} bytes (a value doubled at each level?)",
+                self.budget
+            ));
+        }
+        Ok(v.clone())
     }
 
     fn memo_put(&mut self, key: u32) -> Result<(), PickleError> {
         if self.memo.len() >= MAX_MEMO {
             return self.err("memo too large");
         }
-        let v = self.top()?.clone();
-        self.memo.insert(key, v);
+        let (value, size) = self.pop_sized()?;
+        let copy = self.copy(&value, size);
+        self.stack.push(Item::Value(value, size));
+        self.memo.insert(key, (copy?, size));
         Ok(())
     }
 
     fn memo_get(&mut self, key: u32) -> Result<(), PickleError> {
-        match self.memo.get(&key) {
-            Some(v) => {
-                let v = v.clone();
-                self.push(v)
+        match self.memo.remove(&key) {
+            Some((v, size)) => {
+                let copy = self.copy(&v, size);
+                self.memo.insert(key, (v, size));
+                self.push_sized(copy?, size)
             }
             None => self.err(format!("memo key {key} was never stored")),
         }
     }
 
-    fn set_items(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
+    /// Adds `items` (key, value, key, value...; `size` as [`Machine::pop_mark`] gives it) to the
+    /// dict on top of the stack.
+    fn set_items(&mut self, (items, size): (Vec<Value>, Size)) -> Result<(), PickleError> {
         if !items.len().is_multiple_of(2) {
             return self.err("odd number of items for a dict");
         }
         let mut it = items.into_iter();
         let pos = self.pos;
-        let target = self.top()?;
+        let (target, _) = self.top()?;
+        let mut levels = 0;
         let dict = match target {
             Value::Dict(d) => d,
             // An OrderedDict subclass rebuilt by REDUCE: its items go into a dict state.
             Value::Call { state, .. } => {
+                levels = 1;
                 let s = state.get_or_insert_with(|| Box::new(Value::Dict(Vec::new())));
                 match s.as_mut() {
                     Value::Dict(d) => d,
@@ -225,17 +330,29 @@ impl Machine<'_> {
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             dict.push((k, v));
         }
-        Ok(())
+        self.grow_top(size, levels)
     }
 
-    fn append(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
+    /// Adds `items` (`size` as [`Machine::pop_mark`] gives it) to the list on top of the stack.
+    fn append(&mut self, (items, size): (Vec<Value>, Size)) -> Result<(), PickleError> {
         match self.top()? {
-            Value::List(l) => {
-                l.extend(items);
-                Ok(())
-            }
-            _ => self.err("APPEND(S) on something that is not a list"),
+            (Value::List(l), _) => l.extend(items),
+            _ => return self.err("APPEND(S) on something that is not a list"),
         }
+        self.grow_top(size, 0)
+    }
+
+    /// Pops one value as the single item of [`Machine::set_items`] or [`Machine::append`].
+    fn pop_items(&mut self, n: usize) -> Result<(Vec<Value>, Size), PickleError> {
+        let mut items = Vec::with_capacity(n);
+        let mut sizes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (v, s) = self.pop_sized()?;
+            items.push(v);
+            sizes.push(s);
+        }
+        items.reverse();
+        Ok((items, Size::of(&sizes)))
     }
 
     fn call(&mut self, func: Value, args: Value) -> Result<Value, PickleError> {
@@ -285,8 +402,10 @@ impl Machine<'_> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let v = self.top()?.clone();
-                    self.push(v)?;
+                    let (v, size) = self.pop_sized()?;
+                    let copy = self.copy(&v, size);
+                    self.stack.push(Item::Value(v, size));
+                    self.push_sized(copy?, size)?;
                 }
                 b'N' => self.push(Value::None)?,
                 0x88 => self.push(Value::Bool(true))?,
@@ -371,26 +490,21 @@ impl Machine<'_> {
                 }
                 b')' => self.push(Value::Tuple(Vec::new()))?,
                 b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Tuple(items))?
+                    let (items, size) = self.pop_mark()?;
+                    self.push_sized(Value::Tuple(items), size)?
                 }
                 0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
-                    self.push(Value::Tuple(items))?
+                    let (items, size) = self.pop_items((op - 0x84) as usize)?;
+                    self.push_sized(Value::Tuple(items), size)?
                 }
                 b']' => self.push(Value::List(Vec::new()))?,
                 b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items))?
+                    let (items, size) = self.pop_mark()?;
+                    self.push_sized(Value::List(items), size)?
                 }
                 b'a' => {
-                    let v = self.pop()?;
-                    self.append(vec![v])?
+                    let items = self.pop_items(1)?;
+                    self.append(items)?
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
@@ -403,9 +517,8 @@ impl Machine<'_> {
                     self.set_items(items)?
                 }
                 b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.set_items(vec![k, v])?
+                    let items = self.pop_items(2)?;
+                    self.set_items(items)?
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
@@ -417,8 +530,8 @@ impl Machine<'_> {
                     self.append(items)?
                 }
                 0x91 => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items))?
+                    let (items, size) = self.pop_mark()?;
+                    self.push_sized(Value::List(items), size)?
                 }
                 b'c' => {
                     let module = self.line()?;
@@ -436,31 +549,32 @@ impl Machine<'_> {
                     }
                 }
                 b'R' | 0x81 => {
-                    let args = self.pop()?;
-                    let func = self.pop()?;
+                    let (args, a) = self.pop_sized()?;
+                    let (func, f) = self.pop_sized()?;
                     let v = self.call(func, args)?;
-                    self.push(v)?
+                    self.push_sized(v, Size::of(&[a, f]))?
                 }
                 0x92 => {
                     // NEWOBJ_EX: cls, args, kwargs
                     let _kwargs = self.pop()?;
-                    let args = self.pop()?;
-                    let func = self.pop()?;
+                    let (args, a) = self.pop_sized()?;
+                    let (func, f) = self.pop_sized()?;
                     let v = self.call(func, args)?;
-                    self.push(v)?
+                    self.push_sized(v, Size::of(&[a, f]))?
                 }
                 b'b' => {
-                    let state = self.pop()?;
+                    let (state, size) = self.pop_sized()?;
                     match self.top()? {
                         // An OrderedDict's state is its attributes (torch's `_metadata`).
-                        Value::Dict(_) => {}
-                        Value::Call { state: s, .. } => *s = Some(Box::new(state)),
+                        (Value::Dict(_), _) => {}
+                        (Value::Call { state: s, .. }, _) => *s = Some(Box::new(state)),
                         _ => return self.err("BUILD on a value that is not an object"),
                     }
+                    self.grow_top(size, 1)?
                 }
                 b'Q' => {
-                    let pid = self.pop()?;
-                    self.push(Value::Persistent(Box::new(pid)))?
+                    let (pid, size) = self.pop_sized()?;
+                    self.push_sized(Value::Persistent(Box::new(pid)), Size::of(&[size]))?
                 }
                 b'P' => {
                     let pid = self.line()?;
@@ -560,5 +674,123 @@ mod tests {
         assert!(load(b"\x80\x02X\xff\xff\xff\xff").is_err());
         assert!(load(b"\x80\x02h\x05.").is_err());
         assert!(load(b"\xff").is_err());
+    }
+
+    /// Bytes and depth of `v`, walked without recursion (as the reader of a result may not).
+    fn measure(v: &Value) -> (u64, u32) {
+        let mut stack = vec![(v, 1u32)];
+        let (mut bytes, mut depth) = (0u64, 0u32);
+        while let Some((v, d)) = stack.pop() {
+            depth = depth.max(d);
+            bytes += std::mem::size_of::<Value>() as u64;
+            match v {
+                Value::Str(s) => bytes += s.len() as u64,
+                Value::Bytes(b) | Value::BigInt(b) => bytes += b.len() as u64,
+                Value::Tuple(items) | Value::List(items) => {
+                    stack.extend(items.iter().map(|c| (c, d + 1)))
+                }
+                Value::Dict(items) => {
+                    stack.extend(items.iter().flat_map(|(k, v)| [(k, d + 1), (v, d + 1)]))
+                }
+                Value::Call { func, args, state } => {
+                    stack.push((func, d + 1));
+                    stack.extend(args.iter().map(|c| (c, d + 1)));
+                    if let Some(s) = state {
+                        stack.push((s, d + 1));
+                    }
+                }
+                Value::Persistent(p) => stack.push((p, d + 1)),
+                _ => {}
+            }
+        }
+        (bytes, depth)
+    }
+
+    #[test]
+    fn memo_gets_that_double_a_value_are_stopped_by_the_budget() {
+        // A 1000-byte string, then 40 levels of (memo[i], memo[i]) -> memo[i + 1]: each level
+        // doubles what a copy costs. 468 bytes of this once reached 9 GB.
+        let mut p = b"\x80\x02X\xe8\x03\x00\x00".to_vec();
+        p.extend([b'x'; 1000]);
+        p.extend(b"q\x00");
+        for i in 0..40u8 {
+            p.extend([b'h', i, b'h', i, 0x86, b'q', i + 1]);
+        }
+        p.push(b'.');
+        let err = load(&p).unwrap_err();
+        assert!(err.message.contains("copies exceed"), "{err}");
+        // Twelve levels (about 24 MB of copies) are within the budget and read whole.
+        let mut q = p[..p.len() - 1 - 7 * 28].to_vec();
+        q.push(b'.');
+        let (v, _) = load(&q).unwrap();
+        assert_eq!(measure(&v).1, 13);
+    }
+
+    #[test]
+    fn nesting_past_the_depth_bound_is_refused_without_overflowing_the_stack() {
+        let n = 150_000;
+        let mut forms: Vec<(&str, Vec<u8>)> = Vec::new();
+        // Lists: ] ] ] ... a a a
+        let mut lists = b"\x80\x02".to_vec();
+        lists.extend(std::iter::repeat_n(b']', n));
+        lists.extend(std::iter::repeat_n(b'a', n - 1));
+        forms.push(("lists", lists));
+        // MARK tuples: ( ( ( ... t t t
+        let mut tuples = b"\x80\x02".to_vec();
+        tuples.extend(std::iter::repeat_n(b'(', n));
+        tuples.extend(std::iter::repeat_n(b't', n));
+        forms.push(("tuples", tuples));
+        // Dicts: } K\x01 } K\x01 ... s s s
+        let mut dicts = b"\x80\x02}".to_vec();
+        for _ in 0..n {
+            dicts.extend(b"K\x01}");
+        }
+        dicts.extend(std::iter::repeat_n(b's', n));
+        forms.push(("dicts", dicts));
+        // REDUCE: f(f(f(...))) with one-tuples.
+        let mut calls = b"\x80\x02".to_vec();
+        for _ in 0..n {
+            calls.extend(b"c\nf\n");
+        }
+        calls.extend(b"N");
+        for _ in 0..n {
+            calls.extend([0x85, b'R']);
+        }
+        forms.push(("reduce", calls));
+        for (name, mut bytes) in forms {
+            bytes.push(b'.');
+            let err = load(&bytes).unwrap_err();
+            assert!(
+                err.message.contains("nested more than 256"),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the opcodes (those that build, copy and nest), a pickle loads within the
+        /// budget: its value is at most its input's worth of nodes plus the copies allowed,
+        /// and no deeper than the bound.
+        #[test]
+        fn arbitrary_pickles_stay_within_memory_and_depth(
+            ops in proptest::collection::vec(proptest::sample::select(vec![
+                &b"]"[..], b"}", b"(", b"t", b"l", b"a", b"e", b"N", b"K\x07", b"q\x00",
+                b"q\x01", b"h\x00", b"h\x01", b"2", b"\x85", b"\x86", b"\x87", b"s", b"u",
+                b"0", b"X\x03\x00\x00\x00abc", b"c\nf\n", b"R", b"b", b"Q",
+            ]), 0..400)
+        ) {
+            let mut bytes = b"\x80\x02".to_vec();
+            for op in &ops {
+                bytes.extend(*op);
+            }
+            bytes.push(b'.');
+            let budget = 1 << 20;
+            if let Ok((v, _)) = load_within(&bytes, budget) {
+                let (size, depth) = measure(&v);
+                let per_op = std::mem::size_of::<Value>() as u64 + 8;
+                proptest::prop_assert!(size <= budget + per_op * bytes.len() as u64);
+                proptest::prop_assert!(depth <= MAX_DEPTH);
+            }
+        }
     }
 }

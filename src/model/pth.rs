@@ -49,15 +49,27 @@ pub fn read(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
     }
 }
 
-/// Views may share a storage, but a file whose tensors copy out to far more than the file
-/// holds (thousands of views of one large storage) is refused rather than allowed to exhaust
-/// memory; `added` is the next tensor's size.
+/// The most bytes of tensors one file may give, whatever its size (a GoogLeNet is 28 MB in
+/// f32; the largest networks this reader is for, a few hundred MB).
+pub const MAX_TENSOR_BYTES: usize = 4 << 30;
+
+/// Views may share a storage, but a file whose tensors copy out (or whose storages inflate) to
+/// far more than the file holds (thousands of views of one large storage, a zip entry that
+/// inflates a thousandfold) is refused rather than allowed to exhaust memory; `added` is the
+/// next tensor's or storage's size.
 fn check_budget(total: &mut usize, added: usize, file: usize) -> Result<(), PthError> {
     *total = total.saturating_add(added);
     if *total > file.saturating_mul(2).saturating_add(1 << 20) {
         return bad(format!(
             "its tensors would take {} bytes, far more than the {file}-byte file holds \
-             (many views of one storage?)",
+             (many views of one storage, or a storage that inflates far past its size?)",
+            *total
+        ));
+    }
+    if *total > MAX_TENSOR_BYTES {
+        return bad(format!(
+            "its tensors would take {} bytes, more than the {MAX_TENSOR_BYTES} this reader \
+             allows",
             *total
         ));
     }
@@ -73,50 +85,76 @@ fn read_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, PthError> {
         .map(String::from)
         .ok_or_else(|| PthError::Zip("no data.pkl entry: not a torch.save archive".into()))?;
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
-    let mut read_entry = |name: &str, limit: u64| -> Result<Vec<u8>, PthError> {
-        let mut file = archive.by_name(name).map_err(zip_err)?;
+    // An entry is inflated only as far as `take`: what its reader needs, never what its header
+    // claims (a crafted entry can claim little and inflate to gigabytes).
+    let mut read_entry = |name: &str, limit: u64, take: u64| -> Result<Vec<u8>, PthError> {
+        let file = archive.by_name(name).map_err(zip_err)?;
         if file.size() > limit {
             return bad(format!(
                 "entry {name} holds {} bytes, more than the {limit} expected",
                 file.size()
             ));
         }
-        let mut out = Vec::with_capacity(file.size() as usize);
-        file.read_to_end(&mut out)
+        let mut out = Vec::with_capacity(file.size().min(take) as usize);
+        file.take(take)
+            .read_to_end(&mut out)
             .map_err(|e| PthError::Zip(format!("{name}: {e}")))?;
         Ok(out)
     };
-    if let Ok(order) = read_entry(&format!("{prefix}byteorder"), 16) {
+    if let Ok(order) = read_entry(&format!("{prefix}byteorder"), 16, 16) {
         if order != b"little" {
             return bad("big-endian storages are not supported");
         }
     }
-    let pkl = read_entry(&pkl_name, bytes.len() as u64)?;
+    let file_len = bytes.len() as u64;
+    let pkl = read_entry(&pkl_name, file_len, file_len)?;
     let (value, _) = pickle::load(&pkl)?;
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let state = state_dict(&value)?;
-    let mut out = HashMap::new();
-    let mut total = 0usize;
+    let mut calls = Vec::with_capacity(state.len());
     for (name, v) in state {
         let (storage, rebuild) = tensor_call(&name, v)?;
-        if !storages.contains_key(&storage.key) {
-            let want = storage
-                .numel
-                .checked_mul(storage.kind.elt_size_in_bytes())
-                .ok_or_else(|| PthError::Format(format!("tensor {name}: storage too large")))?;
-            let data = read_entry(&format!("{prefix}data/{}", storage.key), want as u64)?;
-            if data.len() != want {
-                return bad(format!(
-                    "storage {} holds {} bytes, its tensor needs {want}",
-                    storage.key,
-                    data.len()
-                ));
-            }
-            storages.insert(storage.key.clone(), data);
-        }
+        calls.push((name, storage, rebuild));
+    }
+    // Each storage is read as far as its furthest-reaching tensor, and all of them, with the
+    // tensors copied out of them, within the budget, before anything is inflated.
+    let mut reach: HashMap<&str, (usize, &StorageRef)> = HashMap::new();
+    for (name, storage, rebuild) in &calls {
+        let end = rebuild.end(name, storage)?;
+        let entry = reach.entry(storage.key.as_str()).or_insert((0, storage));
+        entry.0 = entry.0.max(end);
+    }
+    let mut total = 0usize;
+    for (end, storage) in reach.values() {
+        check_budget(
+            &mut total,
+            end * storage.kind.elt_size_in_bytes(),
+            bytes.len(),
+        )?;
+    }
+    for (_, storage, rebuild) in &calls {
         check_budget(&mut total, rebuild.bytes(storage.kind), bytes.len())?;
-        let t = rebuild.build(&name, &storage, &storages[&storage.key])?;
-        out.insert(name, t);
+    }
+    let mut storages: HashMap<&str, Vec<u8>> = HashMap::new();
+    for (key, (end, storage)) in &reach {
+        let elt = storage.kind.elt_size_in_bytes();
+        let declared = storage
+            .numel
+            .checked_mul(elt)
+            .ok_or_else(|| PthError::Format(format!("storage {key}: too large")))?;
+        let want = end * elt;
+        let data = read_entry(&format!("{prefix}data/{key}"), declared as u64, want as u64)?;
+        if data.len() != want {
+            return bad(format!(
+                "storage {key} holds {} bytes, its tensors need {want}",
+                data.len()
+            ));
+        }
+        storages.insert(key, data);
+    }
+    let mut out = HashMap::new();
+    for (name, storage, rebuild) in &calls {
+        let t = rebuild.build(name, storage, &storages[storage.key.as_str()])?;
+        out.insert(name.clone(), t);
     }
     Ok(out)
 }
@@ -245,8 +283,9 @@ impl Rebuild {
         })
     }
 
-    fn build(&self, name: &str, storage: &StorageRef, data: &[u8]) -> Result<Tensor, PthError> {
-        // The last element any index reaches must lie inside the storage.
+    /// How many elements of its storage the tensor reaches (0 when it is empty), checked to lie
+    /// inside the storage's declared size.
+    fn end(&self, name: &str, storage: &StorageRef) -> Result<usize, PthError> {
         let mut last = self.offset as i128;
         let mut empty = false;
         for (&n, &s) in self.size.iter().zip(&self.stride) {
@@ -258,15 +297,30 @@ impl Rebuild {
             }
             last += (n as i128 - 1).max(0) * s as i128;
         }
-        if !empty && last >= storage.numel as i128 {
+        if empty {
+            return Ok(0);
+        }
+        if last >= storage.numel as i128 {
             return bad(format!(
                 "tensor {name}: its size {:?} and stride {:?} from offset {} reach past its \
                  storage of {} elements",
                 self.size, self.stride, self.offset, storage.numel
             ));
         }
-        let bytes = &data[..storage.numel * storage.kind.elt_size_in_bytes()];
-        let flat = Tensor::from_data_size(bytes, &[storage.numel as i64], storage.kind);
+        Ok(last as usize + 1)
+    }
+
+    /// The tensor, copied out of `data`: its storage's first elements, at least as many as
+    /// [`Rebuild::end`] says it reaches.
+    fn build(&self, name: &str, storage: &StorageRef, data: &[u8]) -> Result<Tensor, PthError> {
+        let end = self.end(name, storage)?;
+        let elt = storage.kind.elt_size_in_bytes();
+        if data.len() < end * elt {
+            return bad(format!("tensor {name}: storage {} is short", storage.key));
+        }
+        let used = data.len() / elt;
+        let bytes = &data[..used * elt];
+        let flat = Tensor::from_data_size(bytes, &[used as i64], storage.kind);
         Ok(flat
             .as_strided(&self.size, &self.stride, Some(self.offset as i64))
             .contiguous())

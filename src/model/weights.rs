@@ -175,9 +175,7 @@ impl Model {
 
     /// The file's network description and class names, without reading the weights.
     pub fn read_config(path: &Path) -> Result<(GoogLeNetConfig, Vec<String>), ModelError> {
-        let bytes = read_bytes(path)?;
-        let metadata = read_metadata(path, &bytes)?;
-        config_from_metadata(path, &metadata)
+        config_from_metadata(path, &read_file_metadata(path)?)
     }
 }
 
@@ -222,31 +220,146 @@ pub fn write_tensors(
 /// Tensors by name.
 pub type TensorMap = HashMap<String, Tensor>;
 
-/// The string metadata of a safetensors file, without its tensors.
+/// The string metadata of a safetensors file, from its header alone.
 pub fn read_file_metadata(path: &Path) -> Result<HashMap<String, String>, ModelError> {
-    read_metadata(path, &read_bytes(path)?)
+    let header = read_header(path)?;
+    let bad = |message: String| ModelError::Format {
+        path: path.to_path_buf(),
+        message: format!("not a safetensors file: {message}"),
+    };
+    match header.get("__metadata__") {
+        None => Ok(HashMap::new()),
+        Some(serde_json::Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+                _ => Err(bad(format!("metadata {k} is not a string"))),
+            })
+            .collect(),
+        Some(_) => Err(bad("__metadata__ is not an object".into())),
+    }
 }
 
-/// Reads a safetensors file: its tensors (on the CPU) and its string metadata.
+/// Reads a safetensors file: its tensors (on the CPU) and its string metadata. The header is
+/// read and checked against the file's length first, so that a file that is not a model is
+/// refused before it is read.
 pub fn read_tensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>), ModelError> {
+    let metadata = read_file_metadata(path)?;
     let bytes = read_bytes(path)?;
-    let metadata = read_metadata(path, &bytes)?;
     Ok((safetensors_tensors(path, &bytes)?, metadata))
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelError> {
-    std::fs::read(path).map_err(|error| ModelError::Io {
+/// The largest model file read (the tensors it may give are bounded again by their readers).
+pub const MAX_MODEL_FILE: u64 = 8 << 30;
+/// The largest safetensors header (the format's own bound).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// A model file opened for reading, and its length: a regular file no larger than
+/// [`MAX_MODEL_FILE`] (a device such as /dev/zero never ends; a pipe cannot be read twice).
+fn open_model(path: &Path) -> Result<(std::fs::File, u64), ModelError> {
+    let io = |error| ModelError::Io {
         path: path.to_path_buf(),
         error,
-    })
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let refuse = |message: String| ModelError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !meta.is_file() {
+        return Err(refuse(
+            "not a regular file (a device, pipe or folder holds no model)".into(),
+        ));
+    }
+    if meta.len() > MAX_MODEL_FILE {
+        return Err(refuse(format!(
+            "{} bytes, more than the {MAX_MODEL_FILE} a model file may be",
+            meta.len()
+        )));
+    }
+    Ok((file, meta.len()))
 }
 
-fn read_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>, ModelError> {
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Format {
+/// The whole of a model file, and no more than its length said when it was opened.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let (file, len) = open_model(path)?;
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(len)
+        .read_to_end(&mut out)
+        .map_err(|error| ModelError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    Ok(out)
+}
+
+/// The first `n` bytes of a model file (fewer if it is shorter).
+fn read_start(path: &Path, n: u64) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let (file, _) = open_model(path)?;
+    let mut out = Vec::new();
+    file.take(n)
+        .read_to_end(&mut out)
+        .map_err(|error| ModelError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    Ok(out)
+}
+
+/// A safetensors file's JSON header, read alone, with every tensor's data checked to lie inside
+/// the file: a file that is not one is refused after reading a few bytes, not gigabytes.
+fn read_header(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, ModelError> {
+    use std::io::Read;
+    let bad = |message: String| ModelError::Format {
         path: path.to_path_buf(),
-        message: format!("not a safetensors file: {e}"),
-    })?;
-    Ok(meta.metadata().clone().unwrap_or_default())
+        message: format!("not a safetensors file: {message}"),
+    };
+    let (mut file, len) = open_model(path)?;
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n)
+        .map_err(|_| bad("shorter than the 8 bytes of its header's length".into()))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || n > len - 8 {
+        return Err(bad(format!(
+            "its header claims {n} bytes; the file has {} after the length",
+            len - 8
+        )));
+    }
+    let mut header = vec![0; n as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| bad(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("its header: {e}")))?;
+    let serde_json::Value::Object(map) = json else {
+        return Err(bad("its header is not a JSON object".into()));
+    };
+    let data = len - 8 - n;
+    for (name, entry) in map.iter().filter(|(k, _)| *k != "__metadata__") {
+        let end = entry["data_offsets"][1].as_u64();
+        if end.is_none_or(|e| e > data) {
+            return Err(bad(format!(
+                "tensor {name}'s data ends past the file's {data} bytes of data"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// A torch.save file starts as a zip archive or as the legacy stream's pickled magic number:
+/// checked on its first bytes before the file is read.
+fn check_pth_start(path: &Path) -> Result<(), ModelError> {
+    let start = read_start(path, 16)?;
+    let legacy = [0x80, 0x02, 0x8a, 0x0a];
+    if start.starts_with(b"PK\x03\x04") || start.starts_with(&legacy) {
+        return Ok(());
+    }
+    Err(ModelError::Format {
+        path: path.to_path_buf(),
+        message: "not a torch.save file (neither a zip archive nor a legacy stream)".into(),
+    })
 }
 
 /// The metadata that describes a network in our model files.
@@ -387,8 +500,12 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, ModelErro
         .unwrap_or("")
         .to_ascii_lowercase();
     match ext.as_str() {
-        "safetensors" => safetensors_tensors(path, &read_bytes(path)?),
+        "safetensors" => {
+            read_header(path)?;
+            safetensors_tensors(path, &read_bytes(path)?)
+        }
         "pth" | "pt" | "bin" => {
+            check_pth_start(path)?;
             super::pth::read(&read_bytes(path)?).map_err(|e| ModelError::Format {
                 path: path.to_path_buf(),
                 message: e.to_string(),
