@@ -58,7 +58,12 @@ fn shard_of(dir: &Path) -> Result<(usize, usize), JobError> {
         v.get("shard").and_then(|x| x.as_u64()),
         v.get("of").and_then(|x| x.as_u64()),
     ) {
-        (Some(k), Some(n)) if k >= 1 && k <= n => Ok((k as usize, n as usize)),
+        (Some(k), Some(n)) => crate::run::shard::check(
+            usize::try_from(k).unwrap_or(usize::MAX),
+            usize::try_from(n).unwrap_or(usize::MAX),
+            &path.display().to_string(),
+        )
+        .map_err(JobError::Refused),
         _ => Err(JobError::Refused(format!(
             "{}: want {{\"shard\": K, \"of\": N}} with 1 <= K <= N",
             path.display()
@@ -100,6 +105,12 @@ fn check_partition(shards: &[PathBuf]) -> Result<usize, JobError> {
                 holders.join(", ")
             )),
         }
+    }
+    // N is at most MAX_SHARDS; the message names the first twenty problems.
+    let more = problems.len().saturating_sub(20);
+    problems.truncate(20);
+    if more > 0 {
+        problems.push(format!("and {more} more"));
     }
     ensure(problems.is_empty(), || {
         format!(

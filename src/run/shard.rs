@@ -19,6 +19,24 @@ pub enum ShardSpec {
 /// be told it is 1 of 1).
 pub const K8S_COUNT_VAR: &str = "RCNN_SHARD_COUNT";
 
+/// The most shards a run may have: Kubernetes' limit on an Indexed Job's completions, and far
+/// above Slurm's default MaxArraySize. Every N is checked where it is read (`--shard`, the
+/// environment, a shard's shard.json), so that no count of 4 billion reaches a loop over N.
+pub const MAX_SHARDS: usize = 100_000;
+
+/// `(k, n)` when `1 <= k <= n <= MAX_SHARDS`; `what` says where they were read.
+pub fn check(k: usize, n: usize, what: &str) -> Result<(usize, usize), String> {
+    if n > MAX_SHARDS {
+        return Err(format!(
+            "{what}: {n} shards, more than the {MAX_SHARDS} a run may have"
+        ));
+    }
+    if k == 0 || k > n {
+        return Err(format!("{what}: shard {k}/{n}: want 1 <= K <= N"));
+    }
+    Ok((k, n))
+}
+
 impl FromStr for ShardSpec {
     type Err = String;
 
@@ -35,10 +53,7 @@ impl FromStr for ShardSpec {
                 .parse::<usize>()
                 .map_err(|_| format!("`{x}` is not a number"))
         };
-        let (k, n) = (number(k)?, number(n)?);
-        if k == 0 || k > n {
-            return Err(format!("shard {k}/{n}: want 1 <= K <= N"));
-        }
+        let (k, n) = check(number(k)?, number(n)?, "--shard")?;
         Ok(ShardSpec::Fixed { k, n })
     }
 }
@@ -91,6 +106,11 @@ pub fn share<T>(items: Vec<T>, shard: Option<(usize, usize)>) -> Vec<T> {
 ///   SLURM_STEP_ID set and not the batch script's, so that a batch script run directly with
 ///   --ntasks does not quietly take a quarter of the images).
 pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize), String> {
+    let (k, n) = from_env_unchecked(var)?;
+    check(k, n, "--shard auto")
+}
+
+fn from_env_unchecked(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize), String> {
     let number = |name: &str| -> Result<Option<usize>, String> {
         match var(name) {
             None => Ok(None),
@@ -201,6 +221,31 @@ mod tests {
         assert!("5/4".parse::<ShardSpec>().is_err());
         assert!("x/4".parse::<ShardSpec>().unwrap_err().contains("`x`"));
         assert!("3".parse::<ShardSpec>().unwrap_err().contains("K/N"));
+    }
+
+    #[test]
+    fn shard_counts_past_the_bound_are_refused_wherever_they_are_read() {
+        // `--shard 1/4000000000` and RCNN_SHARD_COUNT=4000000000 were accepted; a shard.json
+        // saying so made `rcnn merge` take 23 GB.
+        let err = "1/4000000000".parse::<ShardSpec>().unwrap_err();
+        assert!(err.contains("more than the 100000"), "{err}");
+        assert_eq!(
+            "3/100000".parse(),
+            Ok(ShardSpec::Fixed { k: 3, n: 100_000 })
+        );
+        let err = from_env(env(&[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("RCNN_SHARD_COUNT", "4000000000"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("more than the 100000"), "{err}");
+        let err = from_env(env(&[
+            ("JOB_COMPLETION_INDEX", "0"),
+            ("RCNN_SHARD_COUNT", "4000000000"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("more than the 100000"), "{err}");
+        assert!(check(1, 4_000_000_000, "shard.json").is_err());
     }
 
     #[test]
