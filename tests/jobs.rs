@@ -376,10 +376,14 @@ fn a_merge_of_shards_naming_files_outside_out_writes_nothing() {
         let err = merge.run().unwrap_err().to_string();
         assert!(err.contains("cannot name a file under"), "{bad}: {err}");
         assert!(err.contains(bad), "{err}");
-        assert!(
-            !out.exists() || files_under(&out).is_empty(),
-            "{bad}: nothing written"
-        );
+        let written: Vec<PathBuf> = match out.exists() {
+            true => files_under(&out)
+                .into_iter()
+                .filter(|p| !p.ends_with(inception_rcnn::run::lock::OUTPUT_LOCK))
+                .collect(),
+            false => Vec::new(),
+        };
+        assert!(written.is_empty(), "{bad}: nothing written: {written:?}");
         assert!(!dir.path().join("f.txt").exists());
         assert!(!Path::new("/abs/path.txt").exists());
     }
@@ -435,4 +439,96 @@ fn a_shard_file_claiming_billions_of_shards_is_refused_at_once() {
     assert!(err.contains("shard 2/100000 is missing"), "{err}");
     assert!(err.contains("and 99979 more"), "{err}");
     assert!(err.lines().count() <= 22, "{err}");
+}
+
+#[test]
+fn one_run_per_output_folder_and_a_dead_holder_frees_it() {
+    use inception_rcnn::run::lock::{lock_output, OUTPUT_LOCK};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let out = dir.path().join("out");
+    // A first run holds the folder: the second is refused before writing, naming it.
+    let first = lock_output(&out, "rcnn detect").unwrap();
+    let err = job(raccoons(1), &model, out.clone()).run(&()).unwrap_err();
+    let message = format!("{:#}", anyhow::Error::from(err));
+    assert!(message.contains("in use by another run"), "{message}");
+    assert!(message.contains("rcnn detect, process"), "{message}");
+    assert!(!out.join("detections.csv").exists());
+    let mut classify = ClassifyJob::new(raccoons(1), vec![model.clone()], out.clone());
+    classify.inference.device = DeviceChoice::Cpu;
+    assert!(classify.run(&()).is_err());
+    drop(first);
+
+    // A holder killed with SIGKILL leaves the lock to the kernel, which frees it.
+    let mut holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec 9>>\"$0\" && flock 9 && exec sleep 60")
+        .arg(out.join(OUTPUT_LOCK))
+        .spawn()
+        .unwrap();
+    // Until the shell has the lock (polled, not slept on: a loaded machine is slow).
+    let start = std::time::Instant::now();
+    while lock_output(&out, "probe").is_ok() {
+        assert!(start.elapsed().as_secs() < 30, "the holder never locked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(job(raccoons(1), &model, out.clone()).run(&()).is_err());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let summary = job(raccoons(1), &model, out.clone()).run(&()).unwrap();
+    assert_eq!(summary.images, 1);
+}
+
+#[test]
+fn resume_redoes_a_replaced_image_and_a_damaged_entry_and_refuses_new_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let images: Vec<PathBuf> = raccoons(2)
+        .iter()
+        .map(|p| {
+            let copy = photos.join(p.file_name().unwrap());
+            std::fs::copy(p, &copy).unwrap();
+            copy
+        })
+        .collect();
+    let killed = job(images.clone(), &model, dir.path().join("out"));
+    std::fs::create_dir_all(&killed.out).unwrap();
+    let settings = journal_settings(&killed, Device::Cpu, 32, None);
+    // What a killed run journaled: raccoon-1 from the file as it was, raccoon-2 damaged (a
+    // class column the 3-class model lacks once panicked with an index out of bounds).
+    let planted = |class| Detected {
+        class,
+        score: 0.987_654_3,
+        bbox: BBox::new(3.0, 4.0, 50.0, 60.0),
+    };
+    let (mut journal, _) = open_journal(&killed.out, false, &settings).unwrap();
+    journal
+        .append(&Entry::new("raccoon-1".into(), 7, &[planted(1)]).of_file(&images[0]))
+        .unwrap();
+    journal
+        .append(&Entry::new("raccoon-2".into(), 7, &[planted(99)]).of_file(&images[1]))
+        .unwrap();
+    drop(journal);
+    // raccoon-1 is replaced by another photo under the same name.
+    std::fs::copy(&raccoons(3)[2], &images[0]).unwrap();
+
+    let mut resumed = killed.clone();
+    resumed.resume = true;
+    let summary = resumed.run(&()).unwrap();
+    assert_eq!((summary.images, summary.resumed), (2, 0), "both redone");
+    let rows = csv_rows(&resumed.out);
+    assert!(rows.iter().all(|r| !r.contains("0.98765")), "{rows:?}");
+
+    // A changed setting that changes outputs is refused, listed by name.
+    let (mut journal, _) = open_journal(&killed.out, false, &settings).unwrap();
+    journal
+        .append(&Entry::new("raccoon-1".into(), 7, &[planted(1)]).of_file(&images[0]))
+        .unwrap();
+    drop(journal);
+    let mut other = resumed.clone();
+    other.score_threshold = 0.5;
+    let err = format!("{:#}", anyhow::Error::from(other.run(&()).unwrap_err()));
+    assert!(err.contains("score_threshold: 0.01 -> 0.5"), "{err}");
 }

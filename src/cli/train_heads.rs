@@ -100,6 +100,8 @@ pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         cache_dir.join("train.u8"),
     ]);
     eval::check_not_input(&out)?;
+    // Two fits writing one model file would leave whichever finished last.
+    let _lock = inception_rcnn::run::lock::lock_output_file(&out, "rcnn train-heads")?;
     let device = device::select(args.device.device, threads)?;
     let cache = RegionCache::open_existing(&cache_dir, "train")
         .with_context(|| format!("the region cache of {}", args.run.display()))?;

@@ -38,6 +38,10 @@ pub struct Entry {
     pub proposals: usize,
     /// `[class, score, x1, y1, x2, y2]`, class as the scores' column.
     pub detections: Vec<(usize, f32, f64, f64, f64, f64)>,
+    /// The image file's size and modification time when it was detected, so that `--resume`
+    /// redoes an image replaced since (absent in journals of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<(u64, u64)>,
 }
 
 impl Entry {
@@ -50,6 +54,15 @@ impl Entry {
             image,
             proposals,
             detections,
+            file: None,
+        }
+    }
+
+    /// This entry, recording `path`'s size and modification time.
+    pub fn of_file(self, path: &Path) -> Self {
+        Entry {
+            file: file_stamp(path),
+            ..self
         }
     }
 
@@ -63,6 +76,17 @@ impl Entry {
             })
             .collect()
     }
+}
+
+/// A file's size and modification time (seconds and nanoseconds folded into nanoseconds).
+pub fn file_stamp(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some((meta.len(), modified.as_nanos() as u64))
 }
 
 /// Opens `rcnn detect`'s journal in `dir`: with `resume`, checks that it was written with the

@@ -82,6 +82,10 @@ pub struct ClassifySummary {
 struct Row {
     image: String,
     top: Vec<(usize, f32)>,
+    /// The image file's size and modification time when classified (see
+    /// [`crate::detect::file_stamp`]; absent in journals of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<(u64, u64)>,
 }
 
 /// The class names for `n` outputs: --classes, else the model's, else ILSVRC2012's for 1000.
@@ -123,6 +127,7 @@ fn settings(
         "models": job.models.iter().map(|m| file(m)).collect::<Vec<_>>(),
         "crops": job.crops.name(),
         "kept": keep,
+        "classes": job.classes.as_deref().map(file),
         "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "precision": job.inference.precision.name(),
         "batch": batch,
@@ -266,8 +271,8 @@ impl ClassifyJob {
         let batch = job.inference.batch(device);
         // The journal keeps at least five classes, so that the top-5 error can be scored from it.
         let keep = job.top.max(5).min(n_classes);
-        std::fs::create_dir_all(&job.out)
-            .map_err(|e| JobError::context(format!("creating {}", job.out.display()), e))?;
+        // One run per folder: another into it would replace these outputs and its journal.
+        let _lock = crate::run::lock::lock_output(&job.out, "rcnn classify")?;
         let journal_path = job.out.join(".rcnn-classify.journal");
         let (mut journal, done) = Journal::open_file::<Row>(
             &journal_path,
@@ -276,9 +281,28 @@ impl ClassifyJob {
         )?;
         let path_of: HashMap<String, PathBuf> =
             names.iter().cloned().zip(images.iter().cloned()).collect();
+        // A row is trusted only for the same image file and classes the model has.
         let mut results: HashMap<String, Row> = done
             .into_iter()
-            .filter(|r| path_of.contains_key(&r.image))
+            .filter(|r| {
+                let Some(path) = path_of.get(&r.image) else {
+                    return false;
+                };
+                let why = if r.file.is_some() && r.file != crate::detect::file_stamp(path) {
+                    Some(format!("{} changed since it was journaled", path.display()))
+                } else if r.top.iter().any(|&(c, p)| c >= n_classes || !p.is_finite()) {
+                    Some("the journal holds a class the model lacks or a bad probability".into())
+                } else {
+                    None
+                };
+                if let Some(why) = &why {
+                    warn(
+                        progress,
+                        format!("--resume: {}: {why}; classified again", r.image),
+                    );
+                }
+                why.is_none()
+            })
             .map(|r| (r.image.clone(), r))
             .collect();
         let todo: Vec<PathBuf> = images
@@ -320,6 +344,7 @@ impl ClassifyJob {
                     let row = Row {
                         image: name_of[&image].clone(),
                         top: top_k(&probabilities, keep),
+                        file: crate::detect::file_stamp(&image),
                     };
                     if write_error.is_none() {
                         if let Err(e) = journal.append(&row) {

@@ -14,6 +14,7 @@ use crate::detect::{detect, open_journal, DetectParams, Entry, Outcome, StageTim
 use crate::ensemble::{Ensemble, Head};
 use crate::model::weights::is_background;
 use crate::model::Model;
+use crate::run::lock::lock_output;
 use crate::run::shard::ShardSpec;
 use crate::run::visualize::{draw, save_jpeg, write_index, Mark};
 
@@ -253,6 +254,31 @@ fn precomputed_proposals(
     ))
 }
 
+/// Why a journal entry for `image` cannot be trusted, if it cannot: the file changed since
+/// (size or time), or a value no run writes (a class column the model lacks, a score or box
+/// that is not finite), which a damaged journal holds.
+fn distrust(e: &Entry, image: &Path, columns: &Columns) -> Option<String> {
+    if e.file.is_some() && e.file != crate::detect::file_stamp(image) {
+        return Some(format!(
+            "{} changed since it was journaled",
+            image.display()
+        ));
+    }
+    e.detections
+        .iter()
+        .find_map(|&(class, score, x1, y1, x2, y2)| {
+            if !columns.holds(class) {
+                Some(format!(
+                    "the journal holds class column {class}, which the model lacks"
+                ))
+            } else if !score.is_finite() || ![x1, y1, x2, y2].iter().all(|v| v.is_finite()) {
+                Some("the journal holds a score or box that is not a number".into())
+            } else {
+                None
+            }
+        })
+}
+
 /// Score columns to class indices: the background column, when the model has one, is not a
 /// class of the outputs.
 struct Columns {
@@ -273,6 +299,14 @@ impl Columns {
             .map(|(_, c)| c.clone())
             .collect();
         Columns { background, names }
+    }
+
+    /// Whether `column` is one of the model's class columns (not background, not past the end).
+    fn holds(&self, column: usize) -> bool {
+        match self.background {
+            Some(0) => (1..=self.names.len()).contains(&column),
+            _ => column < self.names.len(),
+        }
     }
 
     fn class(&self, column: usize) -> usize {
@@ -377,8 +411,8 @@ impl DetectJob {
             learned: None,
             min_proposals: 0,
         };
-        std::fs::create_dir_all(&job.out)
-            .map_err(|e| JobError::context(format!("creating {}", job.out.display()), e))?;
+        // One run per folder: another into it would replace these outputs and its journal.
+        let _lock = lock_output(&job.out, "rcnn detect")?;
         let mut image_index = eval::Images::default();
         let mut name_of: HashMap<PathBuf, String> = Default::default();
         for (path, name) in images.iter().zip(&names) {
@@ -407,11 +441,23 @@ impl DetectJob {
                 stale.join(", ")
             );
         }
-        let (mut journal, done) = open_journal(
+        let (mut journal, mut done) = open_journal(
             &job.out,
             job.resume,
             &journal_settings(job, device, batch, shard),
         )?;
+        // An entry is trusted only for the same image file and values a run could write.
+        let path_of: HashMap<&str, &PathBuf> =
+            name_of.iter().map(|(p, n)| (n.as_str(), p)).collect();
+        done.retain(|name, e| {
+            let why = path_of
+                .get(name.as_str())
+                .and_then(|path| distrust(e, path, &columns));
+            if let Some(why) = &why {
+                warn(progress, format!("--resume: {name}: {why}; detected again"));
+            }
+            why.is_none()
+        });
         let mut resumed = 0;
         for e in done.values() {
             if let Some(index) = image_index.get(&e.image) {
@@ -493,9 +539,9 @@ impl DetectJob {
                         }
                     }
                     if outputs_written && write_error.is_none() {
-                        if let Err(e) =
-                            journal.append(&Entry::new(name.clone(), proposals, &detections))
-                        {
+                        let entry =
+                            Entry::new(name.clone(), proposals, &detections).of_file(&image);
+                        if let Err(e) = journal.append(&entry) {
                             write_error.get_or_insert(e.into());
                         }
                     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::classify::{write_outputs as write_classifications, Output};
 use super::outputs::write_outputs;
 use super::{ensure, JobError};
+use crate::run::lock::lock_output;
 use crate::run::shard::owner;
 
 /// What to merge, and where.
@@ -150,11 +151,6 @@ fn same_in_every_shard(shards: &[PathBuf], files: &[&str], what: &str) -> Result
     Ok(())
 }
 
-fn create_out(out: &Path) -> Result<(), JobError> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| JobError::context(format!("creating {}", out.display()), e))
-}
-
 impl MergeJob {
     pub fn run(&self) -> Result<MergeSummary, JobError> {
         let n_shards = check_partition(&self.shards)?;
@@ -219,7 +215,7 @@ impl MergeJob {
         }
         // Image order, then score: the order one unsharded run writes.
         dets.sort_by(|a, b| a.image.cmp(&b.image).then(b.score.total_cmp(&a.score)));
-        create_out(&self.out)?;
+        let _lock = lock_output(&self.out, "rcnn merge")?;
         let n = dets.len();
         let detections = eval::Detections {
             dets,
@@ -277,7 +273,7 @@ impl MergeJob {
             }
         }
         all.sort_by_key(|(i, _)| *i);
-        create_out(&self.out)?;
+        let _lock = lock_output(&self.out, "rcnn merge")?;
         let outputs: Vec<Output> = all.into_iter().map(|(_, o)| o).collect();
         write_classifications(&self.out, &outputs)?;
         eval::write_atomically(&self.out.join("image_paths.csv"), paths_text.as_bytes())?;

@@ -51,6 +51,7 @@ failed_from!(
     crate::model::ModelError,
     crate::run::device::DeviceError,
     crate::run::journal::JournalError,
+    crate::run::lock::LockError,
     crate::detect::propose::SourceError,
     crate::train::TrainError,
     eval::EvalError,

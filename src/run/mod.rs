@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod journal;
+pub mod lock;
 pub mod ordered;
 pub mod progress;
 pub mod shard;

@@ -52,6 +52,8 @@ pub enum TrainError {
     Eval(#[from] eval::EvalError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Lock(#[from] crate::run::lock::LockError),
 }
 
 /// `map_err` for I/O on `path`.
@@ -378,7 +380,8 @@ pub fn train(
     mut on_event: impl FnMut(Event),
 ) -> Result<Model, TrainError> {
     let r = &params.recipe;
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    // One run per folder: another would replace this one's checkpoint, model and log.
+    let _lock = crate::run::lock::lock_output(out, "rcnn train")?;
     let recipe_json = serde_json::to_string(r).expect("the recipe serialises");
     let (mut net, mut avg) = build(r, device)?;
     // Both flatten their variables: an update is a few kernels, not one per tensor.

@@ -22,7 +22,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 use super::data::TrainImage;
 use super::log::{LogRow, TrainLog};
 use super::sgd::{Polyak, Schedule, Sgd};
-use super::{checkpoint, io_err, Event, Init, TrainError};
+use super::{checkpoint, Event, Init, TrainError};
 use crate::model::normalise::Normaliser;
 use crate::model::{GoogLeNetConfig, ModelError};
 use crate::multibox::{image_tensor, normalise, MultiBox, MultiBoxInfo};
@@ -504,7 +504,8 @@ pub fn train_multibox(
     if set.is_empty() {
         return Err(TrainError::Data("no training image could be read".into()));
     }
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    // One run per folder: another would replace this one's checkpoint, model and log.
+    let _lock = crate::run::lock::lock_output(out, "rcnn train-multibox")?;
     let recipe_json = serde_json::to_string(r).expect("the recipe serialises");
     let objects: usize = set.images.iter().map(|(_, b)| b.len()).sum();
     let mut info = MultiBoxInfo {

@@ -19,6 +19,7 @@ use super::{io_err, TrainError};
 use crate::detect::decode::decode;
 use crate::detect::warp::{WarpParams, WarpSource};
 use crate::model::normalise::Normaliser;
+use crate::run::lock::FileLock;
 use crate::run::tensor::pinned;
 
 /// One warped region and what it is.
@@ -196,7 +197,10 @@ impl RegionCache {
         // a cluster job): the first to take the lock builds it, the others wait and reuse it.
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock_path = dir.join(format!("{name}.lock"));
-        let _lock = FileLock::acquire(&lock_path).map_err(io_err(&lock_path))?;
+        let _lock = FileLock::acquire(
+            &lock_path,
+            "another process is building or reading the region cache",
+        )?;
         if let Some(cache) = Self::open(&index_path, &data_path, spec)? {
             tracing::info!(
                 "region cache {} reused: {} regions",
@@ -458,42 +462,6 @@ impl HostBatch {
         let crops = self.crops.to_device_(device, Kind::Uint8, true, false);
         let labels = self.labels.to_device_(device, Kind::Int64, true, false);
         (norm.apply(&crops), labels)
-    }
-}
-
-/// An exclusive `flock` on a file, held until dropped (the kernel drops it with the process,
-/// so a killed builder never leaves the cache locked).
-struct FileLock {
-    _file: std::fs::File,
-}
-
-impl FileLock {
-    fn acquire(path: &Path) -> std::io::Result<FileLock> {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        let fd = file.as_raw_fd();
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            tracing::info!(
-                "{}: another process is building or reading the region cache; waiting",
-                path.display()
-            );
-            loop {
-                // SAFETY: as above.
-                if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
-                    break;
-                }
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-        Ok(FileLock { _file: file })
     }
 }
 
