@@ -532,3 +532,35 @@ fn resume_redoes_a_replaced_image_and_a_damaged_entry_and_refuses_new_settings()
     let err = format!("{:#}", anyhow::Error::from(other.run(&()).unwrap_err()));
     assert!(err.contains("score_threshold: 0.01 -> 0.5"), "{err}");
 }
+
+#[test]
+fn a_run_with_its_outputs_inside_its_input_folder_does_not_read_them_back() {
+    // detect's drawings inside the photo folder were read as photos by the next run, and
+    // `map-eval --subset` then scored 0.
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for p in raccoons(2) {
+        std::fs::copy(&p, photos.join(p.file_name().unwrap())).unwrap();
+    }
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let mut run = job(vec![photos.clone()], &model, photos.join("out"));
+    run.visualize = Some(photos.join("out/drawn"));
+    for _ in 0..2 {
+        let summary = run.run(&()).unwrap();
+        assert_eq!(summary.images, 2, "the drawings are not taken for photos");
+    }
+    assert!(photos.join("out/drawn/raccoon-1.jpg").is_file());
+    // An unreadable subfolder is left out, named, not the end of the run.
+    let locked = photos.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::copy(&raccoons(3)[2], locked.join("raccoon-3.jpg")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let readable = std::fs::read_dir(&locked).is_ok(); // root reads it anyway
+    let found = inception_rcnn::detect::decode::collect_images(&[photos.clone()]);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let found = found.unwrap();
+    let expected = if readable { 3 + 2 } else { 2 + 2 };
+    assert_eq!(found.len(), expected, "{found:?}");
+}

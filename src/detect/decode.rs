@@ -67,38 +67,72 @@ pub use eval::names::IMAGE_EXTENSIONS;
 /// one path per line, relative to the list). Sorted and deduplicated, so that image indices are
 /// stable from run to run.
 pub fn collect_images(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    collect_images_outside(inputs, &[])
+}
+
+/// [`collect_images`], never entering the folders `outputs` (a run's own `--out` inside its
+/// input folder: its drawings are not images to detect in). A subfolder that cannot be read is
+/// named in a warning and left out; files in folders that are not images are counted.
+pub fn collect_images_outside(
+    inputs: &[PathBuf],
+    outputs: &[&Path],
+) -> std::io::Result<Vec<PathBuf>> {
     use std::collections::HashSet;
+    let named = |dir: &Path, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))
+    };
     // Links are followed, but each real folder is entered once (a link loop ends) and each
-    // real file is taken once, however many links lead to it.
-    fn walk(
-        dir: &Path,
-        out: &mut Vec<PathBuf>,
-        seen_dirs: &mut HashSet<PathBuf>,
-        seen_files: &mut HashSet<PathBuf>,
-    ) -> std::io::Result<()> {
-        let Ok(real) = dir.canonicalize() else {
-            return Ok(()); // a dangling link
-        };
-        if !seen_dirs.insert(real) {
-            return Ok(());
-        }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out, seen_dirs, seen_files)?;
-            } else if is_image_file(&p) && p.canonicalize().is_ok_and(|r| seen_files.insert(r)) {
-                out.push(p);
+    // real file is taken once, however many links lead to it. The outputs count as seen.
+    // (An output that is itself an input folder is still read: it holds the images.)
+    let input_dirs: HashSet<PathBuf> = inputs
+        .iter()
+        .filter_map(|i| i.canonicalize().ok())
+        .collect();
+    let mut seen_dirs: HashSet<PathBuf> = outputs
+        .iter()
+        .filter_map(|o| o.canonicalize().ok())
+        .filter(|o| !input_dirs.contains(o))
+        .collect();
+    let mut seen_files = HashSet::new();
+    let mut not_images = 0usize;
+    let mut walk = |top: &Path, out: &mut Vec<PathBuf>| -> std::io::Result<()> {
+        let mut stack = vec![top.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(real) = dir.canonicalize() else {
+                continue; // a dangling link
+            };
+            if !seen_dirs.insert(real) {
+                continue;
             }
+            let listed = std::fs::read_dir(&dir).and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<Vec<PathBuf>, _>>()
+            });
+            let mut entries = match listed {
+                Ok(entries) => entries,
+                Err(e) if dir == top => return Err(named(&dir, e)),
+                Err(e) => {
+                    tracing::warn!("{}: {e}; its images are left out", dir.display());
+                    continue;
+                }
+            };
+            entries.sort();
+            // Depth first, in name order: subfolders pushed in reverse.
+            let mut subfolders = Vec::new();
+            for p in entries {
+                if p.is_dir() {
+                    subfolders.push(p);
+                } else if !is_image_file(&p) {
+                    not_images += 1;
+                } else if p.canonicalize().is_ok_and(|r| seen_files.insert(r)) {
+                    out.push(p);
+                }
+            }
+            stack.extend(subfolders.into_iter().rev());
         }
         Ok(())
-    }
-    let mut seen_dirs = HashSet::new();
-    let mut seen_files = HashSet::new();
-    let mut walk =
-        |dir: &Path, out: &mut Vec<PathBuf>| walk(dir, out, &mut seen_dirs, &mut seen_files);
+    };
     let mut out = Vec::new();
     for input in inputs {
         if input.is_dir() {
@@ -123,6 +157,9 @@ pub fn collect_images(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
                 format!("{}: no such file or folder", input.display()),
             ));
         }
+    }
+    if not_images > 0 {
+        tracing::info!("{not_images} files in the input folders are not images (jpg, jpeg, png, bmp, webp) and were left out");
     }
     out.sort();
     out.dedup();

@@ -225,7 +225,7 @@ impl ClassifyJob {
     /// already in the journal, writes the outputs and, with labels, scores them.
     pub fn run(&self, progress: &dyn Progress) -> Result<ClassifySummary, JobError> {
         let job = self;
-        let images = super::collect_images(&job.images)?;
+        let images = super::collect_images(&job.images, &[&job.out])?;
         let names = image_names(&images);
         let shard = crate::run::shard::resolve(job.shard).map_err(JobError::Refused)?;
         // Image indices (and names) are those of the whole run; a shard classifies its share.

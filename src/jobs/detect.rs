@@ -353,7 +353,10 @@ impl DetectJob {
             })?;
         }
         let shard = crate::run::shard::resolve(job.shard).map_err(JobError::Refused)?;
-        let images = super::collect_images(&job.images)?;
+        let outputs: Vec<&Path> = std::iter::once(job.out.as_path())
+            .chain(job.visualize.as_deref())
+            .collect();
+        let images = super::collect_images(&job.images, &outputs)?;
         // Every image has a name of its own in every output, the journal and the drawings.
         let names = image_names(&images);
         check_outputs(job, &images, &names)?;

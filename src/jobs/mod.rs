@@ -124,10 +124,13 @@ impl Inference {
     }
 }
 
-/// The images of a job: folders (searched recursively), files, or `.txt` lists, refused when
-/// there are none.
-pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, JobError> {
-    let images = crate::detect::decode::collect_images(inputs)
+/// The images of a job: folders (searched recursively, never into the job's own `outputs`),
+/// files, or `.txt` lists, refused when there are none.
+pub fn collect_images(
+    inputs: &[PathBuf],
+    outputs: &[&std::path::Path],
+) -> Result<Vec<PathBuf>, JobError> {
+    let images = crate::detect::decode::collect_images_outside(inputs, outputs)
         .map_err(|e| JobError::context("collecting images", e))?;
     ensure(!images.is_empty(), || {
         format!("no images (jpg, jpeg, png, bmp, webp) in {inputs:?}")
