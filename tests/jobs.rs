@@ -558,7 +558,7 @@ fn a_run_with_its_outputs_inside_its_input_folder_does_not_read_them_back() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     let readable = std::fs::read_dir(&locked).is_ok(); // root reads it anyway
-    let found = inception_rcnn::detect::decode::collect_images(&[photos.clone()]);
+    let found = inception_rcnn::detect::decode::collect_images(std::slice::from_ref(&photos));
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     let found = found.unwrap();
     let expected = if readable { 3 + 2 } else { 2 + 2 };
