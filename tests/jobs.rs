@@ -564,3 +564,34 @@ fn a_run_with_its_outputs_inside_its_input_folder_does_not_read_them_back() {
     let expected = if readable { 3 + 2 } else { 2 + 2 };
     assert_eq!(found.len(), expected, "{found:?}");
 }
+
+#[test]
+fn proposals_outside_the_image_give_detections_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    // raccoon-1 is 650 x 417; its proposals reach past every side; another image is not in
+    // the run.
+    let proposals = dir.path().join("proposals.csv");
+    std::fs::write(
+        &proposals,
+        "image,rank,xmin,ymin,xmax,ymax\n\
+         raccoon-1,1,-50,-40,900,700\n\
+         raccoon-1,2,600,-10,800,100\n\
+         raccoon-1,3,100,100,300,300\n\
+         elsewhere,1,0,0,10,10\n",
+    )
+    .unwrap();
+    let mut run = job(raccoons(1), &model, dir.path().join("out"));
+    run.proposals = Some(proposals);
+    run.score_threshold = 0.0;
+    run.run(&()).unwrap();
+    let rows = csv_rows(&run.out);
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let v: Vec<f64> = row.split(',').skip(3).map(|x| x.parse().unwrap()).collect();
+        assert!(
+            v[0] >= 0.0 && v[1] >= 0.0 && v[2] <= 649.0 && v[3] <= 416.0,
+            "{row} reaches outside the image"
+        );
+    }
+}

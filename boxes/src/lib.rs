@@ -83,6 +83,19 @@ impl BBox {
         inter / (area_a + area_b - inter)
     }
 
+    /// This box cut to a `width` x `height` image's pixels (inclusive corners, 0 to width - 1 and
+    /// height - 1); `None` when no pixel of it lies inside.
+    pub fn clipped(&self, width: usize, height: usize) -> Option<BBox> {
+        let (w, h) = (width as f64 - 1.0, height as f64 - 1.0);
+        let b = BBox::new(
+            self.x1.max(0.0),
+            self.y1.max(0.0),
+            self.x2.min(w),
+            self.y2.min(h),
+        );
+        b.is_valid().then_some(b)
+    }
+
     /// True when every coordinate is finite and the corners are ordered.
     pub fn is_valid(&self) -> bool {
         [self.x1, self.y1, self.x2, self.y2]
@@ -98,6 +111,14 @@ mod tests {
     use super::*;
 
     const INC: PixelConvention = PixelConvention::Inclusive;
+
+    #[test]
+    fn clipping_keeps_the_pixels_inside_and_drops_a_box_outside() {
+        let b = BBox::new(-5.0, 10.0, 700.0, 20.0);
+        assert_eq!(b.clipped(650, 417), Some(BBox::new(0.0, 10.0, 649.0, 20.0)));
+        assert_eq!(BBox::new(660.0, 0.0, 700.0, 9.0).clipped(650, 417), None);
+        assert_eq!(BBox::new(0.0, 0.0, 1.0, 1.0).clipped(0, 0), None);
+    }
     const CONT: PixelConvention = PixelConvention::Continuous;
 
     #[test]

@@ -192,6 +192,9 @@ fn prepare(path: &Path, p: &DetectParams) -> Result<Prepared, String> {
             .map_err(|e| e.to_string())?
         }
     };
+    // Precomputed and learned boxes may reach outside the image: its detections may not.
+    let (h, w, _) = rgb.dim();
+    boxes = boxes.iter().filter_map(|b| b.clipped(w, h)).collect();
     boxes.truncate(p.max_proposals);
     top_up(&mut boxes, p.min_proposals.min(p.max_proposals), rgb.dim());
     Ok(Prepared {

@@ -245,13 +245,28 @@ fn precomputed_proposals(
             tracing::warn!("  {e}");
         }
     }
-    Ok(Some(
-        images
-            .iter()
-            .zip(names)
-            .filter_map(|(p, n)| by_name.remove(n).map(|b| (p.clone(), b)))
-            .collect(),
-    ))
+    let for_run: HashMap<PathBuf, Vec<eval::BBox>> = images
+        .iter()
+        .zip(names)
+        .filter_map(|(p, n)| by_name.remove(n).map(|b| (p.clone(), b)))
+        .collect();
+    // What is left names images that are not in this run (a typo, another folder's file).
+    if !by_name.is_empty() {
+        let mut others: Vec<&String> = by_name.keys().collect();
+        others.sort();
+        tracing::warn!(
+            "{}: proposals for {} images that are not in this run are ignored (e.g. {})",
+            file.display(),
+            others.len(),
+            others
+                .iter()
+                .take(3)
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(Some(for_run))
 }
 
 /// Why a journal entry for `image` cannot be trusted, if it cannot: the file changed since
