@@ -29,6 +29,9 @@ pub struct Issues {
     pub unknown_classes: usize,
     /// Detections on images the ground truth does not have (kept as false positives).
     pub detections_on_unknown_images: usize,
+    /// Names in a list (`--subset`) that match no image (a typo, another set's file).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unmatched_names: usize,
     /// The first occurrences, `file:line: what`.
     pub examples: Vec<String>,
     #[serde(skip)]
@@ -49,6 +52,11 @@ pub enum Kind {
     NegativeScore,
     UnknownClass,
     UnknownImage,
+    UnmatchedName,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Issues {
@@ -72,6 +80,7 @@ impl Issues {
             Kind::NegativeScore => &mut self.negative_scores,
             Kind::UnknownClass => &mut self.unknown_classes,
             Kind::UnknownImage => &mut self.detections_on_unknown_images,
+            Kind::UnmatchedName => &mut self.unmatched_names,
         };
         *counter += 1;
         if self.strict {
@@ -93,6 +102,7 @@ impl Issues {
             + self.negative_scores
             + self.unknown_classes
             + self.detections_on_unknown_images
+            + self.unmatched_names
     }
 }
 
@@ -122,6 +132,10 @@ impl fmt::Display for Issues {
             (
                 self.detections_on_unknown_images,
                 "detections on images without ground truth (false positives)",
+            ),
+            (
+                self.unmatched_names,
+                "listed names that match no image (ignored)",
             ),
         ];
         let shown: Vec<String> = parts

@@ -200,13 +200,38 @@ pub fn read_image_names(path: &Path, what: &str) -> Result<Vec<String>, EvalErro
 
 /// A subset file's names, as keys (see [`crate::names::name_key`]); a line that ends in an
 /// integer also counts as a whole name (an image called `IMG 2`).
-fn read_subset(path: &Path) -> Result<HashSet<String>, EvalError> {
+fn read_subset(path: &Path) -> Result<(HashSet<String>, Vec<crate::names::Listed>), EvalError> {
+    let listed = crate::names::read_nonempty(path, "subset")?;
     let mut keys = HashSet::new();
-    for l in crate::names::read_nonempty(path, "subset")? {
+    for l in &listed {
         keys.extend(l.whole_key());
         keys.insert(l.key());
     }
-    Ok(keys)
+    Ok((keys, listed))
+}
+
+/// Counts each line of the subset file at `path` that names none of `images` (a typo, a name
+/// from another set): it was dropped without a word, and a run then scored 0.
+fn count_unmatched(
+    path: &Path,
+    listed: &[crate::names::Listed],
+    images: &[String],
+    issues: &mut Issues,
+) -> Result<(), EvalError> {
+    let keys: HashSet<String> = images.iter().map(|n| crate::names::name_key(n)).collect();
+    for l in listed {
+        if !keys.contains(&l.key()) && !l.whole_key().is_some_and(|k| keys.contains(&k)) {
+            issues.record(Kind::UnmatchedName, || {
+                format!(
+                    "{}:{}: {} names no image of the ground truth",
+                    path.display(),
+                    l.line,
+                    l.name
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn in_subset(subset: &HashSet<String>, image: &str) -> bool {
@@ -322,7 +347,14 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
             }
         )));
     }
-    let subset = inputs.subset.as_deref().map(read_subset).transpose()?;
+    let subset = match inputs.subset.as_deref() {
+        Some(path) => {
+            let (keys, listed) = read_subset(path)?;
+            count_unmatched(path, &listed, &raw_gt.images, &mut issues)?;
+            Some(keys)
+        }
+        None => None,
+    };
     if let Some(subset) = &subset {
         raw_gt.images.retain(|n| in_subset(subset, n));
         raw_gt.boxes.retain(|b| in_subset(subset, &b.image));
@@ -378,7 +410,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
 
     let mut blacklist = HashSet::new();
     if let Some(path) = &inputs.blacklist {
-        let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+        let text = crate::names::read_text(path)?;
         for (i, line) in text.lines().enumerate() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [image, class] = fields.as_slice() else {

@@ -75,16 +75,27 @@ pub fn parse_line(line: &str) -> Option<(String, Option<i64>)> {
     Some((line.to_string(), None))
 }
 
-/// Every listed image of the file at `path`. A file that is not UTF-8 is an error naming it.
-pub fn read_listed(path: &Path) -> Result<Vec<Listed>, EvalError> {
+/// The text of the file at `path`, as every reader of lists, classes and annotations takes it:
+/// UTF-8 (else an error naming the file and the byte), without the byte-order mark that
+/// Windows editors put first (it once made the first name match nothing).
+pub fn read_text(path: &Path) -> Result<String, EvalError> {
     let bytes = std::fs::read(path).map_err(|e| EvalError::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    let mut text = String::from_utf8(bytes).map_err(|e| {
         EvalError::parse(
             path,
             0,
             format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
         )
     })?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    Ok(text)
+}
+
+/// Every listed image of the file at `path` (read by [`read_text`]).
+pub fn read_listed(path: &Path) -> Result<Vec<Listed>, EvalError> {
+    let text = read_text(path)?;
     Ok(text
         .lines()
         .enumerate()

@@ -564,3 +564,48 @@ fn list_files_keep_dotted_names_and_spaces() {
         vec!["my photo".to_string(), "IMG_1.rf.ab".to_string()]
     );
 }
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_a_name_and_unmatched_names_are_counted() {
+    // A subset written by a Windows editor began with a BOM: its first name matched nothing,
+    // and a typo was dropped without a word.
+    let dir = tempfile::tempdir().unwrap();
+    let gt = write(
+        dir.path(),
+        "gt.csv",
+        "\u{feff}image,class,xmin,ymin,xmax,ymax\na,cat,0,0,9,9\nb,cat,0,0,9,9\nc,cat,0,0,9,9\n",
+    );
+    let dets = write(
+        dir.path(),
+        "dets.csv",
+        "image,class,score,xmin,ymin,xmax,ymax\na,cat,0.9,0,0,9,9\nb,cat,0.8,0,0,9,9\n",
+    );
+    let subset = write(dir.path(), "subset.txt", "\u{feff}a\nb\ntypo\n");
+    let classes = write(dir.path(), "classes.txt", "\u{feff}cat\n");
+    let loaded = load(&Inputs {
+        gt,
+        dets,
+        subset: Some(subset),
+        classes: Some(classes),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.classes.names, ["cat"]);
+    assert_eq!(
+        loaded.gt.images.len(),
+        2,
+        "a and b, the BOM's line included"
+    );
+    assert_eq!(loaded.issues.unmatched_names, 1);
+    assert!(
+        loaded
+            .issues
+            .examples
+            .iter()
+            .any(|e| e.contains("subset.txt:3: typo")),
+        "{:?}",
+        loaded.issues.examples
+    );
+    let ap = loaded.evaluate(Metric::Voc, 0.5).mean_ap.unwrap();
+    assert!((ap - 1.0).abs() < 1e-12, "{ap}");
+}

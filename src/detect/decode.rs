@@ -142,7 +142,8 @@ pub fn collect_images_outside(
             .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
         {
             let base = input.parent().unwrap_or(Path::new("."));
-            for line in std::fs::read_to_string(input)?
+            let text = eval::names::read_text(input).map_err(std::io::Error::other)?;
+            for line in text
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))

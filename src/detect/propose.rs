@@ -324,7 +324,7 @@ pub fn read_proposals(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
     {
-        let text = std::fs::read_to_string(path).map_err(|e| eval::EvalError::io(path, e))?;
+        let text = eval::names::read_text(path)?;
         let map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&text).map_err(|e| {
                 bad(

@@ -49,7 +49,7 @@ fn id_order(id: &str) -> (u8, i128, String) {
 }
 
 fn read_json(path: &Path) -> Result<Value, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+    let text = crate::names::read_text(path)?;
     serde_json::from_str(&text).map_err(|e| EvalError::parse(path, e.line(), format!("JSON: {e}")))
 }
 
