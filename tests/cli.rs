@@ -430,3 +430,41 @@ fn a_model_that_cannot_score_is_refused_at_load() {
         .to_string();
     assert!(err.contains("num_classes 100000000000"), "{err}");
 }
+
+#[test]
+fn a_1000_class_state_dict_imports_with_ilsvrc2012s_names() {
+    // torchvision's ImageNet weights were stored as class0..class999, so classify printed
+    // `class871`. A small torchvision-layout network with 1000 outputs stands in for them.
+    use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+    let dir = tempfile::tempdir().unwrap();
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 64,
+        num_classes: 1000,
+        ..GoogLeNetConfig::new(Layout::Torchvision)
+    };
+    let model = Model::new(&config, Vec::new(), tch::Device::Cpu).unwrap();
+    let export = dir.path().join("export.safetensors");
+    inception_rcnn::model::weights::write_tensors(
+        &export,
+        model.vs.variables().into_iter().collect(),
+        Default::default(),
+    )
+    .unwrap();
+    let out = dir.path().join("imported.safetensors");
+    let o = rcnn(&[
+        "import-weights",
+        export.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--input-size",
+        "64",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, classes) = Model::read_config(&out).unwrap();
+    assert_eq!(classes.len(), 1000);
+    assert_eq!(
+        (classes[0].as_str(), classes[871].as_str()),
+        ("tench", "trimaran")
+    );
+}

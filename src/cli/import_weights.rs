@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use inception_rcnn::model::summary::summarize;
 use inception_rcnn::model::weights::{
@@ -73,14 +73,7 @@ pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()
     config.aux_logits &= !args.no_aux;
     let classes = match &args.classes {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let names: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
+            let names = eval::ClassList::read(path)?.names;
             if names.len() as i64 != config.num_classes {
                 bail!(
                     "{}: {} class names, but the classifier has {} outputs",
@@ -93,6 +86,9 @@ pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()
         }
         None => match own {
             Some((_, names)) if names.len() as i64 == config.num_classes => names,
+            // torchvision's ImageNet weights: their outputs are ILSVRC2012's classes in the
+            // order of data/ilsvrc/cls_synsets_1000.tsv (WNIDs sorted), as the README says.
+            _ if config.num_classes == 1000 => eval::ClassList::ilsvrc1000().names,
             _ => Vec::new(),
         },
     };
