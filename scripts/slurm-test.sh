@@ -166,7 +166,7 @@ state=$(job_state "${array}_2")
 [ "$state" = CANCELLED ] || fail "shard 2 ended $state, not CANCELLED"
 [ ! -e "$work/run/merged" ] || fail "the merge ran although shard 2 had failed"
 say "merge job $merge did not run (shard 2 failed: $(job_state "$merge"))"
-again=$(RCNN_SHARD_COUNT=4 IMAGES=$work/images.txt RUN=$work/run MODELS=$model \
+again=$(RCNN_SHARD_COUNT=4 IMAGES=$work/images.txt RUN=$work/run MODELS_FILE=$work/run/models.txt \
   sbatch --parsable --array=2 --export=ALL --output="$work/run/logs/detect-%A_%a.out" deploy/slurm/detect.sbatch)
 again=${again%%;*}
 merge2=$(RUN=$work/run sbatch --parsable --dependency=afterok:"$again" --kill-on-invalid-dep=yes \

@@ -116,3 +116,109 @@ fn gpu_checks_library_test_filters_each_match_a_test() {
     }
     assert!(checked >= 4, "both modes' filters were read: {checked}");
 }
+
+/// Runs `deploy/slurm/submit-detect.sh` with a stand-in `sbatch` that records its environment
+/// and prints a job id; returns what the script printed.
+fn submit_with_fake_sbatch(dir: &Path, args: &[&Path]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let sbatch = bin.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/sh\nenv > \"$FAKE_SBATCH_ENV.$$\"\necho 42\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rcnn = bin.join("rcnn");
+    std::fs::write(&rcnn, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&rcnn, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/submit-detect.sh"))
+        .args(args)
+        .env("PATH", path)
+        .env("FAKE_SBATCH_ENV", dir.join("env"))
+        .env_remove("RCNN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_slurm_recipe_keeps_paths_whole_and_prints_commands_safe_to_paste() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder whose name is a command, and models whose paths hold a space and a glob.
+    let images = dir.path().join("imgs;touch PWNED");
+    std::fs::create_dir_all(&images).unwrap();
+    let models = dir.path().join("my models");
+    std::fs::create_dir_all(&models).unwrap();
+    let (a, b) = (models.join("a *.safetensors"), models.join("b.safetensors"));
+    std::fs::write(&a, b"x").unwrap();
+    std::fs::write(&b, b"x").unwrap();
+    std::fs::write(models.join("a other.safetensors"), b"x").unwrap();
+    let run = dir.path().join("run");
+    let o = submit_with_fake_sbatch(dir.path(), &[&images, &run, Path::new("2"), &a, &b]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    // The models, one a line, whole: what detect.sbatch reads.
+    let listed = std::fs::read_to_string(run.join("models.txt")).unwrap();
+    let listed: Vec<&str> = listed.lines().collect();
+    let real = |p: &Path| p.canonicalize().unwrap().display().to_string();
+    assert_eq!(listed, [real(&a), real(&b)]);
+    // The printed resubmit line, pasted into a shell (with the stand-in sbatch), runs nothing
+    // from the folder's name.
+    let line = out
+        .lines()
+        .find(|l| l.contains("sbatch --array=K"))
+        .unwrap()
+        .replace("--array=K", "--array=2");
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&line)
+        .current_dir(dir.path())
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", dir.path().join("bin").display()),
+        )
+        .env("FAKE_SBATCH_ENV", dir.path().join("env"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{line}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.path().join("PWNED").exists(), "the pasted line ran `touch`");
+    // detect.sbatch hands each listed model to rcnn as one argument.
+    let args_file = dir.path().join("args");
+    let fake = dir.path().join("bin/print-args");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", args_file.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/detect.sbatch"))
+        .env("IMAGES", &images)
+        .env("MODELS_FILE", run.join("models.txt"))
+        .env("RUN", &run)
+        .env("RCNN_SHARD_COUNT", "2")
+        .env("SLURM_ARRAY_TASK_ID", "2")
+        .env("RCNN", &fake)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let model_args: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--model")
+        .map(|w| w[1])
+        .collect();
+    assert_eq!(model_args, [real(&a), real(&b)]);
+    // A missing model is refused at submit time, naming it.
+    let o = submit_with_fake_sbatch(
+        dir.path(),
+        &[&images, &run, Path::new("2"), &models.join("gone.safetensors")],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no model file at"));
+}
