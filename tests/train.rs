@@ -482,3 +482,58 @@ fn two_processes_starting_together_build_a_shared_cache_once() {
     assert_eq!(caches[0].crop(3), caches[1].crop(3));
     assert!(dir.path().join("cache/train.lock").exists());
 }
+
+#[test]
+fn a_finished_run_its_own_inputs_and_bad_class_lists_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = write_split(dir.path());
+    let out = dir.path().join("run");
+    let quick = ["--steps", "2", "--checkpoint-every", "1"];
+    let o = train_command(&split, &out, false)
+        .args(quick)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = out.join("model.safetensors");
+    let (model_bytes, log_bytes) = (
+        std::fs::read(&model).unwrap(),
+        std::fs::read(out.join("log.csv")).unwrap(),
+    );
+    let refused = |extra: &[&str], folder: &Path| {
+        let o = train_command(&split, folder, false)
+            .args(quick)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // Again into the finished run: it was replaced without a word.
+    let err = refused(&[], &out);
+    assert!(
+        err.contains("holds an earlier run (model.safetensors)"),
+        "{err}"
+    );
+    // Its own model as the first weights: the log was truncated before the refusal.
+    let err = refused(&["--init", model.to_str().unwrap(), "--overwrite"], &out);
+    assert!(err.contains("is an input of this run"), "{err}");
+    assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
+    assert_eq!(std::fs::read(out.join("log.csv")).unwrap(), log_bytes);
+    // Class lists that training would accept and then fail on, or silently mis-train.
+    let classes = dir.path().join("classes.txt");
+    let fresh = dir.path().join("fresh");
+    std::fs::write(&classes, "raccoon\n__background__\n").unwrap();
+    let err = refused(&["--classes", classes.to_str().unwrap()], &fresh);
+    assert!(err.contains("__background__ at line 2"), "{err}");
+    std::fs::write(&classes, "raccoon\nraccoon\n").unwrap();
+    let err = refused(&["--classes", classes.to_str().unwrap()], &fresh);
+    assert!(err.contains("class raccoon is listed twice"), "{err}");
+    assert!(!fresh.join("log.csv").exists(), "nothing was trained");
+    // --overwrite says it means it.
+    let o = train_command(&split, &out, false)
+        .args(quick)
+        .arg("--overwrite")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

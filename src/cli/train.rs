@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in --out with the same schedule.
     #[arg(long)]
     resume: bool,
+    /// Start afresh over a finished or interrupted run in --out, replacing its model,
+    /// checkpoint and log (without it, or --resume, such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Train N networks with seeds seed..seed+N-1 (and so different sampling orders), into
     /// member-1 ... member-N, for `rcnn detect --model ... --model ...` (the entry: six).
     #[arg(long, default_value_t = 1, value_parser = super::range::members)]
@@ -222,6 +226,7 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             log_every: self.log_every,
             resume: self.resume,
+            overwrite: self.overwrite,
             ensemble: self.ensemble,
             member,
             max_proposals: self.max_proposals,

@@ -103,6 +103,8 @@ pub struct TrainJob {
     pub checkpoint_every: usize,
     pub log_every: usize,
     pub resume: bool,
+    /// Start afresh over an earlier run's model and checkpoint (refused without it).
+    pub overwrite: bool,
     /// Networks trained with seeds seed..seed+N-1, into member-1 ... member-N.
     pub ensemble: usize,
     pub member: Option<Member>,
@@ -161,7 +163,66 @@ pub fn config_of_file(path: &Path) -> Result<GoogLeNetConfig, JobError> {
     Ok(crate::model::weights::infer_config(&tensors, path)?)
 }
 
+/// What a member's folder holds once trained, each refused as an output if it is an input.
+const MEMBER_OUTPUTS: [&str; 5] = [
+    "model.safetensors",
+    "checkpoint.safetensors",
+    "log.csv",
+    "loss.png",
+    "accuracy.png",
+];
+
+/// A class list for training: `__background__` is added as column 0, so it may only come
+/// first (where it is the same column), and no name twice (two columns for one class).
+fn check_class_list(names: &[String], path: &std::path::Path) -> Result<(), JobError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in names.iter().enumerate() {
+        ensure(
+            i == 0 || !crate::model::weights::is_background(name),
+            || {
+                format!(
+                    "{}: {name} at line {}: training adds the background as the first column; \
+                 remove it or put it first",
+                    path.display(),
+                    i + 1
+                )
+            },
+        )?;
+        ensure(seen.insert(name.as_str()), || {
+            format!("{}: class {name} is listed twice", path.display())
+        })?;
+    }
+    Ok(())
+}
+
 impl TrainJob {
+    /// The folder member `member` (0-based) trains into: the run's own without an ensemble.
+    fn member_out(&self, member: usize) -> PathBuf {
+        if self.ensemble == 1 {
+            self.out.clone()
+        } else {
+            self.out.join(format!("member-{}", member + 1))
+        }
+    }
+
+    /// Refuses, before any work, a member folder whose outputs would replace an input (`--init
+    /// OUT/model.safetensors --out OUT`) or an earlier run (without --resume or --overwrite).
+    fn check_member_out(&self, out: &std::path::Path) -> Result<(), JobError> {
+        for f in MEMBER_OUTPUTS {
+            eval::check_not_input(&out.join(f))?;
+        }
+        let earlier = ["model.safetensors", "checkpoint.safetensors"]
+            .into_iter()
+            .find(|f| out.join(f).is_file());
+        if let (Some(f), false, false) = (earlier, self.resume, self.overwrite) {
+            return Err(JobError::Refused(format!(
+                "{} holds an earlier run ({f}): --resume continues it, --overwrite replaces it",
+                out.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// The network to train: from the init file when given (its layout and width), else from
     /// the settings; always with the auxiliary heads and `classes` outputs.
     fn network_config(&self, classes: i64) -> Result<GoogLeNetConfig, JobError> {
@@ -195,10 +256,17 @@ impl TrainJob {
             .as_deref()
             .map(eval::ClassList::read)
             .transpose()?;
+        if let (Some(list), Some(path)) = (&classes, &job.classes) {
+            check_class_list(&list.names, path)?;
+        }
         let init_file = match &job.init {
             Init::File(p) => Some(p.clone()),
             Init::Scratch => None,
         };
+        eval::protect_inputs(job.classes.iter().chain(&init_file));
+        for member in members.clone() {
+            job.check_member_out(&job.member_out(member))?;
+        }
         let train_set = job.data.load(
             classes.as_ref(),
             job.classes.clone().into_iter().chain(init_file),
@@ -304,11 +372,7 @@ impl TrainJob {
             .max(1);
         let mut trained = Vec::new();
         for member in members {
-            let out = if job.ensemble == 1 {
-                job.out.clone()
-            } else {
-                job.out.join(format!("member-{}", member + 1))
-            };
+            let out = job.member_out(member);
             let params = TrainParams {
                 recipe: self.recipe(&config, &class_names, member, cache.len()),
                 steps,
