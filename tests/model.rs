@@ -476,3 +476,51 @@ fn lrn_in_half_precision_does_not_overflow() {
     assert!(err < 1e-3, "relative error {err}");
     assert!(want.abs().min().double_value(&[]) > 10.0);
 }
+
+#[test]
+fn model_metadata_that_lies_is_refused_at_load() {
+    // These loaded and then scored nothing: every input the same under a subnormal std,
+    // the background column reported as a class, two outputs under one name.
+    use inception_rcnn::model::weights::{read_tensors, write_tensors};
+    let dir = tempfile::tempdir().unwrap();
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 64,
+        num_classes: 3,
+        ..GoogLeNetConfig::new(Layout::Paper)
+    };
+    let classes = ["__background__", "raccoon", "other"].map(String::from);
+    let good = dir.path().join("good.safetensors");
+    Model::new(&config, classes.to_vec(), Device::Cpu)
+        .unwrap()
+        .save(&good)
+        .unwrap();
+    let (tensors, meta) = read_tensors(&good).unwrap();
+    for (key, value, expected) in [
+        ("std", "1e-40,0.224,0.225", "std must be positive"),
+        ("std", "1e30,0.224,0.225", "std must be positive"),
+        ("mean", "1e30,0.4,0.4", "std must be positive"),
+        (
+            "classes",
+            r#"["__background__","raccoon","raccoon"]"#,
+            "as an earlier class is",
+        ),
+        (
+            "classes",
+            r#"["__background__","","other"]"#,
+            "class 1 has no name",
+        ),
+    ] {
+        let mut lying = meta.clone();
+        lying.insert(key.into(), value.into());
+        let path = dir.path().join("lying.safetensors");
+        let named = tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect();
+        write_tensors(&path, named, lying).unwrap();
+        let err = Model::load(&path, Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains(expected), "{key} = {value}: {err}");
+    }
+    Model::load(&good, Device::Cpu).unwrap();
+}

@@ -133,13 +133,28 @@ impl Model {
             message,
         };
         let c = self.config();
-        if c.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
-            || c.mean.iter().any(|m| !m.is_finite())
+        // Pixels are 0-1 or 0-255: a std of 1e-30 or 1e30 makes every input the same (or
+        // infinite) and every score the same, so a model that says so is lying.
+        if c.std.iter().any(|s| !(1e-4..=1e4).contains(s))
+            || c.mean.iter().any(|m| !(-1e4..=1e4).contains(m))
         {
             return Err(bad(format!(
-                "normalisation mean {:?} / std {:?}: std must be positive and both finite",
+                "normalisation mean {:?} / std {:?}: std must be positive, both finite and of a \
+                 pixel's scale (std in 1e-4..=1e4, mean in -1e4..=1e4; pixels are 0-1 or 0-255)",
                 c.mean, c.std
             )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, name) in self.classes.iter().enumerate() {
+            if name.trim().is_empty() {
+                return Err(bad(format!("class {i} has no name")));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(bad(format!(
+                    "class {i} is named `{name}`, as an earlier class is: outputs would be \
+                     merged under one name"
+                )));
+            }
         }
         if let Some(i) = self.classes.iter().skip(1).position(|n| is_background(n)) {
             return Err(bad(format!(
