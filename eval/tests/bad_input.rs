@@ -609,3 +609,47 @@ fn a_byte_order_mark_is_not_part_of_a_name_and_unmatched_names_are_counted() {
     let ap = loaded.evaluate(Metric::Voc, 0.5).mean_ap.unwrap();
     assert!((ap - 1.0).abs() < 1e-12, "{ap}");
 }
+
+#[test]
+fn coco_ids_written_as_floats_are_the_same_ids_and_odd_categories_are_said() {
+    // Results with "image_id": 1.0 were scored as another image (AP 0); pycocotools takes
+    // 1.0 as 1. Two categories with one name were merged silently; a float category_id was
+    // reported as a missing field.
+    let dir = tempfile::tempdir().unwrap();
+    let gt = write(
+        dir.path(),
+        "gt.json",
+        r#"{"images": [{"id": 1}, {"id": 2.0}],
+            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}],
+            "annotations": [
+              {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+              {"id": 2, "image_id": 2, "category_id": 1.0, "bbox": [5, 5, 10, 10], "area": 100, "iscrowd": 0},
+              {"id": 3, "image_id": 2, "category_id": 1.5, "bbox": [5, 5, 10, 10], "area": 100, "iscrowd": 0}
+            ]}"#,
+    );
+    let dets = write(
+        dir.path(),
+        "dets.json",
+        r#"[{"image_id": 1.0, "category_id": 1.0, "bbox": [0, 0, 10, 10], "score": 0.9},
+            {"image_id": 2, "category_id": 1, "bbox": [5, 5, 10, 10], "score": 0.8}]"#,
+    );
+    let loaded = load(&Inputs {
+        gt,
+        dets,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.gt.images.len(), 2);
+    assert_eq!(loaded.issues.detections_on_unknown_images, 0);
+    let examples = loaded.issues.examples.join("\n");
+    assert!(
+        examples.contains("categories 1 and 2 are both named `cat`"),
+        "{examples}"
+    );
+    assert!(
+        examples.contains("has category_id 1.5, not an integer"),
+        "{examples}"
+    );
+    let ap = loaded.evaluate(Metric::Voc, 0.5).mean_ap.unwrap();
+    assert!((ap - 1.0).abs() < 1e-12, "{ap}");
+}

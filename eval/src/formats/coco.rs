@@ -22,12 +22,31 @@ struct Dataset {
     categories: Vec<Value>,
 }
 
-/// An id as COCO writes it (a number, sometimes a string), as text.
+/// A JSON number that is a whole number, as an integer: `1.0` is the id `1`, as it is to
+/// pycocotools (Python's `1.0 == 1` and their hashes agree).
+fn int_of(v: &Value) -> Option<i64> {
+    if let Some(i) = v.as_i64() {
+        return Some(i);
+    }
+    let f = v.as_f64()?;
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
+/// An id as COCO writes it (a number, sometimes a string), as text; a whole number written
+/// as a float (`1.0`) is the same id as the integer.
 fn id_of(v: &Value) -> Option<String> {
     match v {
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(int_of(v).map_or_else(|| n.to_string(), |i| i.to_string())),
         Value::String(s) => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// A `category_id`: an integer (or a whole float); the record's problem, said plainly, if not.
+fn category_of(v: Option<&Value>) -> Result<i64, String> {
+    match v {
+        None => Err("has no category_id".into()),
+        Some(v) => int_of(v).ok_or_else(|| format!("has category_id {v}, not an integer")),
     }
 }
 
@@ -64,7 +83,7 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
     let mut categories: Vec<(i64, String)> = Vec::new();
     for c in &data.categories {
         match (
-            c.get("id").and_then(Value::as_i64),
+            c.get("id").and_then(int_of),
             c.get("name").and_then(Value::as_str),
         ) {
             (Some(id), Some(name)) => categories.push((id, name.to_string())),
@@ -74,6 +93,19 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
         }
     }
     categories.sort();
+    // Two ids under one name are two categories to pycocotools and one class here: said.
+    let mut by_name: HashMap<&str, i64> = HashMap::new();
+    for (id, name) in &categories {
+        if let Some(first) = by_name.insert(name, *id) {
+            issues.record(Kind::Malformed, || {
+                format!(
+                    "{}: categories {first} and {id} are both named `{name}`; their boxes are \
+                     evaluated as one class",
+                    path.display()
+                )
+            })?;
+        }
+    }
     let names: HashMap<i64, String> = categories.iter().cloned().collect();
     let mut images: Vec<String> = Vec::new();
     let mut known = std::collections::HashSet::new();
@@ -81,7 +113,7 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
         let raw = im.get("id");
         match raw.and_then(id_of) {
             Some(id) => {
-                if !raw.is_some_and(|v| v.is_i64() || v.is_u64()) {
+                if !raw.is_some_and(|v| int_of(v).is_some() || v.is_u64()) {
                     issues.record(Kind::ImageId, || {
                         format!(
                             "{}: image {i} has the non-integer id {}; kept as written",
@@ -111,9 +143,15 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
     for (i, a) in data.annotations.iter().enumerate() {
         let at = || format!("{}: annotation {i}", path.display());
         let image = a.get("image_id").and_then(id_of);
-        let cat = a.get("category_id").and_then(Value::as_i64);
+        let cat = match category_of(a.get("category_id")) {
+            Ok(c) => c,
+            Err(why) => {
+                issues.record(Kind::Malformed, || format!("{}: {why}", at()))?;
+                continue;
+            }
+        };
         let bbox = a.get("bbox").and_then(bbox_of);
-        let (Some(image), Some(cat), Some(bbox)) = (image, cat, bbox) else {
+        let (Some(image), Some(bbox)) = (image, bbox) else {
             issues.record(Kind::Malformed, || {
                 format!(
                     "{}: needs image_id, category_id and bbox [x, y, w, h]",
@@ -177,10 +215,16 @@ pub fn read_dets(
     for (i, d) in items.iter().enumerate() {
         let at = || format!("{}: result {i}", path.display());
         let image = d.get("image_id").and_then(id_of);
-        let cat = d.get("category_id").and_then(Value::as_i64);
+        let cat = match category_of(d.get("category_id")) {
+            Ok(c) => c,
+            Err(why) => {
+                issues.record(Kind::Malformed, || format!("{}: {why}", at()))?;
+                continue;
+            }
+        };
         let bbox = d.get("bbox").and_then(bbox_of);
         let score = d.get("score").and_then(Value::as_f64);
-        let (Some(image), Some(cat), Some(bbox), Some(score)) = (image, cat, bbox, score) else {
+        let (Some(image), Some(bbox), Some(score)) = (image, bbox, score) else {
             issues.record(Kind::Malformed, || {
                 format!("{}: needs image_id, category_id, bbox and score", at())
             })?;
@@ -212,9 +256,7 @@ pub fn category_names(path: &Path) -> Result<HashMap<i64, String>, EvalError> {
         .and_then(Value::as_array)
         .map(|cats| {
             cats.iter()
-                .filter_map(|c| {
-                    Some((c.get("id")?.as_i64()?, c.get("name")?.as_str()?.to_string()))
-                })
+                .filter_map(|c| Some((int_of(c.get("id")?)?, c.get("name")?.as_str()?.to_string())))
                 .collect()
         })
         .unwrap_or_default())
