@@ -524,3 +524,28 @@ fn model_metadata_that_lies_is_refused_at_load() {
     }
     Model::load(&good, Device::Cpu).unwrap();
 }
+
+#[test]
+fn the_same_model_saves_to_the_same_bytes() {
+    // The metadata is a HashMap: its order changed from save to save, so model files could
+    // not be compared or cached by hash.
+    let dir = tempfile::tempdir().unwrap();
+    let config = GoogLeNetConfig {
+        width: 0.125,
+        input_size: 64,
+        num_classes: 3,
+        ..GoogLeNetConfig::new(Layout::Paper)
+    };
+    let classes = ["__background__", "raccoon", "other"].map(String::from);
+    let model = Model::new(&config, classes.to_vec(), Device::Cpu).unwrap();
+    let saved: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let path = dir.path().join(format!("m{i}.safetensors"));
+            model.save(&path).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .collect();
+    assert!(saved.windows(2).all(|w| w[0] == w[1]), "the files differ");
+    let reloaded = Model::load(&dir.path().join("m0.safetensors"), Device::Cpu).unwrap();
+    assert_eq!(reloaded.classes, classes);
+}

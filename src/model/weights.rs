@@ -224,12 +224,30 @@ pub fn write_tensors(
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
-    let bytes =
+    let mut bytes =
         safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| ModelError::Format {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+    sort_header(&mut bytes);
     eval::write_atomically(path, &bytes).map_err(ModelError::Write)
+}
+
+/// Rewrites a serialised safetensors header with its keys sorted, in place: the metadata is a
+/// HashMap, whose order changes from run to run, so the same model gave different files. The
+/// same keys and values sorted take the same bytes, padded to the same length.
+fn sort_header(bytes: &mut [u8]) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = &bytes[8..8 + n];
+    // serde_json's maps are ordered by key: parsing and writing again sorts them.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return;
+    };
+    let sorted = serde_json::to_vec(&value).expect("a parsed value serialises");
+    if sorted.len() <= n {
+        bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+        bytes[8 + sorted.len()..8 + n].fill(b' ');
+    }
 }
 
 /// Tensors by name.
