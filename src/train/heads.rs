@@ -345,13 +345,24 @@ fn fit_box_regression(
             f64::NAN
         });
     }
-    let lambda = p
+    let chosen = p
         .lambdas
         .iter()
         .zip(&held_out_mse)
         .filter(|(_, e)| e.is_finite())
         .min_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(1_000.0, |(l, _)| *l);
+        .map(|(l, _)| *l);
+    // No held-out error at all (too few images to hold any out): the penalty is a default,
+    // not a choice, and the user is told so.
+    const DEFAULT_LAMBDA: f64 = 1_000.0;
+    if chosen.is_none() {
+        tracing::warn!(
+            "box regression: no held-out regions to choose a penalty on (too few images, or \
+             every {}th image has no object); using lambda {DEFAULT_LAMBDA}",
+            p.hold_out_every
+        );
+    }
+    let lambda = chosen.unwrap_or(DEFAULT_LAMBDA);
     tracing::info!("box regression: lambda {lambda} (held-out MSE {held_out_mse:?})");
     // Refit on every region with the chosen lambda.
     let mut regressors = vec![None];
