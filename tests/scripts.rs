@@ -133,7 +133,11 @@ fn submit_with_fake_sbatch(dir: &Path, args: &[&Path]) -> std::process::Output {
     let rcnn = bin.join("rcnn");
     std::fs::write(&rcnn, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&rcnn, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     std::process::Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/submit-detect.sh"))
         .args(args)
@@ -159,7 +163,11 @@ fn the_slurm_recipe_keeps_paths_whole_and_prints_commands_safe_to_paste() {
     let run = dir.path().join("run");
     let o = submit_with_fake_sbatch(dir.path(), &[&images, &run, Path::new("2"), &a, &b]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // The models, one a line, whole: what detect.sbatch reads.
     let listed = std::fs::read_to_string(run.join("models.txt")).unwrap();
     let listed: Vec<&str> = listed.lines().collect();
@@ -183,14 +191,24 @@ fn the_slurm_recipe_keeps_paths_whole_and_prints_commands_safe_to_paste() {
         .env("FAKE_SBATCH_ENV", dir.path().join("env"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{line}: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(!dir.path().join("PWNED").exists(), "the pasted line ran `touch`");
+    assert!(
+        o.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !dir.path().join("PWNED").exists(),
+        "the pasted line ran `touch`"
+    );
     // detect.sbatch hands each listed model to rcnn as one argument.
     let args_file = dir.path().join("args");
     let fake = dir.path().join("bin/print-args");
     std::fs::write(
         &fake,
-        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", args_file.display()),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n",
+            args_file.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -217,7 +235,12 @@ fn the_slurm_recipe_keeps_paths_whole_and_prints_commands_safe_to_paste() {
     // A missing model is refused at submit time, naming it.
     let o = submit_with_fake_sbatch(
         dir.path(),
-        &[&images, &run, Path::new("2"), &models.join("gone.safetensors")],
+        &[
+            &images,
+            &run,
+            Path::new("2"),
+            &models.join("gone.safetensors"),
+        ],
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no model file at"));
