@@ -412,30 +412,24 @@ fn a_narrow_image_is_skipped_not_blown_up() {
 fn a_shard_file_claiming_billions_of_shards_is_refused_at_once() {
     // `"of": 4000000000` made rcnn merge take 23 GB listing the missing shards.
     let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("s1");
-    std::fs::create_dir_all(&s).unwrap();
-    std::fs::write(s.join("shard.json"), r#"{"shard": 1, "of": 4000000000}"#).unwrap();
-    let err = MergeJob {
-        shards: vec![s],
-        out: dir.path().join("out"),
-        formats: vec!["csv".into()],
-    }
-    .run()
-    .unwrap_err()
-    .to_string();
+    // The error of merging one shard folder whose shard.json is `json`.
+    let merge_one = |name: &str, json: &str| {
+        let s = dir.path().join(name);
+        std::fs::create_dir_all(&s).unwrap();
+        std::fs::write(s.join("shard.json"), json).unwrap();
+        MergeJob {
+            shards: vec![s],
+            out: dir.path().join("out"),
+            formats: vec!["csv".into()],
+        }
+        .run()
+        .unwrap_err()
+        .to_string()
+    };
+    let err = merge_one("s1", r#"{"shard": 1, "of": 4000000000}"#);
     assert!(err.contains("more than the 100000"), "{err}");
     // A real count with most shards missing names the first twenty.
-    let s = dir.path().join("s2");
-    std::fs::create_dir_all(&s).unwrap();
-    std::fs::write(s.join("shard.json"), r#"{"shard": 1, "of": 100000}"#).unwrap();
-    let err = MergeJob {
-        shards: vec![s],
-        out: dir.path().join("out"),
-        formats: vec!["csv".into()],
-    }
-    .run()
-    .unwrap_err()
-    .to_string();
+    let err = merge_one("s2", r#"{"shard": 1, "of": 100000}"#);
     assert!(err.contains("shard 2/100000 is missing"), "{err}");
     assert!(err.contains("and 99979 more"), "{err}");
     assert!(err.lines().count() <= 22, "{err}");

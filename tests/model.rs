@@ -477,24 +477,32 @@ fn lrn_in_half_precision_does_not_overflow() {
     assert!(want.abs().min().double_value(&[]) > 10.0);
 }
 
-#[test]
-fn model_metadata_that_lies_is_refused_at_load() {
-    // These loaded and then scored nothing: every input the same under a subnormal std,
-    // the background column reported as a class, two outputs under one name.
-    use inception_rcnn::model::weights::{read_tensors, write_tensors};
-    let dir = tempfile::tempdir().unwrap();
+/// A small untrained paper-layout model (background, raccoon, other) and its class names.
+fn tiny_three_class_model() -> (Model, Vec<String>) {
     let config = GoogLeNetConfig {
         width: 0.125,
         input_size: 64,
         num_classes: 3,
         ..GoogLeNetConfig::new(Layout::Paper)
     };
-    let classes = ["__background__", "raccoon", "other"].map(String::from);
+    let classes = ["__background__", "raccoon", "other"]
+        .map(String::from)
+        .to_vec();
+    (
+        Model::new(&config, classes.clone(), Device::Cpu).unwrap(),
+        classes,
+    )
+}
+
+#[test]
+fn model_metadata_that_lies_is_refused_at_load() {
+    // These loaded and then scored nothing: every input the same under a subnormal std,
+    // the background column reported as a class, two outputs under one name.
+    use inception_rcnn::model::weights::{read_tensors, write_tensors};
+    let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.safetensors");
-    Model::new(&config, classes.to_vec(), Device::Cpu)
-        .unwrap()
-        .save(&good)
-        .unwrap();
+    let (model, _) = tiny_three_class_model();
+    model.save(&good).unwrap();
     let (tensors, meta) = read_tensors(&good).unwrap();
     for (key, value, expected) in [
         ("std", "1e-40,0.224,0.225", "std must be positive"),
@@ -530,14 +538,7 @@ fn the_same_model_saves_to_the_same_bytes() {
     // The metadata is a HashMap: its order changed from save to save, so model files could
     // not be compared or cached by hash.
     let dir = tempfile::tempdir().unwrap();
-    let config = GoogLeNetConfig {
-        width: 0.125,
-        input_size: 64,
-        num_classes: 3,
-        ..GoogLeNetConfig::new(Layout::Paper)
-    };
-    let classes = ["__background__", "raccoon", "other"].map(String::from);
-    let model = Model::new(&config, classes.to_vec(), Device::Cpu).unwrap();
+    let (model, classes) = tiny_three_class_model();
     let saved: Vec<Vec<u8>> = (0..4)
         .map(|i| {
             let path = dir.path().join(format!("m{i}.safetensors"));

@@ -316,23 +316,16 @@ fn open_model(path: &Path) -> Result<(std::fs::File, u64), ModelError> {
 
 /// The whole of a model file, and no more than its length said when it was opened.
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelError> {
-    use std::io::Read;
-    let (file, len) = open_model(path)?;
-    let mut out = Vec::with_capacity(len as usize);
-    file.take(len)
-        .read_to_end(&mut out)
-        .map_err(|error| ModelError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
-    Ok(out)
+    read_start(path, u64::MAX)
 }
 
-/// The first `n` bytes of a model file (fewer if it is shorter).
+/// The first `n` bytes of a model file (fewer if it is shorter; never past the length it had
+/// when opened).
 fn read_start(path: &Path, n: u64) -> Result<Vec<u8>, ModelError> {
     use std::io::Read;
-    let (file, _) = open_model(path)?;
-    let mut out = Vec::new();
+    let (file, len) = open_model(path)?;
+    let n = n.min(len);
+    let mut out = Vec::with_capacity(n as usize);
     file.take(n)
         .read_to_end(&mut out)
         .map_err(|error| ModelError::Io {
