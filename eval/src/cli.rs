@@ -202,8 +202,14 @@ pub fn run(args: &MapEvalArgs) -> Result<Evaluation, EvalError> {
         crate::write_atomically(path, &crate::report::to_json(&loaded, &e))?;
     }
     if let Some(dir) = &args.plots {
-        let n = crate::plots::write_plots(dir, &e, &loaded.classes)?;
+        let (n, left_out) = crate::plots::write_plots(dir, &e, &loaded.classes)?;
         eprintln!("wrote {n} plots into {}", dir.display());
+        if left_out > 0 {
+            eprintln!(
+                "({left_out} classes past the first {} have no curve; the summary holds them all)",
+                crate::plots::MAX_PR_CURVES
+            );
+        }
     }
     Ok(e)
 }

@@ -180,9 +180,28 @@ fn bars(
     })
 }
 
-/// Writes `pr_NNN_CLASS.png` for each class with objects or detections and `summary.png`
-/// (AP per class, best first, with the mean; for COCO, its 12 numbers). Returns the count.
-pub fn write_plots(dir: &Path, e: &Evaluation, classes: &ClassList) -> Result<usize, EvalError> {
+/// The most precision-recall curves one `--plots` writes: ILSVRC has 200 classes, the
+/// classification list 1000; a ground truth of 100,000 categories would otherwise write as
+/// many files. The summary chart still holds every class.
+pub const MAX_PR_CURVES: usize = 1000;
+
+/// Writes `pr_NNN_CLASS.png` for each class with objects or detections (the first
+/// [`MAX_PR_CURVES`] of them by class index) and `summary.png` (AP per class, best first, with
+/// the mean; for COCO, its 12 numbers). Returns the count written and the curves left out.
+pub fn write_plots(
+    dir: &Path,
+    e: &Evaluation,
+    classes: &ClassList,
+) -> Result<(usize, usize), EvalError> {
+    write_plots_within(dir, e, classes, MAX_PR_CURVES)
+}
+
+fn write_plots_within(
+    dir: &Path,
+    e: &Evaluation,
+    classes: &ClassList,
+    max_curves: usize,
+) -> Result<(usize, usize), EvalError> {
     ensure_font()?;
     std::fs::create_dir_all(dir).map_err(|err| EvalError::io(dir, err))?;
     if let Some(c) = &e.coco {
@@ -192,14 +211,15 @@ pub fn write_plots(dir: &Path, e: &Evaluation, classes: &ClassList) -> Result<us
             .zip(c.as_array())
             .collect();
         bars(&dir.join("summary.png"), "COCO summary", &values, None)?;
-        return Ok(1);
+        return Ok((1, 0));
     }
     let shown: Vec<&ClassResult> = e
         .per_class
         .iter()
         .filter(|c| c.n_gt > 0 || c.n_dets > 0)
         .collect();
-    shown
+    let curves = shown.len().min(max_curves);
+    shown[..curves]
         .par_iter()
         .map(|c| {
             let name = &classes.names[c.class];
@@ -226,7 +246,7 @@ pub fn write_plots(dir: &Path, e: &Evaluation, classes: &ClassList) -> Result<us
         None => format!("{}: no class has ground truth", e.metric),
     };
     bars(&dir.join("summary.png"), &caption, &values, e.mean_ap)?;
-    Ok(shown.len() + 1)
+    Ok((curves + 1, shown.len() - curves))
 }
 
 /// The largest x of any series (at least 1).
@@ -347,4 +367,52 @@ pub fn curve_chart(
             .map_err(|e| e.to_string())?;
         draw_lines(&mut chart, &shown, legend)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{Detection, Detections, GroundTruth, GtBox};
+    use crate::{BBox, EvalParams, Metric};
+
+    #[test]
+    fn curves_are_capped_and_the_summary_holds_every_class() {
+        // A ground truth of thousands of categories wrote a curve for each.
+        let n = 12;
+        let mut gt = GroundTruth::default();
+        let image = gt.images.intern("img");
+        let mut dets = Detections::default();
+        for class in 0..n {
+            let bbox = BBox::new(0.0, 0.0, 10.0 + class as f64, 10.0);
+            gt.boxes.push(GtBox {
+                image,
+                class,
+                bbox,
+                difficult: false,
+                crowd: false,
+                area: None,
+            });
+            dets.dets.push(Detection {
+                image,
+                class,
+                score: 0.9,
+                bbox,
+            });
+        }
+        dets.first_unknown_image = 1;
+        let e = crate::evaluate(&gt, &dets, n, &EvalParams::new(Metric::Voc));
+        let classes = ClassList::from_names((0..n).map(|i| format!("c{i}")).collect());
+        let dir = tempfile::tempdir().unwrap();
+        let (written, left_out) = write_plots_within(dir.path(), &e, &classes, 5).unwrap();
+        assert_eq!((written, left_out), (6, n - 5));
+        let curves = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|f| {
+                let f = f.as_ref().unwrap().file_name();
+                f.to_string_lossy().starts_with("pr_")
+            })
+            .count();
+        assert_eq!(curves, 5);
+        assert!(dir.path().join("summary.png").is_file());
+    }
 }
