@@ -15,6 +15,15 @@ _OUT_OF_SCOPE = (
 )
 
 
+def _check_ints(name, values, low, high):
+    """Each of `values` a whole number in [low, high], or a ValueError naming the parameter."""
+    for v in values:
+        if isinstance(v, float) and not v.is_integer() or not low <= v <= high:
+            raise ValueError(
+                "params.{}: {!r} is not a whole number in {}..{}".format(name, v, low, high)
+            )
+
+
 class Params:
     """pycocotools' Params for boxes (iouType 'bbox')."""
 
@@ -123,6 +132,10 @@ class COCOeval:
         if p.useCats:
             p.catIds = list(np.unique(p.catIds))
         p.maxDets = sorted(p.maxDets)
+        # Said here, in the parameters' words, rather than as an OverflowError from the core.
+        _check_ints("maxDets", p.maxDets, 0, 2**63 - 1)
+        _check_ints("imgIds", p.imgIds, -(2**63), 2**63 - 1)
+        _check_ints("catIds", p.catIds, -(2**63), 2**63 - 1)
         self.params = p
         self._evaluated = _core.evaluate(
             self.cocoGt._columns(),

@@ -213,6 +213,13 @@ fn bbox_of(obj: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<[f64; 4]
 fn dataset_from_dict(dataset: &Bound<'_, PyAny>) -> PyResult<Anns> {
     let list = |key: &str| -> PyResult<Vec<Bound<'_, PyAny>>> {
         match dataset.cast::<PyDict>()?.get_item(key)? {
+            // A string or a dict iterates too (its characters, its keys): not a list of records.
+            Some(v) if v.is_instance_of::<pyo3::types::PyString>() || v.is_instance_of::<PyDict>() => {
+                Err(bad(format!(
+                    "dataset['{key}'] is {}, not a list of records",
+                    v.repr().map(|r| r.to_string()).unwrap_or_default()
+                )))
+            }
             Some(v) => v.try_iter()?.collect(),
             None => Ok(Vec::new()),
         }
@@ -342,10 +349,26 @@ fn results_from_array(gt: &Anns, data: &[u8], rows: usize) -> PyResult<Anns> {
         .chunks_exact(8)
         .map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
         .collect();
+    // An id that is not a whole number (NaN became image 0) is refused, naming its row.
+    let id = |v: f64, i: usize, what: &str| -> PyResult<i64> {
+        if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+            Ok(v as i64)
+        } else {
+            Err(bad(format!("results array row {i}: {what} {v} is not an integer id")))
+        }
+    };
     let rows = v
         .chunks_exact(7)
-        .map(|r| (r[0] as i64, r[6] as i64, [r[1], r[2], r[3], r[4]], r[5]))
-        .collect();
+        .enumerate()
+        .map(|(i, r)| {
+            Ok((
+                id(r[0], i, "image_id")?,
+                id(r[6], i, "category_id")?,
+                [r[1], r[2], r[3], r[4]],
+                r[5],
+            ))
+        })
+        .collect::<PyResult<_>>()?;
     results(gt, rows, "results array")
 }
 

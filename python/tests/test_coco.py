@@ -266,6 +266,22 @@ def test_out_of_scope_and_bad_input_say_so(tmp_path):
     assert rcnn_eval.EvalError is EvalError
 
 
+def test_hostile_inputs_and_parameters_are_named_not_misread():
+    # A string where a list belongs was iterated character by character; a NaN id in an
+    # N x 7 array became image 0; maxDets=[-1] and huge ids raised a bare OverflowError.
+    with pytest.raises(EvalError, match=r"dataset\['annotations'\] is 'x', not a list"):
+        quiet(COCO, {"images": [{"id": 1}], "annotations": "x", "categories": []})
+    g, _ = quiet(COCO, {"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]})
+    with pytest.raises(EvalError, match=r"row 0: image_id NaN is not an integer id"):
+        quiet(g.loadRes, np.array([[np.nan, 0, 0, 1, 1, 1.0, 1]]))
+    d, _ = quiet(g.loadRes, np.array([[1.0, 0, 0, 1, 1, 1.0, 1]]))
+    for field, value, shown in [("maxDets", [-1], "-1"), ("imgIds", [2**70], str(2**70))]:
+        e = COCOeval(g, d, "bbox")
+        setattr(e.params, field, value)
+        with pytest.raises(ValueError, match=r"params\.{}: {} is not a whole number".format(field, shown)):
+            quiet(e.evaluate)
+
+
 def assert_same_eval_imgs(ref, ours):
     assert len(ours) == len(ref)
     assert sum(e is None for e in ours) == sum(e is None for e in ref)
