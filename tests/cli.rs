@@ -467,4 +467,9 @@ fn a_1000_class_state_dict_imports_with_ilsvrc2012s_names() {
         (classes[0].as_str(), classes[871].as_str()),
         ("tench", "trimaran")
     );
+    // Its two cranes (the bird, the machine) stay two classes.
+    assert_eq!(
+        (classes[134].as_str(), classes[517].as_str()),
+        ("crane (n02012849)", "crane (n03126707)")
+    );
 }

@@ -88,7 +88,7 @@ pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()
             Some((_, names)) if names.len() as i64 == config.num_classes => names,
             // torchvision's ImageNet weights: their outputs are ILSVRC2012's classes in the
             // order of data/ilsvrc/cls_synsets_1000.tsv (WNIDs sorted), as the README says.
-            _ if config.num_classes == 1000 => eval::ClassList::ilsvrc1000().names,
+            _ if config.num_classes == 1000 => distinct_names(&eval::ClassList::ilsvrc1000()),
             _ => Vec::new(),
         },
     };
@@ -125,4 +125,22 @@ pub fn run(args: ImportWeightsArgs, threads: Option<usize>) -> anyhow::Result<()
         },
     );
     Ok(())
+}
+
+/// A list's names, each made distinct where two classes share one (ILSVRC2012 has two `crane`s,
+/// the bird and the machine, and two `maillot`s) by adding its WNID: a model file's classes
+/// must be distinct, or their outputs would be reported under one name.
+fn distinct_names(list: &eval::ClassList) -> Vec<String> {
+    let mut count: std::collections::HashMap<&str, usize> = Default::default();
+    for n in &list.names {
+        *count.entry(n.as_str()).or_default() += 1;
+    }
+    list.names
+        .iter()
+        .zip(&list.wnids)
+        .map(|(n, w)| match count[n.as_str()] {
+            1 => n.clone(),
+            _ => format!("{n} ({w})"),
+        })
+        .collect()
 }
