@@ -61,7 +61,7 @@ impl ClassList {
     /// `ID<TAB>WNID<TAB>name` with consecutive IDs from 1 (ILSVRC's DET_ID) or from 0 (the
     /// classification list's index); lines starting with `#` are comments.
     pub fn read(path: &Path) -> Result<Self, EvalError> {
-        let text = crate::names::read_text(path)?;
+        let text = crate::names::read_lines_text(path)?;
         Self::parse_tsv(&text, path)
     }
 

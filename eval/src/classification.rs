@@ -97,7 +97,7 @@ pub fn read_labels(
     if path.is_dir() {
         return labels_from_folders(path, classes, issues);
     }
-    let text = crate::names::read_text(path)?;
+    let text = crate::names::read_lines_text(path)?;
     let mut labels = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -410,7 +410,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
 
     let mut blacklist = HashSet::new();
     if let Some(path) = &inputs.blacklist {
-        let text = crate::names::read_text(path)?;
+        let text = crate::names::read_lines_text(path)?;
         for (i, line) in text.lines().enumerate() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [image, class] = fields.as_slice() else {

@@ -80,6 +80,43 @@ pub fn parse_line(line: &str) -> Option<(String, Option<i64>)> {
 /// Windows editors put first (it once made the first name match nothing).
 pub fn read_text(path: &Path) -> Result<String, EvalError> {
     let bytes = std::fs::read(path).map_err(|e| EvalError::io(path, e))?;
+    text_of(path, bytes)
+}
+
+/// The longest line a line-based file (a list, a class file, a submission, a txt folder's
+/// file) may have: a name or a detection is a few hundred bytes; a 1 GB line once took 4.9 GB.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// [`read_text`] for line-based files: read a line at a time, refused at the first line longer
+/// than [`MAX_LINE`] (naming it) before more of it is read.
+pub fn read_lines_text(path: &Path) -> Result<String, EvalError> {
+    use std::io::{BufRead, Read};
+    let file = std::fs::File::open(path).map_err(|e| EvalError::io(path, e))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut bytes = Vec::new();
+    for line in 1.. {
+        let start = bytes.len();
+        let n = reader
+            .by_ref()
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| EvalError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        if bytes.len() - start > MAX_LINE && bytes.last() != Some(&b'\n') {
+            return Err(EvalError::parse(
+                path,
+                line,
+                format!("a line longer than {MAX_LINE} bytes: not a list of names or records"),
+            ));
+        }
+    }
+    text_of(path, bytes)
+}
+
+/// `bytes` of the file at `path` as UTF-8 text without a leading byte-order mark.
+fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, EvalError> {
     let mut text = String::from_utf8(bytes).map_err(|e| {
         EvalError::parse(
             path,
@@ -93,9 +130,9 @@ pub fn read_text(path: &Path) -> Result<String, EvalError> {
     Ok(text)
 }
 
-/// Every listed image of the file at `path` (read by [`read_text`]).
+/// Every listed image of the file at `path` (read by [`read_lines_text`]).
 pub fn read_listed(path: &Path) -> Result<Vec<Listed>, EvalError> {
-    let text = read_text(path)?;
+    let text = read_lines_text(path)?;
     Ok(text
         .lines()
         .enumerate()

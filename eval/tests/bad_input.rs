@@ -653,3 +653,23 @@ fn coco_ids_written_as_floats_are_the_same_ids_and_odd_categories_are_said() {
     let ap = loaded.evaluate(Metric::Voc, 0.5).mean_ap.unwrap();
     assert!((ap - 1.0).abs() < 1e-12, "{ap}");
 }
+
+#[test]
+fn a_line_too_long_for_a_list_is_refused_before_it_is_read_whole() {
+    // A 1 GB line once took 4.9 GB; 64 MiB stands for it here.
+    let dir = tempfile::tempdir().unwrap();
+    let subset = dir.path().join("subset.txt");
+    let mut text = "a\n".to_string();
+    text.push_str(&"x".repeat(64 << 20));
+    std::fs::write(&subset, text).unwrap();
+    let err = eval::names::read_listed(&subset).unwrap_err().to_string();
+    assert!(
+        err.contains("subset.txt:2: a line longer than 1048576 bytes"),
+        "{err}"
+    );
+    // A line of exactly the bound, ended, is a line.
+    let mut fine = "y".repeat(eval::names::MAX_LINE - 1);
+    fine.push('\n');
+    std::fs::write(&subset, fine).unwrap();
+    assert_eq!(eval::names::read_listed(&subset).unwrap().len(), 1);
+}

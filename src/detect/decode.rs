@@ -142,7 +142,7 @@ pub fn collect_images_outside(
             .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
         {
             let base = input.parent().unwrap_or(Path::new("."));
-            let text = eval::names::read_text(input).map_err(std::io::Error::other)?;
+            let text = eval::names::read_lines_text(input).map_err(std::io::Error::other)?;
             for line in text
                 .lines()
                 .map(str::trim)

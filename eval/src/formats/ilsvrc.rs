@@ -34,7 +34,7 @@ pub fn read_dets(
     image_list: Option<&[String]>,
     issues: &mut Issues,
 ) -> Result<Vec<RawDet>, EvalError> {
-    let text = crate::names::read_text(path)?;
+    let text = crate::names::read_lines_text(path)?;
     let mut out = Vec::with_capacity(text.len() / 48);
     for (i, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();

@@ -19,7 +19,7 @@ fn each_line(
 ) -> Result<Vec<String>, EvalError> {
     let mut images = Vec::new();
     for path in files_with_extension(dir, "txt")? {
-        let text = crate::names::read_text(&path)?;
+        let text = crate::names::read_lines_text(&path)?;
         let image = stem(&path);
         images.push(image.clone());
         for (i, line) in text.lines().enumerate() {
