@@ -69,8 +69,22 @@ fn first_of_repeats(ids: impl IntoIterator<Item = i64>) -> Vec<i64> {
     ids.into_iter().filter(|id| seen.insert(*id)).collect()
 }
 
+/// An id in a JSON file: an integer, or a float that is a whole number (`1.0`), as
+/// pycocotools' dicts take it.
+fn int_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("id {n} is not an integer")))
+}
+
 #[derive(Deserialize)]
 struct IdJson {
+    #[serde(deserialize_with = "int_id")]
     id: i64,
 }
 
@@ -93,7 +107,9 @@ impl Flag {
 
 #[derive(Deserialize)]
 struct AnnJson {
+    #[serde(deserialize_with = "int_id")]
     image_id: i64,
+    #[serde(deserialize_with = "int_id")]
     category_id: i64,
     bbox: [f64; 4],
     area: Option<f64>,
@@ -114,7 +130,9 @@ struct DatasetJson {
 
 #[derive(Deserialize)]
 struct ResultJson {
+    #[serde(deserialize_with = "int_id")]
     image_id: i64,
+    #[serde(deserialize_with = "int_id")]
     category_id: i64,
     bbox: [f64; 4],
     score: f64,
@@ -196,6 +214,25 @@ fn extract<'py, T: FromPyObjectOwned<'py>>(
     })
 }
 
+/// `obj[key]` as an id: an int, or a float that is a whole number (`1.0` is the id 1, as it is
+/// to pycocotools, whose dicts find 1 under 1.0).
+fn id_field(obj: &Bound<'_, PyAny>, key: &str, at: &dyn Fn() -> String) -> PyResult<i64> {
+    let Some(v) = optional(obj, key)? else {
+        return Err(bad(format!("{}: no `{key}`", at())));
+    };
+    if let Ok(i) = v.extract::<i64>() {
+        return Ok(i);
+    }
+    match v.extract::<f64>() {
+        Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(bad(format!(
+            "{}: `{key}` is {}, not an integer id",
+            at(),
+            v.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
 /// `obj["bbox"]`: four numbers.
 fn bbox_of(obj: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<[f64; 4]> {
     let b: Vec<f64> = field(obj, "bbox", at)?;
@@ -214,7 +251,9 @@ fn dataset_from_dict(dataset: &Bound<'_, PyAny>) -> PyResult<Anns> {
     let list = |key: &str| -> PyResult<Vec<Bound<'_, PyAny>>> {
         match dataset.cast::<PyDict>()?.get_item(key)? {
             // A string or a dict iterates too (its characters, its keys): not a list of records.
-            Some(v) if v.is_instance_of::<pyo3::types::PyString>() || v.is_instance_of::<PyDict>() => {
+            Some(v)
+                if v.is_instance_of::<pyo3::types::PyString>() || v.is_instance_of::<PyDict>() =>
+            {
                 Err(bad(format!(
                     "dataset['{key}'] is {}, not a list of records",
                     v.repr().map(|r| r.to_string()).unwrap_or_default()
@@ -231,7 +270,7 @@ fn dataset_from_dict(dataset: &Bound<'_, PyAny>) -> PyResult<Anns> {
             .map(|(i, v)| {
                 let at = || format!("dataset['{key}'][{i}]");
                 Ok(IdJson {
-                    id: field(v, "id", &at)?,
+                    id: id_field(v, "id", &at)?,
                 })
             })
             .collect()
@@ -243,8 +282,8 @@ fn dataset_from_dict(dataset: &Bound<'_, PyAny>) -> PyResult<Anns> {
             optional(a, key)?.map(|v| extract(&v, key, &at)).transpose()
         };
         annotations.push(AnnJson {
-            image_id: field(a, "image_id", &at)?,
-            category_id: field(a, "category_id", &at)?,
+            image_id: id_field(a, "image_id", &at)?,
+            category_id: id_field(a, "category_id", &at)?,
             bbox: bbox_of(a, &at)?,
             area: some("area")?,
             iscrowd: optional(a, "iscrowd")?
@@ -327,8 +366,8 @@ fn results_from_list(gt: &Anns, anns: &Bound<'_, PyAny>) -> PyResult<Anns> {
             )));
         }
         rows.push((
-            field(&a, "image_id", &at)?,
-            field(&a, "category_id", &at)?,
+            id_field(&a, "image_id", &at)?,
+            id_field(&a, "category_id", &at)?,
             bbox_of(&a, &at)?,
             field(&a, "score", &at)?,
         ));
@@ -354,7 +393,9 @@ fn results_from_array(gt: &Anns, data: &[u8], rows: usize) -> PyResult<Anns> {
         if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
             Ok(v as i64)
         } else {
-            Err(bad(format!("results array row {i}: {what} {v} is not an integer id")))
+            Err(bad(format!(
+                "results array row {i}: {what} {v} is not an integer id"
+            )))
         }
     };
     let rows = v

@@ -266,7 +266,7 @@ def test_out_of_scope_and_bad_input_say_so(tmp_path):
     assert rcnn_eval.EvalError is EvalError
 
 
-def test_hostile_inputs_and_parameters_are_named_not_misread():
+def test_hostile_inputs_and_parameters_are_named_not_misread(tmp_path):
     # A string where a list belongs was iterated character by character; a NaN id in an
     # N x 7 array became image 0; maxDets=[-1] and huge ids raised a bare OverflowError.
     with pytest.raises(EvalError, match=r"dataset\['annotations'\] is 'x', not a list"):
@@ -275,6 +275,17 @@ def test_hostile_inputs_and_parameters_are_named_not_misread():
     with pytest.raises(EvalError, match=r"row 0: image_id NaN is not an integer id"):
         quiet(g.loadRes, np.array([[np.nan, 0, 0, 1, 1, 1.0, 1]]))
     d, _ = quiet(g.loadRes, np.array([[1.0, 0, 0, 1, 1, 1.0, 1]]))
+    # Ids written as whole floats are the ids, in dicts as in arrays (pycocotools: 1.0 == 1).
+    f, _ = quiet(g.loadRes, [{"image_id": 1.0, "category_id": 1.0, "bbox": [0, 0, 1, 1],
+                               "score": 1.0}])
+    assert f.getImgIds() == [1] and len(f.getAnnIds()) == 1
+    res = tmp_path / "float-ids.json"
+    res.write_text('[{"image_id": 1.0, "category_id": 1.0, "bbox": [0, 0, 1, 1], "score": 1.0}]')
+    f, _ = quiet(g.loadRes, str(res))
+    assert len(f.getAnnIds()) == 1
+    with pytest.raises(EvalError, match=r"`image_id` is 1.5, not an integer id"):
+        quiet(g.loadRes, [{"image_id": 1.5, "category_id": 1, "bbox": [0, 0, 1, 1],
+                           "score": 1.0}])
     for field, value, shown in [("maxDets", [-1], "-1"), ("imgIds", [2**70], str(2**70))]:
         e = COCOeval(g, d, "bbox")
         setattr(e.params, field, value)
