@@ -323,3 +323,31 @@ fn train_heads_then_detect_with_and_without_them() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_set_too_small_to_hold_images_out_says_its_penalty_is_a_default() {
+    // With three images none is held out (every fifth is): each held-out error was NaN and
+    // lambda 1000 was taken without a word.
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("split.txt");
+    let three: String = IMAGES[..3].iter().map(|k| format!("{k}\n")).collect();
+    std::fs::write(&split, three).unwrap();
+    let run = dir.path().join("run");
+    let o = train_command(&split, &run, false)
+        .args(["--steps", "2", "--checkpoint-every", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = rcnn()
+        .args(["train-heads", "--device", "cpu", "--svm-c", "1", "--run"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no held-out regions to choose a penalty on")
+            && stderr.contains("using lambda 1000"),
+        "{stderr}"
+    );
+}
