@@ -589,3 +589,44 @@ fn proposals_outside_the_image_give_detections_inside_it() {
         );
     }
 }
+
+#[test]
+fn a_skipped_image_is_journaled_and_not_read_again_on_resume() {
+    // A run killed after skipping a narrow image: --resume met it again before anything
+    // else was journaled. Now its skip is journaled like a finished image.
+    let dir = tempfile::tempdir().unwrap();
+    let strip = dir.path().join("strip.png");
+    image::RgbImage::from_pixel(1, 50_000, image::Rgb([90, 60, 30]))
+        .save(&strip)
+        .unwrap();
+    let model = tiny_model(&dir.path().join("m.safetensors"));
+    let images = vec![raccoons(1)[0].clone(), strip.clone()];
+    let first = job(images.clone(), &model, dir.path().join("out"));
+    let summary = first.run(&()).unwrap();
+    assert_eq!((summary.images, summary.skipped), (1, 1));
+
+    // What a killed run of it journaled: both images, the strip as skipped.
+    std::fs::create_dir_all(&first.out).unwrap();
+    let settings = journal_settings(&first, Device::Cpu, 32, None);
+    let (mut journal, _) = open_journal(&first.out, false, &settings).unwrap();
+    journal
+        .append(&Entry::new("raccoon-1".into(), 7, &[]).of_file(&images[0]))
+        .unwrap();
+    journal
+        .append(&Entry::skipped("strip".into(), "too narrow".into()).of_file(&strip))
+        .unwrap();
+    drop(journal);
+    let mut resumed = first.clone();
+    resumed.resume = true;
+    let summary = resumed.run(&()).unwrap();
+    assert_eq!(
+        (
+            summary.images,
+            summary.resumed,
+            summary.skipped,
+            summary.processed
+        ),
+        (1, 1, 1, 0),
+        "nothing read again"
+    );
+}

@@ -42,6 +42,10 @@ pub struct Entry {
     /// redoes an image replaced since (absent in journals of earlier versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<(u64, u64)>,
+    /// Why the image was skipped (unreadable, too large, too narrow to search), so that
+    /// `--resume` does not meet it again; it has no detections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl Entry {
@@ -55,6 +59,15 @@ impl Entry {
             proposals,
             detections,
             file: None,
+            skipped: None,
+        }
+    }
+
+    /// The entry of an image skipped for `reason`.
+    pub fn skipped(image: String, reason: String) -> Self {
+        Entry {
+            skipped: Some(reason),
+            ..Entry::new(image, 0, &[])
         }
     }
 

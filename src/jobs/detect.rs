@@ -476,8 +476,18 @@ impl DetectJob {
             }
             why.is_none()
         });
-        let mut resumed = 0;
+        let (mut resumed, mut skipped_before) = (0, 0);
         for e in done.values() {
+            if let Some(reason) = &e.skipped {
+                // Skipped before, and the file is the same: skipped again without reading it.
+                failed += 1;
+                skipped_before += 1;
+                warn(
+                    progress,
+                    format!("skipped {} (journaled): {reason}", e.image),
+                );
+                continue;
+            }
             if let Some(index) = image_index.get(&e.image) {
                 resumed += 1;
                 n_proposals += e.proposals;
@@ -575,6 +585,13 @@ impl DetectJob {
                 Outcome::Failed { image, reason } => {
                     failed += 1;
                     warn(progress, format!("skipped {}: {reason}", image.display()));
+                    // Journaled, so that --resume does not read it again.
+                    let entry = Entry::skipped(name_of[&image].clone(), reason).of_file(&image);
+                    if write_error.is_none() {
+                        if let Err(e) = journal.append(&entry) {
+                            write_error = Some(e.into());
+                        }
+                    }
                 }
             }
             progress.advance();
@@ -610,7 +627,7 @@ impl DetectJob {
         write_shard_file(&job.out, shard)?;
         journal.finish()?;
         Ok(DetectSummary {
-            images: images.len() - failed + resumed,
+            images: resumed + images.len() - (failed - skipped_before),
             resumed,
             skipped: failed,
             proposals: n_proposals,
