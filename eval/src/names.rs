@@ -115,6 +115,36 @@ pub fn read_lines_text(path: &Path) -> Result<String, EvalError> {
     text_of(path, bytes)
 }
 
+/// A reader that fails, as soon as it is read past, on a line longer than [`MAX_LINE`]: for
+/// readers that stream records (the csv crate buffers a whole record, however long).
+pub struct LineBounded<R> {
+    inner: R,
+    /// Bytes since the last newline.
+    run: usize,
+}
+
+impl<R> LineBounded<R> {
+    pub fn new(inner: R) -> Self {
+        LineBounded { inner, run: 0 }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineBounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            self.run = if b == b'\n' { 0 } else { self.run + 1 };
+            if self.run > MAX_LINE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a line longer than {MAX_LINE} bytes"),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// `bytes` of the file at `path` as UTF-8 text without a leading byte-order mark.
 fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, EvalError> {
     let mut text = String::from_utf8(bytes).map_err(|e| {

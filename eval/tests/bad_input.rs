@@ -667,6 +667,16 @@ fn a_line_too_long_for_a_list_is_refused_before_it_is_read_whole() {
         err.contains("subset.txt:2: a line longer than 1048576 bytes"),
         "{err}"
     );
+    // CSV is streamed by the csv crate, which buffers a whole record: bounded the same way.
+    let gt = dir.path().join("gt.csv");
+    let mut csv = "image,class,xmin,ymin,xmax,ymax\na,cat,0,0,9,9\n".to_string();
+    csv.push_str(&"x".repeat(64 << 20));
+    std::fs::write(&gt, csv).unwrap();
+    let err = eval::load::load_gt(&gt, None, None, false)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a line longer than 1048576 bytes"), "{err}");
     // A line of exactly the bound, ended, is a line.
     let mut fine = "y".repeat(eval::names::MAX_LINE - 1);
     fine.push('\n');

@@ -362,11 +362,11 @@ pub fn read_proposals(
         }
         return Ok(out);
     }
+    let file = std::fs::File::open(path).map_err(|e| eval::EvalError::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| bad(0, e.to_string()))?;
+        .from_reader(eval::names::LineBounded::new(std::io::BufReader::new(file)));
     let mut ranked: HashMap<String, Vec<(u64, BBox)>> = HashMap::new();
     for record in reader.records() {
         let record = match record {

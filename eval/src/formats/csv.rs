@@ -14,7 +14,9 @@ fn records(path: &Path) -> Result<Vec<(usize, Vec<String>)>, EvalError> {
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(std::io::BufReader::new(file));
+        .from_reader(crate::names::LineBounded::new(std::io::BufReader::new(
+            file,
+        )));
     let mut out = Vec::new();
     for (i, r) in reader.records().enumerate() {
         let r = r.map_err(|e| EvalError::parse(path, i + 1, e.to_string()))?;
