@@ -249,23 +249,33 @@ fn detect(model: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn train_heads_then_detect_with_and_without_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let split = dir.path().join("split.txt");
-    std::fs::write(&split, IMAGES.map(|k| format!("{k}\n")).concat()).unwrap();
-    let run = dir.path().join("run");
-    let data = root().join("data/raccoon");
-    let o = train_command(&split, &run, false)
+/// Two training steps on `images` into `run` (beside it, their split), then `rcnn
+/// train-heads` over the run; its output.
+fn train_then_fit_heads(images: &[&str], run: &Path) -> std::process::Output {
+    let split = run.with_extension("split.txt");
+    std::fs::write(
+        &split,
+        images.iter().map(|k| format!("{k}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let o = train_command(&split, run, false)
         .args(["--steps", "2", "--checkpoint-every", "2"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = rcnn()
+    rcnn()
         .args(["train-heads", "--device", "cpu", "--svm-c", "1", "--run"])
-        .arg(&run)
+        .arg(run)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn train_heads_then_detect_with_and_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let data = root().join("data/raccoon");
+    let o = train_then_fit_heads(&IMAGES, &run);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
@@ -329,20 +339,7 @@ fn a_set_too_small_to_hold_images_out_says_its_penalty_is_a_default() {
     // With three images none is held out (every fifth is): each held-out error was NaN and
     // lambda 1000 was taken without a word.
     let dir = tempfile::tempdir().unwrap();
-    let split = dir.path().join("split.txt");
-    let three: String = IMAGES[..3].iter().map(|k| format!("{k}\n")).collect();
-    std::fs::write(&split, three).unwrap();
-    let run = dir.path().join("run");
-    let o = train_command(&split, &run, false)
-        .args(["--steps", "2", "--checkpoint-every", "2"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = rcnn()
-        .args(["train-heads", "--device", "cpu", "--svm-c", "1", "--run"])
-        .arg(&run)
-        .output()
-        .unwrap();
+    let o = train_then_fit_heads(&IMAGES[..3], &dir.path().join("run"));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(

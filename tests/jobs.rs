@@ -389,15 +389,21 @@ fn a_merge_of_shards_naming_files_outside_out_writes_nothing() {
     }
 }
 
+/// A 1 x 50000 PNG in `dir`: too narrow for selective search's width of 500.
+fn narrow_strip(dir: &Path) -> PathBuf {
+    let strip = dir.join("strip.png");
+    image::RgbImage::from_pixel(1, 50_000, image::Rgb([90, 60, 30]))
+        .save(&strip)
+        .unwrap();
+    strip
+}
+
 #[test]
 fn a_narrow_image_is_skipped_not_blown_up() {
     // 1 x 50000: selective search's width 500 once asked for a 37.5 GB buffer and aborted
     // the run (signal 6), before any image was journaled.
     let dir = tempfile::tempdir().unwrap();
-    let strip = dir.path().join("strip.png");
-    image::RgbImage::from_pixel(1, 50_000, image::Rgb([90, 60, 30]))
-        .save(&strip)
-        .unwrap();
+    let strip = narrow_strip(dir.path());
     let model = tiny_model(&dir.path().join("m.safetensors"));
     let mut images = raccoons(1);
     images.push(strip);
@@ -595,10 +601,7 @@ fn a_skipped_image_is_journaled_and_not_read_again_on_resume() {
     // A run killed after skipping a narrow image: --resume met it again before anything
     // else was journaled. Now its skip is journaled like a finished image.
     let dir = tempfile::tempdir().unwrap();
-    let strip = dir.path().join("strip.png");
-    image::RgbImage::from_pixel(1, 50_000, image::Rgb([90, 60, 30]))
-        .save(&strip)
-        .unwrap();
+    let strip = narrow_strip(dir.path());
     let model = tiny_model(&dir.path().join("m.safetensors"));
     let images = vec![raccoons(1)[0].clone(), strip.clone()];
     let first = job(images.clone(), &model, dir.path().join("out"));
