@@ -1,5 +1,5 @@
 //! R-CNN's heads (`rcnn train-heads`): box regression and class SVMs trained on a real region
-//! cache of shipped raccoon photos, kept in the model file, and applied by the ensemble and by
+//! index of shipped raccoon photos, kept in the model file, and applied by the ensemble and by
 //! `rcnn detect`.
 
 use std::path::{Path, PathBuf};
@@ -11,21 +11,40 @@ use inception_rcnn::heads::box_regression::{apply, RegressionFeatures};
 use inception_rcnn::model::config::IMAGENET_MEAN;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
 
+use inception_rcnn::detect::warp::WarpParams;
+use inception_rcnn::model::config::IMAGENET_STD;
+use inception_rcnn::train::batches::Batches;
 use inception_rcnn::train::heads::{train_heads, HeadsParams};
-use inception_rcnn::train::regions::{CacheSpec, RegionCache};
+use inception_rcnn::train::regions::{Precomputed, RegionIndex, RegionSpec};
 use tch::{Device, Kind, Tensor};
 
 mod common;
 use common::{root, six_raccoons, train_command, IMAGES, TORCH_THREADS};
 
-fn cache(dir: &Path) -> RegionCache {
+fn index(dir: &Path) -> RegionIndex {
     let loaded = six_raccoons();
-    let spec = CacheSpec {
+    let spec = RegionSpec {
         max_proposals: 300,
         max_background: 64,
-        ..CacheSpec::new(loaded.images, 64, IMAGENET_MEAN, 3)
+        ..RegionSpec::new(loaded.images, 3)
     };
-    RegionCache::open_or_build(&dir.join("cache"), "train", &spec, &|| {}).unwrap()
+    RegionIndex::open_or_build(
+        &dir.join("cache"),
+        "train",
+        &spec,
+        &Precomputed::default(),
+        &|| {},
+    )
+    .unwrap()
+}
+
+/// The regions' pixels streamed from the photos, as `rcnn train-heads` reads them.
+fn stream(index: &RegionIndex) -> Batches<'_> {
+    Batches::stream(
+        index,
+        WarpParams::new(64, IMAGENET_MEAN, IMAGENET_STD),
+        64 << 20,
+    )
 }
 
 fn small_model() -> Model {
@@ -52,7 +71,8 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
 fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_defined() {
     tch::set_num_threads(TORCH_THREADS);
     let dir = tempfile::tempdir().unwrap();
-    let cache = cache(dir.path());
+    let index = index(dir.path());
+    let cache = stream(&index);
     let model_path = dir.path().join("net.safetensors");
     small_model().save(&model_path).unwrap();
     let ensemble = Ensemble::new(
@@ -74,7 +94,7 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
     let (heads, f) = train_heads(&ensemble, &cache, &params, &|_| {}).unwrap();
     let (features, dim) = (&f.pooled, f.pooled_dim);
     assert_eq!(dim, 128);
-    assert_eq!(features.len(), cache.len() * dim);
+    assert_eq!(features.len(), index.len() * dim);
     // Regression reads the 3x3 grid, for the regions of IoU >= 0.6 only.
     assert_eq!(f.regression_dim, 9 * 128);
     assert_eq!(f.regression.len(), f.regression_rows.len() * 9 * 128);
@@ -90,8 +110,8 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
     let deltas = to_vec(&r.deltas(&grid));
     let (mut before, mut after, mut n) = (0.0, 0.0, 0);
     for (row, &i) in f.regression_rows.iter().enumerate() {
-        let region = cache.regions[i];
-        let gt = cache.spec.images[region.image as usize].objects[0].bbox;
+        let region = index.region(i);
+        let gt = index.spec.images[region.image as usize].objects[0].bbox;
         let iou = |b: &BBox| b.iou(&gt, PixelConvention::Inclusive);
         assert!(iou(&region.bbox) >= 0.6);
         let d = &deltas[(row * 2 + 1) * 4..(row * 2 + 2) * 4];
@@ -116,17 +136,17 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
     let report = &svm.classes[1];
     assert_eq!(report.positives, 6);
     assert!(report.candidates > 300, "{report:?}");
-    let all = Tensor::from_slice(features).view([cache.len() as i64, dim as i64]);
+    let all = Tensor::from_slice(features).view([index.len() as i64, dim as i64]);
     let margins = to_vec(&heads.svm.as_ref().unwrap().margins(&all));
     let mean = |f: &dyn Fn(usize) -> bool| {
-        let v: Vec<f32> = (0..cache.len())
+        let v: Vec<f32> = (0..index.len())
             .filter(|&i| f(i))
             .map(|i| margins[i * 2 + 1])
             .collect();
         v.iter().sum::<f32>() / v.len() as f32
     };
-    let positives = mean(&|i| cache.regions[i].iou >= 1.0);
-    let negatives = mean(&|i| cache.regions[i].iou < 0.3);
+    let positives = mean(&|i| index.region(i).iou >= 1.0);
+    let negatives = mean(&|i| index.region(i).iou < 0.3);
     assert!(positives > negatives + 0.5, "{positives} vs {negatives}");
 
     // Into the model file and back, exactly.
@@ -152,8 +172,9 @@ fn heads_fit_their_training_regions_travel_in_the_model_file_and_score_as_define
     let mut ensemble = Ensemble::new(vec![back], Kind::Float).unwrap();
     assert!(ensemble.use_heads(Head::Svm, true).unwrap());
     let picks: Vec<(usize, bool)> = (0..5).map(|i| (i * 7, false)).collect();
-    let config = model.config().clone();
-    let (crops, _) = cache.batch(&picks, config.mean, config.std, Device::Cpu);
+    let (crops, _) = cache
+        .crops(&picks, &cache.normaliser(Device::Cpu), Device::Cpu)
+        .unwrap();
     let (scores, deltas) = ensemble.classify(&crops);
     let (scores, deltas) = (to_vec(&scores), to_vec(&deltas.unwrap()));
     let out = tch::no_grad(|| ensemble.models[0].net.forward_t(&crops, false));

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use inception_rcnn::detect::warp::WarpParams;
 use inception_rcnn::model::config::{IMAGENET_MEAN, IMAGENET_STD};
 use inception_rcnn::model::precision::Precision;
 use inception_rcnn::model::{GoogLeNetConfig, Layout, Model};
+use inception_rcnn::train::batches::{Batches, PixelSource};
 use inception_rcnn::train::data::{load_images, SplitEntry};
-use inception_rcnn::train::regions::{CacheSpec, RegionCache};
+use inception_rcnn::train::regions::{Precomputed, RegionIndex, RegionSpec};
 use inception_rcnn::train::{train, Event, Init, Recipe, TrainParams};
 use tch::{Device, Kind, Tensor};
 
@@ -38,28 +40,64 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
         .images
         .iter()
         .all(|i| i.objects.len() == 1 && i.objects[0].label == 1));
-    let spec = CacheSpec {
+    let spec = RegionSpec {
         max_proposals: 300,
         max_background: 48,
-        ..CacheSpec::new(loaded.images.clone(), 80, IMAGENET_MEAN, 3)
+        ..RegionSpec::new(loaded.images.clone(), 3)
     };
-    let cache =
-        RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {}).unwrap();
+    let none = Precomputed::default();
+    let index =
+        RegionIndex::open_or_build(&dir.path().join("cache"), "train", &spec, &none, &|| {})
+            .unwrap();
     // Every ground-truth box is a positive of its own, and every image gave 48 background.
-    let gt_regions = cache.regions.iter().filter(|r| r.iou == 1.0).count();
+    let gt_regions = index.iter().filter(|r| r.iou == 1.0).count();
     assert!(gt_regions >= 6, "{gt_regions}");
-    assert_eq!(cache.len() - cache.positives(), 6 * 48);
-    assert!(cache
-        .regions
-        .iter()
-        .all(|r| (r.label == 1) == (r.iou >= 0.5)));
-    // Opening it again reuses it: same regions, same bytes.
-    let again = RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {
-        panic!("the cache was rebuilt")
-    })
-    .unwrap();
-    assert_eq!(again.regions, cache.regions);
-    assert_eq!(again.crop(7), cache.crop(7));
+    assert_eq!(index.background(), 6 * 48);
+    assert!(index.iter().all(|r| (r.label == 1) == (r.iou >= 0.5)));
+    // 28 bytes a region on disk, not its pixels.
+    assert_eq!(
+        std::fs::metadata(dir.path().join("cache/train.regions"))
+            .unwrap()
+            .len(),
+        28 * index.len() as u64
+    );
+    // Opening it again reuses it: same regions.
+    let again =
+        RegionIndex::open_or_build(&dir.path().join("cache"), "train", &spec, &none, &|| {
+            panic!("the index was rebuilt")
+        })
+        .unwrap();
+    assert_eq!(
+        again.iter().collect::<Vec<_>>(),
+        index.iter().collect::<Vec<_>>()
+    );
+    let warp = WarpParams::new(80, IMAGENET_MEAN, IMAGENET_STD);
+    let cache = Batches::stream(&index, warp, 64 << 20);
+    let norm = cache.normaliser(device());
+
+    // Streamed crops (the device warp) are the pixel cache's (OpenCV's, kept as bytes) within
+    // a grey level's rounding, flipped alike.
+    let pixels = Batches::cached(&index, warp, &|| {}).unwrap();
+    let some: Vec<(usize, bool)> = (0..24)
+        .map(|i| (i * 13 % index.len(), i % 3 == 0))
+        .collect();
+    let (a, la) = cache.crops(&some, &norm, device()).unwrap();
+    let (b, lb) = pixels.crops(&some, &norm, device()).unwrap();
+    assert_eq!(
+        Vec::<i64>::try_from(&la).unwrap(),
+        Vec::<i64>::try_from(&lb).unwrap()
+    );
+    let grey = 1.0 / (255.0 * IMAGENET_STD[2] as f64);
+    let diff = (&a - &b).abs();
+    let (max, mean) = (
+        diff.max().double_value(&[]),
+        diff.mean(Kind::Float).double_value(&[]),
+    );
+    assert!(
+        max <= 1.01 * grey && mean < 0.3 * grey,
+        "max {max}, mean {mean} (a grey level: {grey})"
+    );
+    assert_eq!(cache.decoded(), 4, "four images drawn, each decoded once");
 
     let config = GoogLeNetConfig {
         width: 0.125,
@@ -84,7 +122,8 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
             polyak: 0.999,
             flip: true,
             seed: 7,
-            cache_regions: cache.len(),
+            regions: index.len(),
+            pixels: PixelSource::Stream,
         },
         steps: 60,
         checkpoint_every: 30,
@@ -101,6 +140,8 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     })
     .unwrap();
     assert_eq!(losses.len(), 60);
+    // 60 steps of 32 regions decoded each of the six images once: the RAM cache holds them.
+    assert_eq!(cache.decoded(), 6);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     let (first, last) = (mean(&losses[..10]), mean(&losses[50..]));
     assert!(
@@ -112,8 +153,8 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     let saved = Model::load(&out.join("model.safetensors"), device()).unwrap();
     assert!(!saved.config().aux_logits);
     assert_eq!(saved.classes, ["__background__", "raccoon"]);
-    let picks: Vec<(usize, bool)> = (0..16).map(|i| (i * 7 % cache.len(), false)).collect();
-    let (x, _) = cache.batch(&picks, spec.mean, IMAGENET_STD, device());
+    let picks: Vec<(usize, bool)> = (0..16).map(|i| (i * 7 % index.len(), false)).collect();
+    let (x, _) = cache.crops(&picks, &norm, device()).unwrap();
     let a = tch::no_grad(|| trained.net.forward_t(&x, false).main);
     let b = tch::no_grad(|| saved.net.forward_t(&x, false).main);
     let diff = (&a - &b).abs().max().double_value(&[]);
@@ -125,16 +166,16 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     assert!((&a - &c).abs().max().double_value(&[]) > 1e-3);
     // The trained network tells raccoons from background on its own training regions better
     // than chance: mean raccoon probability higher on positives than on background.
-    let pos: Vec<(usize, bool)> = (0..cache.len())
-        .filter(|&i| cache.regions[i].label == 1)
+    let pos: Vec<(usize, bool)> = (0..index.len())
+        .filter(|&i| index.region(i).label == 1)
         .map(|i| (i, false))
         .collect();
-    let bg: Vec<(usize, bool)> = (0..cache.len())
-        .filter(|&i| cache.regions[i].label == 0)
+    let bg: Vec<(usize, bool)> = (0..index.len())
+        .filter(|&i| index.region(i).label == 0)
         .map(|i| (i, false))
         .collect();
     let p_raccoon = |picks: &[(usize, bool)]| {
-        let (x, _) = cache.batch(picks, spec.mean, IMAGENET_STD, device());
+        let (x, _) = cache.crops(picks, &norm, device()).unwrap();
         tch::no_grad(|| {
             saved
                 .net
@@ -262,9 +303,9 @@ fn a_killed_run_resumes_from_its_checkpoint_on_the_same_schedule() {
         "killed after {killed_at} of 8 log lines: too late to test"
     );
 
-    // Other proposal settings would rebuild the cache under the checkpoint: refused first,
-    // the cache left as it was.
-    let index = cut.join("cache/train.json");
+    // Other proposal settings would rebuild the index under the checkpoint: refused first,
+    // the index left as it was.
+    let index = cut.join("cache/train.index.json");
     let before = std::fs::read(&index).unwrap();
     let o = train_command(&split, &cut, true)
         .args(RUN)
@@ -326,8 +367,8 @@ fn an_ensemble_trains_members_with_their_own_seeds_and_detect_averages_them() {
         .zip(&b)
         .any(|((_, ta), (_, tb))| (ta - tb).abs().max().double_value(&[]) > 0.0);
     assert!(differ, "both members have the same weights");
-    // Both regions caches are one: built once in --out/cache.
-    assert!(out.join("cache/train.u8").is_file());
+    // Both region indexes are one: built once in --out/cache.
+    assert!(out.join("cache/train.regions").is_file());
     assert!(!out.join("member-1/cache").exists());
     let det = dir.path().join("det");
     let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
@@ -399,21 +440,27 @@ fn corrupt_images_and_missing_files_are_skipped_and_named() {
     let warnings = loaded.warnings.join("\n");
     assert!(warnings.contains("absent: no image file"), "{warnings}");
     assert!(warnings.contains("bad.xml"), "{warnings}");
-    let spec = CacheSpec {
+    let spec = RegionSpec {
         max_proposals: 100,
         max_background: 10,
-        ..CacheSpec::new(loaded.images, 80, IMAGENET_MEAN, 1)
+        ..RegionSpec::new(loaded.images, 1)
     };
-    let cache =
-        RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {}).unwrap();
-    assert_eq!(cache.skipped.len(), 1);
+    let index = RegionIndex::open_or_build(
+        &dir.path().join("cache"),
+        "train",
+        &spec,
+        &Precomputed::default(),
+        &|| {},
+    )
+    .unwrap();
+    assert_eq!(index.skipped.len(), 1);
     assert!(
-        cache.skipped[0].contains("broken.jpg"),
+        index.skipped[0].contains("broken.jpg"),
         "{:?}",
-        cache.skipped
+        index.skipped
     );
-    assert!(cache.regions.iter().all(|r| r.image == 0));
-    assert_eq!(cache.len() - cache.positives(), 10);
+    assert!(index.iter().all(|r| r.image == 0));
+    assert_eq!(index.background(), 10);
 }
 
 #[test]
@@ -428,10 +475,12 @@ fn a_full_disk_while_caching_names_the_file_and_leaves_no_partial_cache() {
         line.push_str(&a.to_string_lossy());
     }
     // A 256 KiB file-size limit stands in for a full disk (SIGXFSZ ignored, as ENOSPC raises
-    // no signal): the region cache of six photos at 80 px is larger.
+    // no signal): the pixel cache of six photos at 80 px is larger (the index is not).
     let o = Command::new("bash")
         .arg("-c")
-        .arg(format!("trap '' XFSZ; ulimit -f 256; {line} --steps 1"))
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 256; {line} --steps 1 --pixels cache"
+        ))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -440,17 +489,24 @@ fn a_full_disk_while_caching_names_the_file_and_leaves_no_partial_cache() {
         err.contains("train.u8.partial") && err.contains("File too large"),
         "{err}"
     );
-    // Nothing of the cache is left: only its lock, an empty file that stays, since removing a
-    // lock file others may be waiting on would let a third process take a second lock.
-    let left: Vec<(String, u64)> = std::fs::read_dir(out.join("cache"))
+    // Nothing of the pixel cache is left but its lock, an empty file that stays, since removing
+    // a lock file others may be waiting on would let a third process take a second lock; the
+    // region index, whole, stays for the next run.
+    let mut left: Vec<String> = std::fs::read_dir(out.join("cache"))
         .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, e.metadata().unwrap().len())
-        })
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, [("train.lock".to_string(), 0)], "{left:?}");
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "train.index.json",
+            "train.lock",
+            "train.pixels.lock",
+            "train.regions"
+        ],
+        "{left:?}"
+    );
 }
 
 #[test]
@@ -459,27 +515,40 @@ fn two_processes_starting_together_build_a_shared_cache_once() {
     // own file and lock, as two processes have. One builds; the other waits and reuses.
     let dir = tempfile::tempdir().unwrap();
     let loaded = six_raccoons();
-    let spec = CacheSpec {
+    let spec = RegionSpec {
         max_proposals: 100,
         max_background: 8,
-        ..CacheSpec::new(loaded.images[..3].to_vec(), 64, IMAGENET_MEAN, 5)
+        ..RegionSpec::new(loaded.images[..3].to_vec(), 5)
     };
     let built = std::sync::atomic::AtomicUsize::new(0);
-    let caches: Vec<RegionCache> = std::thread::scope(|s| {
+    let none = Precomputed::default();
+    let indexes: Vec<RegionIndex> = std::thread::scope(|s| {
         let open = || {
             s.spawn(|| {
-                RegionCache::open_or_build(&dir.path().join("cache"), "train", &spec, &|| {
-                    built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                })
+                RegionIndex::open_or_build(
+                    &dir.path().join("cache"),
+                    "train",
+                    &spec,
+                    &none,
+                    &|| {
+                        built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    },
+                )
                 .unwrap()
             })
         };
         let (a, b) = (open(), open());
         vec![a.join().unwrap(), b.join().unwrap()]
     });
-    assert_eq!(built.into_inner(), 3, "three images warped once, not twice");
-    assert_eq!(caches[0].regions, caches[1].regions);
-    assert_eq!(caches[0].crop(3), caches[1].crop(3));
+    assert_eq!(
+        built.into_inner(),
+        3,
+        "three images indexed once, not twice"
+    );
+    assert_eq!(
+        indexes[0].iter().collect::<Vec<_>>(),
+        indexes[1].iter().collect::<Vec<_>>()
+    );
     assert!(dir.path().join("cache/train.lock").exists());
 }
 
@@ -536,4 +605,102 @@ fn a_finished_run_its_own_inputs_and_bad_class_lists_are_refused_before_any_work
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn an_image_unreadable_mid_training_is_named_dropped_and_counted_in_the_log() {
+    // Precomputed proposals index an image without decoding it: its damage shows when a
+    // mini-batch first needs its pixels.
+    tch::set_num_threads(TORCH_THREADS);
+    let dir = tempfile::tempdir().unwrap();
+    let mut images = six_raccoons().images[..3].to_vec();
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"\xff\xd8\xff not a JPEG after all").unwrap();
+    images[2].path = broken.clone();
+    let proposals: std::collections::HashMap<PathBuf, Vec<eval::BBox>> = images
+        .iter()
+        .map(|im| {
+            let o = im.objects[0].bbox;
+            let boxes = (0..20)
+                .map(|k| {
+                    let d = k as f64 * 6.0;
+                    eval::BBox::new(o.x1 + d, o.y1, o.x2 + d, o.y2)
+                })
+                .collect();
+            (im.path.clone(), boxes)
+        })
+        .collect();
+    let spec = RegionSpec {
+        proposals: Some(inception_rcnn::train::regions::ProposalsStamp {
+            path: "test".into(),
+            bytes: 0,
+            modified: 0,
+        }),
+        ..RegionSpec::new(images, 3)
+    };
+    let pre = Precomputed {
+        stamp: spec.proposals.clone(),
+        boxes: std::sync::Arc::new(proposals),
+    };
+    let index = RegionIndex::open_or_build(&dir.path().join("cache"), "train", &spec, &pre, &|| {})
+        .unwrap();
+    assert!(index.skipped.is_empty());
+    let batches = Batches::stream(
+        &index,
+        WarpParams::new(80, IMAGENET_MEAN, IMAGENET_STD),
+        1 << 26,
+    );
+    let params = TrainParams {
+        recipe: Recipe {
+            config: GoogLeNetConfig {
+                width: 0.125,
+                input_size: 80,
+                num_classes: 2,
+                aux_logits: true,
+                ..GoogLeNetConfig::new(Layout::Paper)
+            },
+            classes: vec!["__background__".into(), "raccoon".into()],
+            init: Init::Scratch,
+            positives: 8,
+            background: 8,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0002,
+            lr_decay: 0.96,
+            lr_every_epochs: 1.0,
+            aux_weight: 0.3,
+            polyak: 0.999,
+            flip: true,
+            seed: 3,
+            regions: index.len(),
+            pixels: PixelSource::Stream,
+        },
+        steps: 4,
+        checkpoint_every: 4,
+        log_every: 2,
+        resume: false,
+        precision: Precision::Fp32,
+    };
+    let out = dir.path().join("run");
+    let mut steps = 0;
+    train(&batches, None, &params, &out, device(), |e| {
+        if let Event::Step { .. } = e {
+            steps += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(steps, 4);
+    assert_eq!(batches.dropped(), 1);
+    let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
+    let header: Vec<&str> = log.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "dropped_images").unwrap();
+    let last = log
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .nth(col)
+        .unwrap()
+        .to_string();
+    assert_eq!(last, "1", "{log}");
 }

@@ -6,6 +6,7 @@ use clap::Args;
 use inception_rcnn::jobs::train::{config_of_file, Member, Sgd, TrainData, TrainJob};
 use inception_rcnn::model::precision::Precision;
 use inception_rcnn::model::{GoogLeNetConfig, Layout};
+use inception_rcnn::train::batches::PixelSource;
 use inception_rcnn::train::Init;
 
 use super::DeviceArgs;
@@ -30,13 +31,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     classes: Option<PathBuf>,
     /// Output folder: model.safetensors, checkpoint.safetensors, log.csv, loss.png,
-    /// accuracy.png, and cache/ (the warped regions). With --ensemble N, member-K/ folders.
+    /// accuracy.png, and cache/ (the region index). With --ensemble N, member-K/ folders.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Training steps (mini-batches); default: --epochs' worth.
     #[arg(long, value_parser = super::range::count)]
     steps: Option<usize>,
-    /// Epochs (passes over the cached regions) when --steps is not given.
+    /// Epochs (passes over the indexed regions) when --steps is not given.
     #[arg(long, default_value_t = 8.0, value_parser = super::range::positive)]
     epochs: f64,
     /// Positive regions per mini-batch (R-CNN: 32).
@@ -80,9 +81,23 @@ pub struct TrainArgs {
     /// Proposals per image, best first.
     #[arg(long, default_value_t = 2000, value_parser = super::range::count)]
     max_proposals: usize,
-    /// Background regions cached per image (every positive is kept).
+    /// Background regions indexed per image, drawn from its proposals (every positive is kept;
+    /// 0 keeps them all, as R-CNN).
     #[arg(long, default_value_t = 256, value_parser = super::range::count0)]
     max_background: usize,
+    /// Precomputed proposals instead of selective search: a file of `rcnn proposals --out`, or a
+    /// folder of its shard files (`rcnn proposals --shard K/N --out DIR/K.csv`), read whole.
+    /// Images are matched by name.
+    #[arg(long, value_name = "FILE|DIR")]
+    proposals: Option<PathBuf>,
+    /// Where the regions' pixels come from: stream (decode and warp each mini-batch, the
+    /// region index on disk is 28 bytes a region) or cache (every region warped once into
+    /// cache/, 3 x size^2 bytes a region: for a few hundred images on a CPU only).
+    #[arg(long, value_enum, default_value_t = PixelSource::Stream)]
+    pixels: PixelSource,
+    /// RAM for decoded images while streaming, in MB (a set that fits is decoded once).
+    #[arg(long, value_name = "MB", default_value_t = 2048, value_parser = super::range::count)]
+    image_cache: usize,
     /// Proposals per validation image.
     #[arg(long, default_value_t = 500, value_parser = super::range::count)]
     val_proposals: usize,
@@ -233,6 +248,9 @@ impl TrainArgs {
             max_background: self.max_background,
             val_proposals: self.val_proposals,
             source: self.source.source(),
+            proposals: self.proposals.clone(),
+            pixels: self.pixels,
+            image_cache_bytes: self.image_cache.saturating_mul(1 << 20),
             device: self.device.device,
             threads,
             precision: self.precision,

@@ -8,8 +8,9 @@ use inception_rcnn::ensemble::Ensemble;
 use inception_rcnn::heads::box_regression::RegressionFeatures;
 use inception_rcnn::model::Model;
 use inception_rcnn::run::device;
+use inception_rcnn::train::batches::Batches;
 use inception_rcnn::train::heads::{train_heads, HeadsParams};
-use inception_rcnn::train::regions::{cache_dir, RegionCache};
+use inception_rcnn::train::regions::{cache_dir, RegionIndex};
 use tch::Kind;
 
 use super::DeviceArgs;
@@ -20,8 +21,8 @@ use super::DeviceArgs;
   rcnn train-heads --run runs/bccd --out data/models/bccd.safetensors"
 )]
 pub struct TrainHeadsArgs {
-    /// Folder of a finished `rcnn train` run: its region cache (cache/) gives the training
-    /// regions, already warped, and their labels.
+    /// Folder of a finished `rcnn train` run: its region index (cache/) gives the training
+    /// regions and their labels; their pixels are decoded and warped image by image.
     #[arg(long, value_name = "DIR")]
     run: PathBuf,
     /// The network whose features the heads read (default: RUN/model.safetensors).
@@ -55,6 +56,9 @@ pub struct TrainHeadsArgs {
     /// Regions per forward pass while computing features.
     #[arg(long, default_value_t = 128, value_parser = super::range::batch)]
     batch: usize,
+    /// RAM for decoded images, in MB.
+    #[arg(long, value_name = "MB", default_value_t = 512, value_parser = super::range::count)]
+    image_cache: usize,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -96,42 +100,38 @@ pub fn run(args: TrainHeadsArgs, threads: Option<usize>) -> anyhow::Result<()> {
     let cache_dir = cache_dir(&args.run);
     eval::protect_inputs([
         model_path.clone(),
-        cache_dir.join("train.json"),
-        cache_dir.join("train.u8"),
+        cache_dir.join("train.index.json"),
+        cache_dir.join("train.regions"),
     ]);
     eval::check_not_input(&out)?;
     // Two fits writing one model file would leave whichever finished last.
     let _lock = inception_rcnn::run::lock::lock_output_file(&out, "rcnn train-heads")?;
     let device = device::select(args.device.device, threads)?;
-    let cache = RegionCache::open_existing(&cache_dir, "train")
-        .with_context(|| format!("the region cache of {}", args.run.display()))?;
+    let index = RegionIndex::open_existing(&cache_dir, "train")
+        .with_context(|| format!("the region index of {}", args.run.display()))?;
     let mut model = Model::load(&model_path, device)?;
     let config = model.config().clone();
-    anyhow::ensure!(
-        cache.spec.input_size as i64 == config.input_size && cache.spec.mean == config.mean,
-        "{}: its regions are warped for a {} px input with mean {:?}, but {} takes {} px with \
-         mean {:?}: train the heads on the cache of the run that trained the network",
-        cache_dir.display(),
-        cache.spec.input_size,
-        cache.spec.mean,
-        model_path.display(),
-        config.input_size,
-        config.mean
-    );
     tracing::info!(
         "{} regions ({} positives) from {} images",
-        cache.len(),
-        cache.positives(),
-        cache.spec.images.len()
+        index.len(),
+        index.positives(),
+        index.spec.images.len()
     );
+    eval::protect_inputs(index.spec.images.iter().map(|i| i.path.clone()));
+    let warp = inception_rcnn::detect::warp::WarpParams::new(
+        config.input_size as i32,
+        config.mean,
+        config.std,
+    );
+    let regions = Batches::stream(&index, warp, args.image_cache.saturating_mul(1 << 20));
     // The features come from the network as detect runs it (prepared for inference); the
     // model file written is the one read, plus heads.
     let ensemble = Ensemble::new(vec![Model::load(&model_path, device)?], Kind::Float)?;
     let bar = super::progress_bar(
-        cache.len() as u64,
+        index.len() as u64,
         "features [{bar:30}] {pos}/{len} regions {per_sec} ETA {eta}",
     );
-    let (heads, _) = train_heads(&ensemble, &cache, &params, &|n| bar.inc(n as u64))?;
+    let (heads, _) = train_heads(&ensemble, &regions, &params, &|n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     if heads.box_regression.is_some() {
         model.heads.box_regression = heads.box_regression;

@@ -11,8 +11,9 @@ use crate::model::precision::Precision;
 use crate::model::{GoogLeNetConfig, Layout, Model};
 use crate::run::device::DeviceChoice;
 use crate::run::shard::ShardSpec;
+use crate::train::batches::{folder_bytes, Batches, PixelSource};
 use crate::train::data::{load_images, read_split, Loaded, TrainImage};
-use crate::train::regions::{cache_dir, CacheSpec, RegionCache};
+use crate::train::regions::{cache_dir, Precomputed, RegionIndex, RegionSpec};
 use crate::train::{train, Event, Init, Recipe, TrainParams, Validation};
 
 /// The training data: `rcnn train` and `rcnn train-multibox` read the same.
@@ -112,6 +113,13 @@ pub struct TrainJob {
     pub max_background: usize,
     pub val_proposals: usize,
     pub source: ProposalSource,
+    /// Precomputed proposals (a file of `rcnn proposals`, or a folder of its shard files)
+    /// instead of selective search in this process.
+    pub proposals: Option<PathBuf>,
+    /// Streamed pixels (default) or a pixel cache.
+    pub pixels: PixelSource,
+    /// RAM for decoded images when streamed, in bytes.
+    pub image_cache_bytes: usize,
     pub device: DeviceChoice,
     pub threads: Option<usize>,
     pub precision: Precision,
@@ -292,7 +300,11 @@ impl TrainJob {
                 .learned(multibox.as_ref(), &paths, || {})
                 .map(|(l, _)| l)
         };
-        let spec = CacheSpec {
+        let precomputed = match &job.proposals {
+            Some(path) => read_precomputed(path, &train_set.images)?,
+            None => Precomputed::default(),
+        };
+        let spec = RegionSpec {
             max_proposals: job.max_proposals,
             max_background: job.max_background,
             search_mode: job
@@ -302,45 +314,59 @@ impl TrainJob {
                 .map_or("none".into(), |m| m.to_string()),
             search_scale: job.source.scale,
             learned: learned(&train_set.images),
-            ..CacheSpec::new(
-                train_set.images.clone(),
-                config.input_size as i32,
-                config.mean,
-                job.seed,
-            )
+            proposals: precomputed.stamp.clone(),
+            ..RegionSpec::new(train_set.images.clone(), job.seed)
         };
         let cache_dir = cache_dir(&job.out);
         // A resumed run continues on the regions it was trained on: other settings would
-        // rebuild the cache under the checkpoint, so they are refused before anything is
+        // rebuild the index under the checkpoint, so they are refused before anything is
         // touched.
         ensure(
-            !(job.resume && RegionCache::built_otherwise(&cache_dir, "train", &spec)),
+            !(job.resume && RegionIndex::built_otherwise(&cache_dir, "train", &spec)),
             || {
                 format!(
-                    "--resume: the region cache in {} was built with other settings (images, \
-                     split, proposals, background per image, input size, normalisation or \
-                     seed) and would be rebuilt under the checkpoint; rerun with the flags of \
-                     the run you resume, or without --resume",
+                    "--resume: the region index in {} was built with other settings (images, \
+                     split, proposals, background per image or seed) and would be rebuilt under \
+                     the checkpoint; rerun with the flags of the run you resume, or without \
+                     --resume",
                     cache_dir.display()
                 )
             },
         )?;
         progress.start("regions", spec.images.len() as u64);
-        let cache = RegionCache::open_or_build(&cache_dir, "train", &spec, &|| progress.advance())?;
+        let index = RegionIndex::open_or_build(&cache_dir, "train", &spec, &precomputed, &|| {
+            progress.advance()
+        })?;
         progress.finish();
-        ensure(!cache.is_empty(), || {
+        ensure(!index.is_empty(), || {
             "no training regions: no training image could be read".into()
         })?;
         tracing::info!(
-            "{} cached regions ({} positives), {:.0} MB at {}",
-            cache.len(),
-            cache.positives(),
-            (cache.len() * 3 * (config.input_size * config.input_size) as usize) as f64 / 1e6,
+            "{} regions ({} positives) indexed, {:.1} MB at {}",
+            index.len(),
+            index.positives(),
+            index.disk_bytes() as f64 / 1e6,
             cache_dir.display()
         );
-        if cache.positives() == 0 {
+        if index.positives() == 0 {
             tracing::warn!("no positive regions: every mini-batch is background");
         }
+        let warp =
+            crate::detect::warp::WarpParams::new(config.input_size as i32, config.mean, config.std);
+        let batches = match job.pixels {
+            PixelSource::Stream => Batches::stream(&index, warp, job.image_cache_bytes),
+            PixelSource::Cache => {
+                progress.start("pixels", spec.images.len() as u64);
+                let b = Batches::cached(&index, warp, &|| progress.advance())?;
+                progress.finish();
+                tracing::info!(
+                    "pixel cache: {:.0} MB at {}",
+                    folder_bytes(&cache_dir) as f64 / 1e6 - index.disk_bytes() as f64 / 1e6,
+                    cache_dir.display()
+                );
+                b
+            }
+        };
         let validation = match &job.data.val_split {
             Some(path) => {
                 let keys = read_split(path)?;
@@ -368,20 +394,27 @@ impl TrainJob {
         let batch = job.batch_positives + job.batch_background;
         let steps = job
             .steps
-            .unwrap_or_else(|| (job.epochs * cache.len() as f64 / batch as f64).ceil() as usize)
+            .unwrap_or_else(|| (job.epochs * index.len() as f64 / batch as f64).ceil() as usize)
             .max(1);
         let mut trained = Vec::new();
         for member in members {
             let out = job.member_out(member);
             let params = TrainParams {
-                recipe: self.recipe(&config, &class_names, member, cache.len()),
+                recipe: self.recipe(&config, &class_names, member, index.len()),
                 steps,
                 checkpoint_every: job.checkpoint_every,
                 log_every: job.log_every,
                 resume: job.resume,
                 precision: job.precision,
             };
-            train_member(&cache, validation.as_ref(), &params, &out, device, progress)?;
+            train_member(
+                &batches,
+                validation.as_ref(),
+                &params,
+                &out,
+                device,
+                progress,
+            )?;
             trained.push((member + 1, out));
         }
         Ok(TrainSummary {
@@ -395,7 +428,7 @@ impl TrainJob {
         config: &GoogLeNetConfig,
         classes: &[String],
         member: usize,
-        cache_regions: usize,
+        regions: usize,
     ) -> Recipe {
         Recipe {
             config: config.clone(),
@@ -412,14 +445,15 @@ impl TrainJob {
             polyak: self.sgd.polyak,
             flip: self.flip,
             seed: self.seed + member as u64,
-            cache_regions,
+            regions,
+            pixels: self.pixels,
         }
     }
 }
 
 /// One member's training, its progress shown as steps with smoothed loss and accuracy.
 fn train_member(
-    cache: &RegionCache,
+    batches: &Batches,
     validation: Option<&Validation>,
     params: &TrainParams,
     out: &Path,
@@ -437,7 +471,7 @@ fn train_member(
             avg + 0.05 * (x - avg)
         }
     };
-    train(cache, validation, params, out, device, |e| match e {
+    train(batches, validation, params, out, device, |e| match e {
         Event::Started { step, .. } => progress.position(step as u64),
         Event::Step {
             step,
@@ -464,4 +498,86 @@ fn train_member(
     .map_err(|e| JobError::context(format!("training into {}", out.display()), e))?;
     progress.finish();
     Ok(())
+}
+
+/// Precomputed proposals for `images`: one file of `rcnn proposals` (CSV or JSON), or a folder
+/// of them (the shard files of an array job), read whole. Images are matched by their names
+/// in the training set, then by file stem; images the files lack are trained on their ground
+/// truth alone (warned).
+pub fn read_precomputed(path: &Path, images: &[TrainImage]) -> Result<Precomputed, JobError> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| JobError::Refused(format!("{}: {e}", path.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("json")
+                })
+            })
+            .collect();
+        f.sort();
+        ensure(!f.is_empty(), || {
+            format!(
+                "--proposals {}: no .csv or .json proposals files in this folder",
+                path.display()
+            )
+        })?;
+        f
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut by_name: std::collections::HashMap<String, Vec<eval::BBox>> = Default::default();
+    let (mut bytes, mut modified) = (0u64, 0u64);
+    for f in &files {
+        let mut issues = eval::Issues::new(false);
+        let read = crate::detect::propose::read_proposals(f, &mut issues)?;
+        if issues.total() > 0 {
+            tracing::warn!("{}: {issues}", f.display());
+        }
+        for (name, boxes) in read {
+            ensure(!by_name.contains_key(&name), || {
+                format!(
+                    "--proposals {}: image {name} has proposals in two files",
+                    path.display()
+                )
+            })?;
+            by_name.insert(name, boxes);
+        }
+        if let Some((b, m)) = crate::detect::file_stamp(f) {
+            bytes += b;
+            modified = modified.max(m);
+        }
+    }
+    eval::protect_inputs(files.iter().cloned());
+    let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+    let names = crate::detect::decode::image_names(&paths);
+    let mut boxes = std::collections::HashMap::new();
+    let mut missing = Vec::new();
+    for (im, name) in images.iter().zip(&names) {
+        match by_name.get(name).or_else(|| by_name.get(&im.key)) {
+            Some(b) => {
+                boxes.insert(im.path.clone(), b.clone());
+            }
+            None => missing.push(im.key.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        tracing::warn!(
+            "--proposals {}: no proposals for {} of {} training images (e.g. {}); they train on \
+             their ground-truth boxes alone",
+            path.display(),
+            missing.len(),
+            images.len(),
+            missing[..missing.len().min(3)].join(", ")
+        );
+    }
+    Ok(Precomputed {
+        stamp: Some(crate::train::regions::ProposalsStamp {
+            path: path.to_path_buf(),
+            bytes,
+            modified,
+        }),
+        boxes: std::sync::Arc::new(boxes),
+    })
 }

@@ -1,14 +1,15 @@
 //! R-CNN's heads trained over a trained network (`rcnn train-heads`): the pooled features of
-//! every region in the training run's cache, computed once, then class-specific box regression
+//! every region in the training run's region index, computed once, then class-specific box regression
 //! (ridge, closed form, lambda chosen on held-out images) and class SVMs with hard-negative
-//! mining, both on those features: nothing is warped again.
+//! mining, both on those features. Each image's regions are together in the index, so an
+//! image is decoded once.
 
 use std::time::Instant;
 
 use eval::{BBox, PixelConvention};
 use tch::{Kind, Tensor};
 
-use super::regions::RegionCache;
+use super::batches::Batches;
 use super::TrainError;
 use crate::ensemble::Ensemble;
 use crate::heads::box_regression::{
@@ -57,7 +58,7 @@ impl Default for HeadsParams {
     }
 }
 
-/// Features of the cached regions: the pooled ones of every region (the SVMs'), and the
+/// Features of the indexed regions: the pooled ones of every region (the SVMs'), and the
 /// regression features of the regions that train box regression.
 pub struct RegionFeatures {
     /// `[regions, pooled_dim]` row-major.
@@ -72,29 +73,31 @@ pub struct RegionFeatures {
     pub regression_rows: Vec<usize>,
 }
 
-/// Runs every cached region through the ensemble's first member (prepared for inference, as
+/// Runs every indexed region through the ensemble's first member (prepared for inference, as
 /// at detect time) once: pooled features for all, regression features (`what`) for
 /// `regression_rows` (sorted) only, so that a large grid is kept for the few that need it.
 pub fn region_features(
     ensemble: &Ensemble,
-    cache: &RegionCache,
+    regions: &Batches,
     batch: usize,
     what: RegressionFeatures,
     regression_rows: Vec<usize>,
     flip: bool,
     on_batch: &dyn Fn(usize),
-) -> RegionFeatures {
+) -> Result<RegionFeatures, TrainError> {
     let model = &ensemble.models[0];
-    let config = model.config();
+    let norm = regions.normaliser(ensemble.device);
     let pooled_dim = model.net.feature_dim() as usize;
     let regression_dim = what.dim(pooled_dim as i64) as usize;
-    let mut pooled = Vec::with_capacity(cache.len() * pooled_dim);
+    let mut pooled = Vec::with_capacity(regions.index.len() * pooled_dim);
     let mut regression = Vec::with_capacity(regression_rows.len() * regression_dim);
     let mut next = 0;
-    let indices: Vec<usize> = (0..cache.len()).collect();
+    let indices: Vec<usize> = (0..regions.index.len()).collect();
     for chunk in indices.chunks(batch.max(1)) {
         let picks: Vec<(usize, bool)> = chunk.iter().map(|&i| (i, false)).collect();
-        let (crops, _) = cache.batch(&picks, config.mean, config.std, ensemble.device);
+        let (crops, _) = regions
+            .crops(&picks, &norm, ensemble.device)
+            .map_err(unreadable)?;
         let out = tch::no_grad(|| model.net.forward_t(&ensemble.network_input(&crops), false));
         pooled.extend(host_values(&out.features));
         let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
@@ -115,31 +118,43 @@ pub fn region_features(
     if flip {
         for chunk in regression_rows.chunks(batch.max(1)) {
             let picks: Vec<(usize, bool)> = chunk.iter().map(|&i| (i, true)).collect();
-            let (crops, _) = cache.batch(&picks, config.mean, config.std, ensemble.device);
+            let (crops, _) = regions
+                .crops(&picks, &norm, ensemble.device)
+                .map_err(unreadable)?;
             let input = ensemble.network_input(&crops);
             let out = tch::no_grad(|| model.net.forward_t(&input, false));
             regression_flipped.extend(host_values(what.of(&out.features, &out.grid)));
         }
     }
-    RegionFeatures {
+    Ok(RegionFeatures {
         pooled,
         pooled_dim,
         regression,
         regression_flipped,
         regression_dim,
         regression_rows,
-    }
+    })
+}
+
+/// The error of a batch whose images could not be read: every region needs its features.
+fn unreadable(failed: Vec<(u32, String)>) -> TrainError {
+    let why: Vec<String> = failed.into_iter().map(|(_, w)| w).collect();
+    TrainError::Data(format!(
+        "{}: the features of every indexed region are needed; restore the image or train \
+         again without it",
+        why.join("; ")
+    ))
 }
 
 /// Each region's best overlap with an object of each class: `[regions][classes]`, with the
-/// object's box (inclusive pixels, as the cache's labels).
-fn overlaps(cache: &RegionCache, classes: usize) -> Vec<Vec<(f64, Option<BBox>)>> {
-    cache
-        .regions
+/// object's box (inclusive pixels, as the index's labels).
+fn overlaps(regions: &Batches, classes: usize) -> Vec<Vec<(f64, Option<BBox>)>> {
+    regions
+        .index
         .iter()
         .map(|r| {
             let mut best = vec![(0.0, None); classes];
-            for o in &cache.spec.images[r.image as usize].objects {
+            for o in &regions.index.spec.images[r.image as usize].objects {
                 let iou = o.bbox.iou(&r.bbox, PixelConvention::Inclusive);
                 let slot = &mut best[o.label as usize];
                 if iou > slot.0 {
@@ -152,44 +167,44 @@ fn overlaps(cache: &RegionCache, classes: usize) -> Vec<Vec<(f64, Option<BBox>)>
 }
 
 /// Trains the heads `p` asks for over the ensemble's first member (`classes` outputs,
-/// background first) on `cache`; returns them with the features they were trained on.
+/// background first) on `regions`; returns them with the features they were trained on.
 pub fn train_heads(
     ensemble: &Ensemble,
-    cache: &RegionCache,
+    regions: &Batches,
     p: &HeadsParams,
     on_batch: &dyn Fn(usize),
 ) -> Result<(Heads, RegionFeatures), TrainError> {
     let classes = ensemble.classes().len();
-    let best = overlaps(cache, classes);
+    let best = overlaps(regions, classes);
     let pairs = if p.box_regression {
-        regression_pairs(cache, &best, p.min_iou)
+        regression_pairs(regions, &best, p.min_iou)
     } else {
         Vec::new()
     };
     let start = Instant::now();
     let f = region_features(
         ensemble,
-        cache,
+        regions,
         p.batch,
         p.regression_features,
         pairs.iter().map(|r| r.0).collect(),
         p.box_regression && p.flip,
         on_batch,
-    );
+    )?;
     let mut seconds = vec![("features".to_string(), start.elapsed().as_secs_f64())];
     tracing::info!(
         "features of {} regions ({}-d pooled, {} regression rows of {}) in {:.1} s",
-        cache.len(),
+        regions.index.len(),
         f.pooled_dim,
         f.regression_rows.len(),
         f.regression_dim,
         seconds[0].1
     );
-    let (features, dim, n) = (&f.pooled[..], f.pooled_dim, cache.len());
+    let (features, dim, n) = (&f.pooled[..], f.pooled_dim, regions.index.len());
     let mut heads = Heads::default();
     if p.box_regression {
         let start = Instant::now();
-        let (regression, info) = fit_box_regression(cache, &f, &pairs, classes, p)?;
+        let (regression, info) = fit_box_regression(regions, &f, &pairs, classes, p)?;
         heads.box_regression = Some(regression);
         heads.info.box_regression = Some(info);
         seconds.push(("box regression".into(), start.elapsed().as_secs_f64()));
@@ -202,7 +217,10 @@ pub fn train_heads(
         #[allow(clippy::needless_range_loop)] // c is a class column, not only an index
         for c in 1..classes {
             let positives: Vec<usize> = (0..n)
-                .filter(|&i| cache.regions[i].label as usize == c && cache.regions[i].iou >= 1.0)
+                .filter(|&i| {
+                    regions.index.region(i).label as usize == c
+                        && regions.index.region(i).iou >= 1.0
+                })
                 .collect();
             let negatives: Vec<usize> = (0..n)
                 .filter(|&i| best[i][c].0 < p.max_negative_iou)
@@ -247,12 +265,12 @@ pub fn train_heads(
 /// at least `min_iou`, with that object's class and box. `(region, class, object box)`, in
 /// region order.
 fn regression_pairs(
-    cache: &RegionCache,
+    regions: &Batches,
     best: &[Vec<(f64, Option<BBox>)>],
     min_iou: f64,
 ) -> Vec<(usize, usize, BBox)> {
     let mut pairs = Vec::new();
-    for (i, r) in cache.regions.iter().enumerate() {
+    for (i, r) in regions.index.iter().enumerate() {
         let Some((c, &(iou, Some(g)))) = best[i]
             .iter()
             .enumerate()
@@ -273,7 +291,7 @@ fn regression_pairs(
 type ClassRows = Vec<(Vec<i64>, Vec<f32>)>;
 
 fn fit_box_regression(
-    cache: &RegionCache,
+    regions: &Batches,
     f: &RegionFeatures,
     pairs: &[(usize, usize, BBox)],
     classes: usize,
@@ -286,7 +304,7 @@ fn fit_box_regression(
     );
     let mut counts = vec![0usize; classes];
     for (row, &(i, c, g)) in pairs.iter().enumerate() {
-        let r = &cache.regions[i];
+        let r = &regions.index.region(i);
         counts[c] += 1;
         let every = p.hold_out_every;
         let held = every > 1 && r.image as usize % every == every - 1;

@@ -1,5 +1,5 @@
 //! The training log (`log.csv`: step, epoch, learning rate, loss, accuracy, validation AP,
-//! seconds) and its plots.
+//! images dropped as unreadable, seconds) and its plots.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,9 @@ pub struct LogRow {
     pub accuracy: f64,
     /// Validation AP at IoU 0.5 (ILSVRC rules, mean over classes), at checkpoints.
     pub val_ap: Option<f64>,
+    /// Images found unreadable during training and dropped from sampling, so far.
+    #[serde(default)]
+    pub dropped_images: usize,
     /// Training seconds so far (a resumed run carries on from its checkpoint's).
     pub seconds: f64,
 }
@@ -49,7 +52,14 @@ impl TrainLog {
             let mut w = csv::Writer::from_writer(&mut bytes);
             if rows.is_empty() {
                 w.write_record([
-                    "step", "epoch", "lr", "loss", "accuracy", "val_ap", "seconds",
+                    "step",
+                    "epoch",
+                    "lr",
+                    "loss",
+                    "accuracy",
+                    "val_ap",
+                    "dropped_images",
+                    "seconds",
                 ])
                 .expect("in memory");
             }

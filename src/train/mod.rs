@@ -1,11 +1,13 @@
 //! `rcnn train`: fine-tuning (or training from scratch) the region classifier on warped
 //! regions, as R-CNN and GoogLeNet's detection entry did.
 //!
-//! Stages: [`data`] (images and annotations), [`regions`] (proposals labelled by overlap,
-//! warped once into a memory-mapped cache, mini-batches of 32 positives and 96 background),
+//! Stages: [`data`] (images and annotations), [`regions`] (proposals labelled by overlap, an
+//! index of boxes memory-mapped; mini-batches of 32 positives and 96 background), [`batches`]
+//! (their pixels, decoded and warped as each batch is drawn, or from a pixel cache),
 //! [`sgd`] (the paper's optimisation and Polyak averaging), [`checkpoint`], [`log`]. Validation
 //! runs the detect pipeline itself on held-out images and scores it with the eval crate.
 
+pub mod batches;
 pub mod checkpoint;
 pub mod data;
 pub mod heads;
@@ -26,12 +28,11 @@ use crate::detect::postprocess::PostParams;
 use crate::detect::{detect, DetectParams, Outcome};
 use crate::ensemble::Ensemble;
 use crate::model::{GoogLeNetConfig, Model, ModelError};
+use batches::{Batches, PixelSource};
 use data::TrainImage;
 use log::{LogRow, TrainLog};
-use regions::RegionCache;
 use sgd::{Polyak, Schedule, Sgd};
 
-use crate::model::normalise::Normaliser;
 use crate::model::precision::Precision;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +96,10 @@ pub struct Recipe {
     pub polyak: f64,
     pub flip: bool,
     pub seed: u64,
-    /// Regions in the cache (decides the epoch's length).
-    pub cache_regions: usize,
+    /// Regions in the index (decides the epoch's length).
+    pub regions: usize,
+    /// Streamed or cached pixels (the same crops up to a grey level's rounding).
+    pub pixels: PixelSource,
 }
 
 /// A run: the recipe and how long and how often.
@@ -372,7 +375,7 @@ fn build(recipe: &Recipe, device: Device) -> Result<(Model, Model), TrainError> 
 /// Trains one network into `out`: `checkpoint.safetensors` (to resume), `model.safetensors`
 /// (the averaged weights, for `rcnn detect`), `log.csv`, `loss.png`, `accuracy.png`.
 pub fn train(
-    cache: &RegionCache,
+    batches: &Batches,
     validation: Option<&Validation>,
     params: &TrainParams,
     out: &Path,
@@ -400,7 +403,7 @@ pub fn train(
         base_lr: r.lr,
         decay: r.lr_decay,
         every_epochs: r.lr_every_epochs,
-        steps_per_epoch: cache.len() as f64 / (r.positives + r.background) as f64,
+        steps_per_epoch: batches.index.len() as f64 / (r.positives + r.background) as f64,
     };
     on_event(Event::Started {
         step: start,
@@ -409,27 +412,35 @@ pub fn train(
     let clock = Instant::now();
     let seconds_before = log.seconds();
     let (mut sum_loss, mut sum_acc, mut n) = (0.0, 0.0, 0usize);
-    let norm = Normaliser::new(r.config.mean, r.config.std, device);
     let kind = params.precision.kind();
     let mut scaler = (params.precision == Precision::Fp16).then(LossScaler::default);
     std::thread::scope(|scope| -> Result<(), TrainError> {
-        // Mini-batches are assembled from the memory-mapped cache on their own thread, into
-        // pinned memory on a GPU, two steps ahead of the device.
+        // Mini-batches are drawn, decoded and warped on their own thread, two steps ahead of
+        // the network's.
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         scope.spawn(move || {
+            let norm = batches.normaliser(device);
             for step in start..params.steps {
-                let picks = cache.sample(r.seed, step as u64, r.positives, r.background, r.flip);
-                if tx.send(cache.host_batch(&picks, device)).is_err() {
+                let b = batches.step(
+                    r.seed,
+                    step as u64,
+                    r.positives,
+                    r.background,
+                    r.flip,
+                    &norm,
+                    device,
+                );
+                let failed = b.is_err();
+                if tx.send(b).is_err() || failed {
                     break;
                 }
             }
         });
         for step in start..params.steps {
             let lr = schedule.lr(step);
-            let host = rx
+            let (x, labels) = rx
                 .recv()
-                .expect("the batch thread runs until the last step");
-            let (x, labels) = host.upload(&norm, device);
+                .expect("the batch thread runs until the last step or an error")?;
             // Dropout's masks from (seed, step), so a resumed run draws the same ones.
             tch::manual_seed((r.seed.wrapping_mul(1_000_003)).wrapping_add(step as u64) as i64);
             let logits = net.net.forward_t(&x.to_kind(kind), true);
@@ -471,6 +482,7 @@ pub fn train(
                     loss: sum_loss / n as f64,
                     accuracy: sum_acc / n as f64,
                     val_ap: None,
+                    dropped_images: batches.dropped(),
                     seconds: seconds_before + clock.elapsed().as_secs_f64(),
                 };
                 (sum_loss, sum_acc, n) = (0.0, 0.0, 0);

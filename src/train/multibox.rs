@@ -597,6 +597,7 @@ pub fn train_multibox(
                 loss: sum_loss / n as f64,
                 accuracy: sum_iou / n as f64,
                 val_ap: None,
+                dropped_images: 0,
                 seconds: seconds_before + clock.elapsed().as_secs_f64(),
             };
             (sum_loss, sum_iou, n) = (0.0, 0.0, 0);
