@@ -14,8 +14,11 @@
 #    Then srun --ntasks=2: each task of the step is a shard (--shard auto), and the batch script
 #    around it, which is no task of a step, is refused.
 # 3. Train: deploy/slurm/train-ensemble.sbatch with 2 members and a few steps, both tasks
-#    started together over one region cache: it is built once (under its lock), and both
+#    started together over one region index: it is built once (under its lock), and both
 #    members' model files load as 2-class networks.
+# 4. Proposals, then training: deploy/slurm/submit-train.sh runs `rcnn proposals --shard auto`
+#    as 2 array tasks and `rcnn train --proposals RUN/proposals` after them (afterok); every
+#    photo has its proposals and the model is written.
 #
 # Prints "slurm-test: skipped: WHY" and exits 0 when this machine cannot run it (not root and
 # no configured cluster, no package registry to install Slurm from, or daemons that cannot
@@ -221,8 +224,27 @@ for k in 1 2; do
   info=$("$rcnn" -q model-info --model "$RUN/member-$k/model.safetensors" 2>&1) || fail "member $k's model file: $info"
   [[ $info == *"2 classes"* ]] || fail "member $k's model file: ${info:0:300}"
 done
-built=$(grep -l "cached regions" "$RUN"/train-"$train"_*.out | wc -l)
-reused=$(grep -l "region cache .* reused" "$RUN"/train-"$train"_*.out | wc -l)
-[ "$reused" -ge 1 ] || fail "no member reused the shared region cache: $(grep -h "region" "$RUN"/train-"$train"_*.out)"
-say "2 members trained into $RUN/member-1 and member-2; the cache was built once and reused by $reused task(s) ($built logs)"
+built=$(grep -l "positives) indexed" "$RUN"/train-"$train"_*.out | wc -l)
+reused=$(grep -l "region index .* reused" "$RUN"/train-"$train"_*.out | wc -l)
+[ "$reused" -ge 1 ] || fail "no member reused the shared region index: $(grep -h "region" "$RUN"/train-"$train"_*.out)"
+say "2 members trained into $RUN/member-1 and member-2; the index was built once and reused by $reused task(s) ($built logs)"
+
+# --- 4. proposals as an array job, then training on them ----------------------------------------
+sed "s|^|$root/data/raccoon/images/|; s|$|.jpg|" "$work/train.txt" >"$work/four.txt"
+submitted=$(RCNN=$rcnn RCNN_PROPOSALS_FLAGS="--top 100" SBATCH_FLAGS="--cpus-per-task=1 --mem=3G" deploy/slurm/submit-train.sh "$work/four.txt" "$work/props" 2 \
+  --images "$root/data/raccoon/images" --annotations "$root/data/raccoon/annotations" \
+  --split "$work/train.txt" --device cpu --width 0.125 \
+  --input-size 80 --max-background 16 --batch-positives 4 --batch-background 12 --steps 2 \
+  --checkpoint-every 2) || fail "submit-train.sh: $submitted"
+printf '%s\n' "$submitted" | sed 's/^/  /'
+read -r props_job train_job <"$work/props/jobs"
+wait_jobs 300 "$props_job" "$train_job"
+[ "$(job_state "$train_job")" = COMPLETED ] || fail "training on the shards' proposals ended $(job_state "$train_job"): $(tail -n 5 "$work"/props/logs/train-*.out)"
+for k in 1 2; do
+  [ -f "$work/props/proposals/$k.csv" ] || fail "no shard file $k: $(ls "$work/props/proposals")"
+done
+rows=$(cat "$work"/props/proposals/[12].csv | grep -vc '^image,' || true)
+grep -q "no proposals for" "$work"/props/logs/train-*.out && fail "training lacked proposals for some image: $(grep -h "no proposals" "$work"/props/logs/train-*.out)"
+"$rcnn" -q model-info --model "$work/props/train/model.safetensors" >/dev/null || fail "no model from the training job"
+say "2 proposal shards ($rows boxes for 4 photos), then training on the folder of shard files: model written"
 say "passed in $((SECONDS - start)) s"

@@ -40,6 +40,12 @@ pub struct ProposalsArgs {
     /// Seed of the ranking's random numbers.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Take a deterministic 1/N of the images (every N-th of the sorted list, from the K-th),
+    /// for N machines sharing a set: each writes its own --out (e.g. props/K.csv), and `rcnn
+    /// train --proposals props/` reads the folder whole. Names are those of the whole set, so
+    /// the shards' files join without clashes. `auto`: K and N from the scheduler.
+    #[arg(long, value_name = "K/N|auto")]
+    shard: Option<inception_rcnn::run::shard::ShardSpec>,
 }
 
 /// Where proposals come from: the same flags in `rcnn proposals`, `rcnn detect` and `rcnn
@@ -98,6 +104,18 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         "no images (jpg, jpeg, png, bmp, webp) in {:?}",
         args.images
     );
+    // Names from the whole set, before sharding: a shard's names are the ones a whole run
+    // would write.
+    let names: std::collections::HashMap<PathBuf, String> = images
+        .iter()
+        .cloned()
+        .zip(inception_rcnn::detect::decode::image_names(&images))
+        .collect();
+    let shard = inception_rcnn::run::shard::resolve(args.shard).map_err(anyhow::Error::msg)?;
+    let images = inception_rcnn::run::shard::share(images, shard);
+    if let Some((k, n)) = shard {
+        eprintln!("shard {k}/{n}: {} images", images.len());
+    }
     // Output files are checked before the search, which can take hours.
     eval::protect_inputs(images.iter().chain(&args.gt));
     for file in args.out.iter().chain(&args.plot) {
@@ -120,7 +138,7 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         )?)
     })?;
     let learned = multibox.as_ref().map(|m| (m, src.multibox_top));
-    let (runs, skipped) = inception_rcnn::detect::propose::run_with(
+    let (mut runs, skipped) = inception_rcnn::detect::propose::run_with(
         &images,
         args.backend,
         search,
@@ -129,6 +147,9 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         args.top,
         &super::Bars::default(),
     );
+    for r in &mut runs {
+        r.name = names[&r.image].clone();
+    }
     println!("{:<32} {:>8} {:>10}", "image", "boxes", "seconds");
     for r in &runs {
         println!("{:<32} {:>8} {:>10.3}", r.name, r.boxes.len(), r.seconds);
