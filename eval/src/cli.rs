@@ -14,7 +14,9 @@ use crate::EvalError;
 
 #[derive(Args, Debug, Clone)]
 pub struct MapEvalArgs {
-    /// Ground truth: a folder of VOC/ILSVRC XML (or txt) files, a COCO JSON, or a CSV.
+    /// Ground truth: a folder of VOC/ILSVRC XML (or txt) files, a COCO JSON, a CSV, or a folder
+    /// of YOLO labels (with an `images` folder beside it, and data.yaml, classes.txt or
+    /// --classes naming the classes).
     #[arg(long, value_name = "PATH")]
     pub gt: PathBuf,
     /// Detections: an ILSVRC submission txt, a COCO results JSON, a CSV, or a folder of txt.
@@ -44,9 +46,13 @@ pub struct MapEvalArgs {
     /// Format of --dets: ilsvrc, coco, csv or txt (default: guessed from the path).
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
-    /// Format of --gt: voc, coco, csv or txt (default: guessed from the path).
+    /// Format of --gt: voc, coco, csv, txt or yolo (default: guessed from the path).
     #[arg(long, value_parser = parse_format)]
     pub gt_format: Option<Format>,
+    /// The images of YOLO labels, for each image's size (default: the `images` folder beside
+    /// the labels, as Ultralytics and Roboflow lay them out).
+    #[arg(long, value_name = "DIR")]
+    pub gt_images: Option<PathBuf>,
     /// Box layout in txt files: xyxy (x1 y1 x2 y2) or xywh (x y w h).
     #[arg(long, default_value = "xyxy", value_parser = parse_box_format)]
     pub box_format: BoxFormat,
@@ -180,6 +186,7 @@ pub fn run(args: &MapEvalArgs) -> Result<Evaluation, EvalError> {
         blacklist: args.blacklist.clone(),
         subset: args.subset.clone(),
         box_format: args.box_format,
+        gt_images: args.gt_images.clone(),
         strict: args.strict,
     };
     if !(args.iou > 0.0 && args.iou <= 1.0) {

@@ -9,6 +9,11 @@ use boxes::BBox;
 pub struct Images {
     names: Vec<String>,
     index: HashMap<String, usize>,
+    /// Other names of an image: a COCO image (named by its id) by its `file_name` and that
+    /// name's stem, so that detections and image folders that name files find it.
+    aliases: HashMap<String, usize>,
+    /// The file name a format gives an image (COCO's `file_name`).
+    files: HashMap<usize, String>,
 }
 
 impl Images {
@@ -22,8 +27,41 @@ impl Images {
         self.names.len() - 1
     }
 
+    /// The index of `name`, or of the image with that file name or file stem.
     pub fn get(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
+        self.index
+            .get(name)
+            .or_else(|| self.aliases.get(name))
+            .copied()
+    }
+
+    /// Records that image `i` is the file `file` (found also as `file` and its stem, unless
+    /// another image already has that name).
+    pub fn set_file(&mut self, i: usize, file: &str) {
+        self.files.insert(i, file.to_string());
+        let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+        let stem = match base.rsplit_once('.') {
+            Some((s, _)) if !s.is_empty() => s,
+            _ => base,
+        };
+        for alias in [file, base, stem] {
+            if !self.index.contains_key(alias) {
+                self.aliases.entry(alias.to_string()).or_insert(i);
+            }
+        }
+    }
+
+    /// The name image folders know image `i` by: its file's stem where the format gives a file
+    /// name (COCO), else its name.
+    pub fn file_key(&self, i: usize) -> &str {
+        match self.files.get(&i) {
+            Some(f) => {
+                let base = f.rsplit(['/', '\\']).next().unwrap_or(f);
+                base.rsplit_once('.')
+                    .map_or(base, |(s, _)| if s.is_empty() { base } else { s })
+            }
+            None => &self.names[i],
+        }
     }
 
     pub fn name(&self, i: usize) -> &str {

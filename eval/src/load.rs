@@ -28,6 +28,8 @@ pub struct Inputs {
     pub subset: Option<PathBuf>,
     /// Box layout of txt folders.
     pub box_format: BoxFormat,
+    /// The images of YOLO labels (default: the `images` folder beside them).
+    pub gt_images: Option<PathBuf>,
     pub strict: bool,
 }
 
@@ -96,13 +98,18 @@ fn choose_classes(path: Option<&Path>, raw: &RawGroundTruth) -> Result<ClassList
     Ok(ClassList::from_names(names.into_iter().collect()))
 }
 
+/// Ground truth as the file writes it. `images` is where YOLO labels' images are (default:
+/// beside them); `have_class_list` says a class list will name YOLO's class numbers.
 pub fn read_raw_gt(
     path: &Path,
     format: Format,
     box_format: BoxFormat,
+    images: Option<&Path>,
+    have_class_list: bool,
     issues: &mut Issues,
 ) -> Result<RawGroundTruth, EvalError> {
     match format {
+        Format::Yolo => formats::yolo::read_gt(path, images, have_class_list, issues),
         Format::VocXml => formats::voc_xml::read_dir(path, issues),
         Format::Coco => formats::coco::read_gt(path, issues),
         Format::Csv => formats::csv::read_gt(path, issues),
@@ -128,9 +135,9 @@ pub fn read_raw_dets(
         Format::Coco => formats::coco::read_dets(path, coco_names, issues),
         Format::Csv => formats::csv::read_dets(path, issues),
         Format::Txt => formats::txt::read_dets_dir(path, box_format, issues),
-        Format::VocXml => Err(EvalError::Usage(
-            "VOC XML holds ground truth, not detections".into(),
-        )),
+        Format::VocXml | Format::Yolo => Err(EvalError::Usage(format!(
+            "{format:?} holds ground truth, not detections"
+        ))),
     }
 }
 
@@ -145,6 +152,11 @@ fn resolve_gt(
     let mut images = Images::default();
     for name in first.iter().chain(&raw.images) {
         images.intern(name);
+    }
+    for (name, file) in &raw.file_names {
+        if let Some(i) = images.get(name) {
+            images.set_file(i, file);
+        }
     }
     let mut boxes = Vec::with_capacity(raw.boxes.len());
     for b in &raw.boxes {
@@ -171,10 +183,12 @@ fn resolve_gt(
 
 /// Ground truth alone (for proposal recall): images in file order, the class list chosen as
 /// for an evaluation, and the input issues.
+/// `images` is where YOLO labels' images are (default: beside them).
 pub fn load_gt(
     path: &Path,
     format: Option<Format>,
     classes: Option<&Path>,
+    images: Option<&Path>,
     strict: bool,
 ) -> Result<(GroundTruth, ClassList, Issues), EvalError> {
     let mut issues = Issues::new(strict);
@@ -182,7 +196,14 @@ pub fn load_gt(
         Some(f) => f,
         None => Format::guess(path)?,
     };
-    let raw = read_raw_gt(path, format, BoxFormat::default(), &mut issues)?;
+    let raw = read_raw_gt(
+        path,
+        format,
+        BoxFormat::default(),
+        images,
+        classes.is_some(),
+        &mut issues,
+    )?;
     let classes = choose_classes(classes, &raw)?;
     let gt = resolve_gt(&raw, &[], &classes, &mut issues)?;
     Ok((gt, classes, issues))
@@ -333,7 +354,14 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, EvalError> {
         Some(f) => f,
         None => Format::guess(&inputs.gt)?,
     };
-    let mut raw_gt = read_raw_gt(&inputs.gt, gt_format, inputs.box_format, &mut issues)?;
+    let mut raw_gt = read_raw_gt(
+        &inputs.gt,
+        gt_format,
+        inputs.box_format,
+        inputs.gt_images.as_deref(),
+        inputs.classes.is_some(),
+        &mut issues,
+    )?;
     if raw_gt.images.is_empty() && raw_gt.boxes.is_empty() {
         // Nothing to evaluate against is an error, not a table of zeros with exit code 0.
         let why = issues.examples.first().cloned().unwrap_or_default();

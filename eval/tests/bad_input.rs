@@ -672,7 +672,7 @@ fn a_line_too_long_for_a_list_is_refused_before_it_is_read_whole() {
     let mut csv = "image,class,xmin,ymin,xmax,ymax\na,cat,0,0,9,9\n".to_string();
     csv.push_str(&"x".repeat(64 << 20));
     std::fs::write(&gt, csv).unwrap();
-    let err = eval::load::load_gt(&gt, None, None, false)
+    let err = eval::load::load_gt(&gt, None, None, None, false)
         .map(|_| ())
         .unwrap_err()
         .to_string();

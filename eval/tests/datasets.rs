@@ -13,8 +13,14 @@ fn data(p: &str) -> std::path::PathBuf {
 
 #[test]
 fn bccd_has_its_documented_images_classes_boxes_and_splits() {
-    let (gt, classes, issues) =
-        load_gt(&data("bccd/annotations"), Some(Format::VocXml), None, false).unwrap();
+    let (gt, classes, issues) = load_gt(
+        &data("bccd/annotations"),
+        Some(Format::VocXml),
+        None,
+        None,
+        false,
+    )
+    .unwrap();
     assert_eq!(gt.images.len(), 364);
     assert_eq!(classes.names, ["Platelets", "RBC", "WBC"]);
     let count = |c: usize| gt.boxes.iter().filter(|b| b.class == c).count();

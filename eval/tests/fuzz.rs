@@ -65,7 +65,7 @@ fn check_gt(format: Format, bytes: &[u8]) -> Result<(), TestCaseError> {
     let path = place(dir.path(), format, bytes);
     for strict in [false, true] {
         let mut issues = Issues::new(strict);
-        if let Ok(gt) = read_raw_gt(&path, format, BoxFormat::Xyxy, &mut issues) {
+        if let Ok(gt) = read_raw_gt(&path, format, BoxFormat::Xyxy, None, false, &mut issues) {
             for b in &gt.boxes {
                 prop_assert!(finite(&b.bbox), "{format:?}: {:?}", b.bbox);
             }

@@ -68,7 +68,7 @@ pub fn run(
     if let Some(n) = b.limit {
         images.truncate(n);
     }
-    let (gt, classes, _) = eval::load::load_gt(&b.gt, None, None, false)?;
+    let (gt, classes, _) = eval::load::load_gt(&b.gt, None, None, None, false)?;
     report(ProposalsLine::Images(images.len()));
     let all = [usize::MAX];
     for &mode in &b.modes {

@@ -117,9 +117,16 @@ pub struct DataArgs {
     /// Folder of training images (searched recursively).
     #[arg(long, value_name = "DIR")]
     pub images: PathBuf,
-    /// Folder of PASCAL VOC / ILSVRC XML annotations, one file per image, named as the image.
-    #[arg(long, value_name = "DIR")]
+    /// Ground truth, read as `rcnn map-eval --gt` reads it: a folder of PASCAL VOC / ILSVRC XML
+    /// (one file per image, named as the image; also DET's class folders), a COCO JSON, a CSV
+    /// (`image,class,xmin,ymin,xmax,ymax`), a folder of txt, or a folder of YOLO labels
+    /// (`class cx cy w h` normalised; classes named by data.yaml, classes.txt or --classes).
+    /// Images are matched by name (COCO's by the stem of their file_name).
+    #[arg(long, visible_alias = "gt", value_name = "PATH")]
     pub annotations: PathBuf,
+    /// Format of --annotations: voc, coco, csv, txt or yolo (default: guessed as map-eval does).
+    #[arg(long, value_parser = parse_gt_format)]
+    pub gt_format: Option<eval::formats::Format>,
     /// Train on these images only: one name a line (with or without extension).
     #[arg(long, value_name = "FILE")]
     pub split: Option<PathBuf>,
@@ -186,11 +193,17 @@ pub struct SgdArgs {
     pub polyak: f64,
 }
 
+fn parse_gt_format(s: &str) -> Result<eval::formats::Format, String> {
+    s.parse().map_err(|e: eval::EvalError| e.to_string())
+}
+
 impl DataArgs {
     pub fn data(&self) -> TrainData {
         TrainData {
             images: self.images.clone(),
             annotations: self.annotations.clone(),
+            gt_format: self.gt_format,
+            classes_file: None,
             split: self.split.clone(),
             val_split: self.val_split.clone(),
         }
@@ -223,7 +236,10 @@ impl TrainArgs {
             })?)),
         };
         Ok(TrainJob {
-            data: self.data.data(),
+            data: TrainData {
+                classes_file: self.classes.clone(),
+                ..self.data.data()
+            },
             init: self.network.init(),
             layout: self.network.layout,
             width: self.network.width,

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use inception_rcnn::run::device;
-use inception_rcnn::train::data::{load_images, read_split};
 use inception_rcnn::train::multibox::{
     kmeans, prior_points, train_multibox, ImageSet, MultiBoxParams, MultiBoxRecipe,
 };
@@ -105,8 +104,7 @@ pub fn run(args: TrainMultiBoxArgs, threads: Option<usize>) -> anyhow::Result<()
     );
     let validation = match &args.data.val_split {
         Some(path) => {
-            let keys = read_split(path)?;
-            let val = load_images(&args.data.images, &args.data.annotations, Some(&keys), None)?;
+            let val = args.data.data().load_split(path, None)?;
             let v = ImageSet::load(&val.images, true);
             tracing::info!("{} validation images", v.len());
             Some(v)

@@ -12,7 +12,7 @@ use crate::model::{GoogLeNetConfig, Layout, Model};
 use crate::run::device::DeviceChoice;
 use crate::run::shard::ShardSpec;
 use crate::train::batches::{folder_bytes, Batches, PixelSource};
-use crate::train::data::{load_images, read_split, Loaded, TrainImage};
+use crate::train::data::{load_images_from, read_split, GtSource, Loaded, TrainImage};
 use crate::train::regions::{cache_dir, Precomputed, RegionIndex, RegionSpec};
 use crate::train::{train, Event, Init, Recipe, TrainParams, Validation};
 
@@ -21,8 +21,13 @@ use crate::train::{train, Event, Init, Recipe, TrainParams, Validation};
 pub struct TrainData {
     /// Folder of training images (searched recursively).
     pub images: PathBuf,
-    /// Folder of VOC / ILSVRC XML annotations, one file per image.
+    /// The ground truth: VOC / ILSVRC XML (a folder, also DET's class folders), COCO JSON,
+    /// CSV, txt or YOLO labels, read as `map-eval` reads them.
     pub annotations: PathBuf,
+    /// Its format, where the path does not tell it.
+    pub gt_format: Option<eval::formats::Format>,
+    /// The class list file, which names YOLO's class numbers where the dataset does not.
+    pub classes_file: Option<PathBuf>,
     /// Train on these images only (one name a line).
     pub split: Option<PathBuf>,
     /// Held-out images scored at each checkpoint.
@@ -30,6 +35,30 @@ pub struct TrainData {
 }
 
 impl TrainData {
+    /// Where the ground truth is and how to read it.
+    pub fn gt_source(&self) -> GtSource {
+        GtSource {
+            path: self.annotations.clone(),
+            format: self.gt_format,
+            classes: self.classes_file.clone(),
+        }
+    }
+
+    /// The held-out images of `split`, their objects in `classes`.
+    pub fn load_split(
+        &self,
+        split: &Path,
+        classes: Option<&eval::ClassList>,
+    ) -> Result<Loaded, JobError> {
+        let keys = read_split(split)?;
+        Ok(load_images_from(
+            &self.images,
+            &self.gt_source(),
+            Some(&keys),
+            classes,
+        )?)
+    }
+
     /// The training images of `split` (warnings logged), registered with `also` (other input
     /// files) as inputs that no output may replace.
     pub fn load(
@@ -38,7 +67,8 @@ impl TrainData {
         also: impl IntoIterator<Item = PathBuf>,
     ) -> Result<Loaded, JobError> {
         let split = self.split.as_deref().map(read_split).transpose()?;
-        let train_set = load_images(&self.images, &self.annotations, split.as_deref(), classes)?;
+        let train_set =
+            load_images_from(&self.images, &self.gt_source(), split.as_deref(), classes)?;
         for w in &train_set.warnings {
             tracing::warn!("{w}");
         }
@@ -369,13 +399,7 @@ impl TrainJob {
         };
         let validation = match &job.data.val_split {
             Some(path) => {
-                let keys = read_split(path)?;
-                let val = load_images(
-                    &job.data.images,
-                    &job.data.annotations,
-                    Some(&keys),
-                    Some(&train_set.classes),
-                )?;
+                let val = job.data.load_split(path, Some(&train_set.classes))?;
                 for w in &val.warnings {
                     tracing::warn!("validation: {w}");
                 }

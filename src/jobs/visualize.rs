@@ -81,7 +81,7 @@ impl VisualizeJob {
         let (gt, classes) = match &self.gt {
             Some(p) => {
                 let (gt, classes, _) =
-                    eval::load::load_gt(p, None, self.classes.as_deref(), false)?;
+                    eval::load::load_gt(p, None, self.classes.as_deref(), None, false)?;
                 (Some(gt), classes)
             }
             None => match &self.classes {

@@ -60,16 +60,52 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Matches the images under `images` with the XML annotations in `annotations`. With `split`,
+/// Ground truth as people have it: a path and, where it cannot be guessed from it, a format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GtSource {
+    /// A folder of VOC/ILSVRC XML (also DET's class folders), a COCO JSON, a CSV, a folder of
+    /// txt, or a folder of YOLO labels.
+    pub path: PathBuf,
+    /// Guessed as `map-eval` guesses it when absent.
+    pub format: Option<Format>,
+    /// A class list naming YOLO's class numbers (line k for class k), where the dataset has no
+    /// data.yaml or classes.txt.
+    pub classes: Option<PathBuf>,
+}
+
+impl GtSource {
+    /// VOC XML annotations in `dir`, or whatever the folder holds.
+    pub fn guess(path: &Path) -> Self {
+        GtSource {
+            path: path.to_path_buf(),
+            format: None,
+            classes: None,
+        }
+    }
+}
+
+/// Matches the images under `images` with their ground truth (any format `eval` reads; an
+/// image is found by its name, or by the stem of the file name COCO gives it). With `split`,
 /// exactly those images in that order; otherwise every annotated image, by name. With
 /// `classes`, objects of other classes are left out (and counted in the warnings); otherwise
-/// the classes are the names found, sorted.
+/// the classes are the dataset's list (COCO, YOLO) or the names found, sorted.
 pub fn load_images(
     images: &Path,
     annotations: &Path,
     split: Option<&[SplitEntry]>,
     classes: Option<&ClassList>,
 ) -> Result<Loaded, TrainError> {
+    load_images_from(images, &GtSource::guess(annotations), split, classes)
+}
+
+/// [`load_images`] for ground truth in any format.
+pub fn load_images_from(
+    images: &Path,
+    source: &GtSource,
+    split: Option<&[SplitEntry]>,
+    classes: Option<&ClassList>,
+) -> Result<Loaded, TrainError> {
+    let annotations = source.path.as_path();
     // The error names the folder already.
     let files =
         collect_images(&[images.to_path_buf()]).map_err(|e| TrainError::Data(e.to_string()))?;
@@ -77,8 +113,13 @@ pub fn load_images(
     for p in files {
         by_key.entry(image_key(&p)).or_default().push(p);
     }
-    let (gt, found_classes, issues) =
-        eval::load::load_gt(annotations, Some(Format::VocXml), None, false)?;
+    let (gt, found_classes, issues) = eval::load::load_gt(
+        annotations,
+        source.format,
+        source.classes.as_deref(),
+        Some(images),
+        false,
+    )?;
     let mut warnings: Vec<String> = Vec::new();
     if issues.total() > 0 {
         warnings.push(format!("{}: {issues}", annotations.display()));
@@ -92,7 +133,7 @@ pub fn load_images(
         let name = &found_classes.names[b.class];
         match classes.index(name) {
             Some(c) if b.bbox.is_valid() => objects
-                .entry(gt.images.name(b.image))
+                .entry(gt.images.file_key(b.image))
                 .or_default()
                 .push(Object {
                     label: c as u32 + 1,
@@ -100,7 +141,7 @@ pub fn load_images(
                 }),
             Some(_) => warnings.push(format!(
                 "{}: an object of {name} has an empty or inverted box; left out",
-                gt.images.name(b.image)
+                gt.images.file_key(b.image)
             )),
             None => *unknown.entry(name.as_str()).or_default() += 1,
         }
@@ -118,8 +159,11 @@ pub fn load_images(
                 _ => e.key.clone(),
             })
             .collect(),
-        None => gt.images.names().to_vec(),
+        None => (0..gt.images.len())
+            .map(|i| gt.images.file_key(i).to_string())
+            .collect(),
     };
+    let mut negatives = 0usize;
     let mut loaded = Vec::with_capacity(keys.len());
     for key in keys {
         let path = match by_key.get(&key).map(Vec::as_slice) {
@@ -143,15 +187,19 @@ pub fn load_images(
             }
         };
         if gt.images.get(&key).is_none() {
-            warnings.push(format!(
-                "{key}: no annotation file; trained on as an image without objects"
-            ));
+            // ILSVRC DET lists negative images (no annotation file): counted, not one line each.
+            negatives += 1;
         }
         loaded.push(TrainImage {
             path: path.clone(),
             objects: objects.get(key.as_str()).cloned().unwrap_or_default(),
             key,
         });
+    }
+    if negatives > 0 {
+        warnings.push(format!(
+            "{negatives} listed image(s) have no annotation: trained on as images without objects"
+        ));
     }
     if loaded.is_empty() {
         return Err(TrainError::Data(format!(

@@ -108,6 +108,7 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
     }
     let names: HashMap<i64, String> = categories.iter().cloned().collect();
     let mut images: Vec<String> = Vec::new();
+    let mut file_names = HashMap::new();
     let mut known = std::collections::HashSet::new();
     for (i, im) in data.images.iter().enumerate() {
         let raw = im.get("id");
@@ -123,6 +124,9 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
                     })?;
                 }
                 if known.insert(id.clone()) {
+                    if let Some(f) = im.get("file_name").and_then(Value::as_str) {
+                        file_names.insert(id.clone(), f.to_string());
+                    }
                     images.push(id);
                 } else {
                     issues.record(Kind::ImageId, || {
@@ -194,6 +198,7 @@ pub fn read_gt(path: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalE
         images,
         boxes,
         class_names,
+        file_names,
     })
 }
 

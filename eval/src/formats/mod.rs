@@ -8,6 +8,7 @@ pub mod csv;
 pub mod ilsvrc;
 pub mod txt;
 pub mod voc_xml;
+pub mod yolo;
 
 use std::fmt;
 use std::path::Path;
@@ -53,6 +54,8 @@ pub struct RawGroundTruth {
     pub boxes: Vec<RawGt>,
     /// Class names in the file's own order, where the format has a list (COCO categories).
     pub class_names: Option<Vec<String>>,
+    /// Image name -> file name, where the format names images otherwise (COCO: by id).
+    pub file_names: std::collections::HashMap<String, String>,
 }
 
 /// A detection as read.
@@ -77,6 +80,8 @@ pub enum Format {
     Csv,
     /// A folder of one txt per image: `class [score] x1 y1 x2 y2` (or `x y w h`).
     Txt,
+    /// YOLO labels: a folder of one txt per image, `class cx cy w h` normalised (ground truth).
+    Yolo,
 }
 
 impl FromStr for Format {
@@ -88,9 +93,10 @@ impl FromStr for Format {
             "ilsvrc" => Format::Ilsvrc,
             "csv" => Format::Csv,
             "txt" => Format::Txt,
+            "yolo" => Format::Yolo,
             other => {
                 return Err(EvalError::Usage(format!(
-                    "unknown format `{other}` (expected voc, coco, ilsvrc, csv or txt)"
+                    "unknown format `{other}` (expected voc, coco, ilsvrc, csv, txt or yolo)"
                 )))
             }
         })
@@ -116,6 +122,10 @@ impl Format {
                     _ => {}
                 }
             }
+            if (xml, txt) == (0, 0) && !voc_xml::xml_files(path)?.is_empty() {
+                // XML in class folders, as ILSVRC DET's train annotations.
+                return Ok(Format::VocXml);
+            }
             return match (xml, txt) {
                 (0, 0) => Err(EvalError::parse(
                     path,
@@ -123,6 +133,7 @@ impl Format {
                     "folder holds no .xml or .txt files".into(),
                 )),
                 (x, t) if x >= t => Ok(Format::VocXml),
+                _ if yolo::looks_like(path) => Ok(Format::Yolo),
                 _ => Ok(Format::Txt),
             };
         }

@@ -82,7 +82,7 @@ pub fn read_gt_dir(
     Ok(RawGroundTruth {
         images,
         boxes: out,
-        class_names: None,
+        ..Default::default()
     })
 }
 
