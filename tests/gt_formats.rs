@@ -158,13 +158,13 @@ fn each_format_of_bccd_gives_the_same_training_set_regions_and_ap() {
     let objects: usize = reference.images.iter().map(|i| i.objects.len()).sum();
     assert!(objects > 400, "{objects} objects");
     // Proposals: each object's box shifted by a few pixels either way, and one far corner.
-    let proposals = |images: &[inception_rcnn::train::data::TrainImage]| Precomputed {
-        stamp: Some(ProposalsStamp {
-            path: "shifted".into(),
-            bytes: 0,
-            modified: 0,
-        }),
-        boxes: std::sync::Arc::new(
+    let proposals = |images: &[inception_rcnn::train::data::TrainImage]| {
+        Precomputed::in_memory(
+            ProposalsStamp {
+                path: "shifted".into(),
+                bytes: 0,
+                modified: 0,
+            },
             images
                 .iter()
                 .map(|im| {
@@ -185,7 +185,7 @@ fn each_format_of_bccd_gives_the_same_training_set_regions_and_ap() {
                     (im.path.clone(), b)
                 })
                 .collect(),
-        ),
+        )
     };
     let index_of = |name: &str, loaded: &Loaded| {
         let spec = RegionSpec {

@@ -638,10 +638,7 @@ fn an_image_unreadable_mid_training_is_named_dropped_and_counted_in_the_log() {
         }),
         ..RegionSpec::new(images, 3)
     };
-    let pre = Precomputed {
-        stamp: spec.proposals.clone(),
-        boxes: std::sync::Arc::new(proposals),
-    };
+    let pre = Precomputed::in_memory(spec.proposals.clone().unwrap(), proposals);
     let index = RegionIndex::open_or_build(&dir.path().join("cache"), "train", &spec, &pre, &|| {})
         .unwrap();
     assert!(index.skipped.is_empty());

@@ -10,3 +10,4 @@ pub mod nms;
 pub mod proposals;
 pub mod reference;
 pub mod train;
+pub mod train_data;

@@ -362,12 +362,34 @@ pub fn read_proposals(
         }
         return Ok(out);
     }
+    let mut ranked: HashMap<String, Vec<(u64, BBox)>> = HashMap::new();
+    for_each_csv_proposal(path, issues, |image, rank, b| {
+        ranked.entry(image.to_string()).or_default().push((rank, b));
+    })?;
+    Ok(ranked
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by_key(|(r, _)| *r);
+            (k, v.into_iter().map(|(_, b)| b).collect())
+        })
+        .collect())
+}
+
+/// Calls `f(image, rank, box)` for each good row of a proposals CSV, in file order, without
+/// holding the file in memory (a DET-sized file is gigabytes). Bad rows are counted in `issues`
+/// with their line and skipped.
+pub fn for_each_csv_proposal(
+    path: &Path,
+    issues: &mut eval::Issues,
+    mut f: impl FnMut(&str, u64, BBox),
+) -> Result<(), eval::EvalError> {
+    use eval::issues::Kind;
+    let bad = |line: usize, m: String| eval::EvalError::parse(path, line, m);
     let file = std::fs::File::open(path).map_err(|e| eval::EvalError::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(eval::names::LineBounded::new(std::io::BufReader::new(file)));
-    let mut ranked: HashMap<String, Vec<(u64, BBox)>> = HashMap::new();
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
@@ -403,22 +425,13 @@ pub fn read_proposals(
         match parsed {
             Ok((rank, v)) => {
                 if let Some(b) = checked_box(issues, v, &at)? {
-                    ranked
-                        .entry(record[0].to_string())
-                        .or_default()
-                        .push((rank, b));
+                    f(&record[0], rank, b);
                 }
             }
             Err(m) => issues.record(Kind::Malformed, || format!("{}: {m}", at()))?,
         }
     }
-    Ok(ranked
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by_key(|(r, _)| *r);
-            (k, v.into_iter().map(|(_, b)| b).collect())
-        })
-        .collect())
+    Ok(())
 }
 
 /// Decodes and searches every image, reporting to `progress`; unreadable images are named in a

@@ -330,8 +330,10 @@ impl TrainJob {
                 .learned(multibox.as_ref(), &paths, || {})
                 .map(|(l, _)| l)
         };
+        // The index's build time includes reading precomputed proposals.
+        let started = std::time::Instant::now();
         let precomputed = match &job.proposals {
-            Some(path) => read_precomputed(path, &train_set.images)?,
+            Some(path) => read_precomputed(path, &train_set.images, &cache_dir(&job.out))?,
             None => Precomputed::default(),
         };
         let spec = RegionSpec {
@@ -368,6 +370,10 @@ impl TrainJob {
             progress.advance()
         })?;
         progress.finish();
+        tracing::info!(
+            "region index ready in {:.3} s",
+            started.elapsed().as_secs_f64()
+        );
         ensure(!index.is_empty(), || {
             "no training regions: no training image could be read".into()
         })?;
@@ -527,8 +533,12 @@ fn train_member(
 /// Precomputed proposals for `images`: one file of `rcnn proposals` (CSV or JSON), or a folder
 /// of them (the shard files of an array job), read whole. Images are matched by their names
 /// in the training set, then by file stem; images the files lack are trained on their ground
-/// truth alone (warned).
-pub fn read_precomputed(path: &Path, images: &[TrainImage]) -> Result<Precomputed, JobError> {
+/// truth alone (warned). CSV rows stream to a scratch file in `scratch` as they are read.
+pub fn read_precomputed(
+    path: &Path,
+    images: &[TrainImage],
+    scratch: &Path,
+) -> Result<Precomputed, JobError> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut f: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| JobError::Refused(format!("{}: {e}", path.display())))?
@@ -551,41 +561,87 @@ pub fn read_precomputed(path: &Path, images: &[TrainImage]) -> Result<Precompute
     } else {
         vec![path.to_path_buf()]
     };
-    let mut by_name: std::collections::HashMap<String, Vec<eval::BBox>> = Default::default();
-    let (mut bytes, mut modified) = (0u64, 0u64);
-    for f in &files {
+    eval::protect_inputs(files.iter().cloned());
+    // Each image by its unique name in the set, and by its key where that is not a name.
+    let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+    let names = crate::detect::decode::image_names(&paths);
+    let mut wanted: std::collections::HashMap<String, usize> = Default::default();
+    for (i, im) in images.iter().enumerate() {
+        wanted.insert(im.key.clone(), i);
+    }
+    for (i, n) in names.iter().enumerate() {
+        wanted.insert(n.clone(), i);
+    }
+    let mut stamp = crate::train::regions::ProposalsStamp {
+        path: path.to_path_buf(),
+        bytes: 0,
+        modified: 0,
+    };
+    let mut pre = Precomputed::default();
+    let mut spill = Precomputed::spill_writer(scratch)?;
+    // Which file gave each image its boxes: two files giving one image is refused.
+    let mut from: Vec<Option<usize>> = vec![None; images.len()];
+    let mut twice: Option<String> = None;
+    for (k, f) in files.iter().enumerate() {
         let mut issues = eval::Issues::new(false);
-        let read = crate::detect::propose::read_proposals(f, &mut issues)?;
+        let mut claim = |i: usize, name: &str| match from[i] {
+            Some(other) if other != k => {
+                twice.get_or_insert_with(|| name.to_string());
+                false
+            }
+            _ => {
+                from[i] = Some(k);
+                true
+            }
+        };
+        let is_json = f
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        if is_json {
+            for (name, boxes) in crate::detect::propose::read_proposals(f, &mut issues)? {
+                if let Some(&i) = wanted.get(&name) {
+                    if claim(i, &name) {
+                        pre.insert(images[i].path.clone(), boxes);
+                    }
+                }
+            }
+        } else {
+            let mut failed = None;
+            crate::detect::propose::for_each_csv_proposal(f, &mut issues, |name, rank, b| {
+                if let Some(&i) = wanted.get(name) {
+                    if failed.is_none() && claim(i, name) {
+                        if let Err(e) = spill.push(&images[i].path, rank, &b) {
+                            failed = Some(e);
+                        }
+                    }
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+        }
         if issues.total() > 0 {
             tracing::warn!("{}: {issues}", f.display());
         }
-        for (name, boxes) in read {
-            ensure(!by_name.contains_key(&name), || {
-                format!(
-                    "--proposals {}: image {name} has proposals in two files",
-                    path.display()
-                )
-            })?;
-            by_name.insert(name, boxes);
+        if let Some(name) = &twice {
+            return Err(JobError::Refused(format!(
+                "--proposals {}: image {name} has proposals in two files",
+                path.display()
+            )));
         }
         if let Some((b, m)) = crate::detect::file_stamp(f) {
-            bytes += b;
-            modified = modified.max(m);
+            stamp.bytes += b;
+            stamp.modified = stamp.modified.max(m);
         }
     }
-    eval::protect_inputs(files.iter().cloned());
-    let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
-    let names = crate::detect::decode::image_names(&paths);
-    let mut boxes = std::collections::HashMap::new();
-    let mut missing = Vec::new();
-    for (im, name) in images.iter().zip(&names) {
-        match by_name.get(name).or_else(|| by_name.get(&im.key)) {
-            Some(b) => {
-                boxes.insert(im.path.clone(), b.clone());
-            }
-            None => missing.push(im.key.as_str()),
-        }
-    }
+    pre.add_spill(spill)?;
+    pre.stamp = Some(stamp);
+    let missing: Vec<&str> = images
+        .iter()
+        .zip(&from)
+        .filter(|(_, f)| f.is_none())
+        .map(|(im, _)| im.key.as_str())
+        .collect();
     if !missing.is_empty() {
         tracing::warn!(
             "--proposals {}: no proposals for {} of {} training images (e.g. {}); they train on \
@@ -596,12 +652,5 @@ pub fn read_precomputed(path: &Path, images: &[TrainImage]) -> Result<Precompute
             missing[..missing.len().min(3)].join(", ")
         );
     }
-    Ok(Precomputed {
-        stamp: Some(crate::train::regions::ProposalsStamp {
-            path: path.to_path_buf(),
-            bytes,
-            modified,
-        }),
-        boxes: std::sync::Arc::new(boxes),
-    })
+    Ok(pre)
 }

@@ -91,11 +91,149 @@ pub struct ProposalsStamp {
     pub modified: u64,
 }
 
-/// Precomputed proposals by image path, with the stamp of the files they came from.
-#[derive(Debug, Clone, Default)]
+/// Precomputed proposals by image path, with the stamp of the files they came from. Those of a
+/// large CSV are spilled to an unlinked scratch file as they are read (20 bytes a box) and read
+/// back image by image, so that DET's hundreds of millions of boxes never sit in RAM.
+#[derive(Debug, Default)]
 pub struct Precomputed {
     pub stamp: Option<ProposalsStamp>,
-    pub boxes: std::sync::Arc<std::collections::HashMap<PathBuf, Vec<BBox>>>,
+    memory: std::collections::HashMap<PathBuf, Vec<BBox>>,
+    spill: Option<Spill>,
+}
+
+/// Boxes on disk: `(rank u32, x1, y1, x2, y2 f32)` records; each image's spans of records.
+#[derive(Debug)]
+struct Spill {
+    file: std::fs::File,
+    spans: std::collections::HashMap<PathBuf, Vec<(u64, u32)>>,
+}
+
+/// Bytes of a spilled box.
+const SPILLED_BOX: usize = 20;
+
+impl Precomputed {
+    /// Boxes held in memory (a JSON file, tests).
+    pub fn in_memory(
+        stamp: ProposalsStamp,
+        boxes: std::collections::HashMap<PathBuf, Vec<BBox>>,
+    ) -> Self {
+        Precomputed {
+            stamp: Some(stamp),
+            memory: boxes,
+            spill: None,
+        }
+    }
+
+    /// Adds boxes held in memory.
+    pub fn insert(&mut self, path: PathBuf, boxes: Vec<BBox>) {
+        self.memory.insert(path, boxes);
+    }
+
+    /// A writer that spills boxes to a scratch file in `dir` (unlinked at once: nothing is
+    /// left behind, even by a killed run).
+    pub fn spill_writer(dir: &Path) -> Result<SpillWriter, TrainError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(format!("proposals-{}.spill", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let _ = std::fs::remove_file(&path);
+        let writer =
+            std::io::BufWriter::with_capacity(1 << 20, file.try_clone().map_err(io_err(&path))?);
+        Ok(SpillWriter {
+            file,
+            writer,
+            at: 0,
+            spans: Default::default(),
+            path,
+        })
+    }
+
+    /// Takes the boxes a [`SpillWriter`] wrote.
+    pub fn add_spill(&mut self, w: SpillWriter) -> Result<(), TrainError> {
+        let path = w.path.clone();
+        w.writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .map_err(io_err(&path))?;
+        self.spill = Some(Spill {
+            file: w.file,
+            spans: w.spans,
+        });
+        Ok(())
+    }
+
+    /// The boxes of `image`, ranked as written; `None` where the files have none.
+    pub fn boxes_for(&self, image: &Path) -> Result<Option<Vec<BBox>>, String> {
+        if let Some(b) = self.memory.get(image) {
+            return Ok(Some(b.clone()));
+        }
+        let Some(spill) = &self.spill else {
+            return Ok(None);
+        };
+        let Some(spans) = spill.spans.get(image) else {
+            return Ok(None);
+        };
+        use std::os::unix::fs::FileExt;
+        let mut ranked = Vec::new();
+        for &(offset, count) in spans {
+            let mut bytes = vec![0u8; count as usize * SPILLED_BOX];
+            spill
+                .file
+                .read_exact_at(&mut bytes, offset)
+                .map_err(|e| format!("reading back spilled proposals: {e}"))?;
+            for r in bytes.chunks_exact(SPILLED_BOX) {
+                let f = |k: usize| f32::from_le_bytes(r[k..k + 4].try_into().expect("4 bytes"));
+                let rank = u32::from_le_bytes(r[0..4].try_into().expect("4 bytes"));
+                ranked.push((
+                    rank,
+                    BBox::new(f(4) as f64, f(8) as f64, f(12) as f64, f(16) as f64),
+                ));
+            }
+        }
+        ranked.sort_by_key(|r| r.0);
+        Ok(Some(ranked.into_iter().map(|r| r.1).collect()))
+    }
+
+    /// Images with boxes.
+    pub fn images(&self) -> usize {
+        self.memory.len() + self.spill.as_ref().map_or(0, |s| s.spans.len())
+    }
+}
+
+/// Writes proposals to a [`Precomputed`]'s scratch file as they are read.
+pub struct SpillWriter {
+    file: std::fs::File,
+    writer: std::io::BufWriter<std::fs::File>,
+    at: u64,
+    spans: std::collections::HashMap<PathBuf, Vec<(u64, u32)>>,
+    path: PathBuf,
+}
+
+impl SpillWriter {
+    /// Appends box `b` of rank `rank` to `image`'s boxes.
+    pub fn push(&mut self, image: &Path, rank: u64, b: &BBox) -> Result<(), TrainError> {
+        let mut r = [0u8; SPILLED_BOX];
+        r[0..4].copy_from_slice(&(rank.min(u32::MAX as u64) as u32).to_le_bytes());
+        for (k, v) in [b.x1, b.y1, b.x2, b.y2].iter().enumerate() {
+            r[4 + 4 * k..8 + 4 * k].copy_from_slice(&(*v as f32).to_le_bytes());
+        }
+        self.writer.write_all(&r).map_err(io_err(&self.path))?;
+        let spans = self.spans.entry(image.to_path_buf()).or_default();
+        // Rows of one image come together in a file: one span, grown.
+        match spans.last_mut() {
+            Some((offset, count)) if *offset + *count as u64 * SPILLED_BOX as u64 == self.at => {
+                *count += 1
+            }
+            _ => spans.push((self.at, 1)),
+        }
+        self.at += SPILLED_BOX as u64;
+        Ok(())
+    }
 }
 
 /// Everything that decides an index's contents; an index made with other settings is rebuilt.
@@ -197,11 +335,7 @@ fn image_regions(
 ) -> ImageRegions {
     let mut boxes = if spec.proposals.is_some() {
         // An image the file lacks has its ground truth alone (warned about once, by the job).
-        precomputed
-            .boxes
-            .get(&image.path)
-            .cloned()
-            .unwrap_or_default()
+        precomputed.boxes_for(&image.path)?.unwrap_or_default()
     } else {
         let img = decode(&image.path).map_err(|e| e.to_string())?;
         let search = || proposals::selective_search(&img, &spec.search_params());
@@ -603,10 +737,7 @@ mod tests {
             }),
             ..RegionSpec::new(images, 7)
         };
-        let pre = Precomputed {
-            stamp: spec.proposals.clone(),
-            boxes: std::sync::Arc::new(boxes),
-        };
+        let pre = Precomputed::in_memory(spec.proposals.clone().unwrap(), boxes);
         let index = RegionIndex::open_or_build(dir.path(), "t", &spec, &pre, &|| {}).unwrap();
         // Image 0: gt + 1 positive + 1 background; image 1: 2 background; image 2 as image 0.
         assert_eq!(

@@ -8,6 +8,7 @@ mod eval;
 mod nms;
 mod proposals;
 mod train;
+mod train_data;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,9 @@ enum BenchCommand {
     /// Training steps (upload, forward with auxiliary heads, backward, SGD, Polyak): regions/s
     /// per precision.
     Train(train::TrainBenchArgs),
+    /// `rcnn train` at growing N on synthetic datasets (streamed regions): disk per image,
+    /// peak RSS, index build time per image, steps/s; beside what the pixel cache would take.
+    TrainData(train_data::TrainDataBenchArgs),
     /// The evaluator (ilsvrc, voc, coco) on generated data of ILSVRC DET val's size, beside
     /// pycocotools on the same data.
     Eval(eval::EvalBenchArgs),
@@ -55,6 +59,7 @@ pub fn run(args: BenchArgs, threads: Option<usize>) -> anyhow::Result<()> {
         BenchCommand::Detect(a) => detect::run(a, threads),
         BenchCommand::Classify(a) => classify::run(a, threads),
         BenchCommand::Train(a) => train::run(a, threads),
+        BenchCommand::TrainData(a) => train_data::run(a, threads),
     }
 }
 
