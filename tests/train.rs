@@ -701,3 +701,69 @@ fn an_image_unreadable_mid_training_is_named_dropped_and_counted_in_the_log() {
         .to_string();
     assert_eq!(last, "1", "{log}");
 }
+
+#[test]
+fn proposals_from_two_shards_train_as_one_set_and_match_selective_search_in_process() {
+    // `rcnn proposals --shard K/2` over the six photos writes two files; `rcnn train
+    // --proposals DIR` reads the folder as one set, and its region index equals the one built
+    // with selective search in the training process (same search, same boxes).
+    let dir = tempfile::tempdir().unwrap();
+    let split = write_split(dir.path());
+    let list = dir.path().join("six.txt");
+    let data = root().join("data/raccoon/images");
+    std::fs::write(
+        &list,
+        IMAGES
+            .map(|k| format!("{}\n", data.join(format!("{k}.jpg")).display()))
+            .concat(),
+    )
+    .unwrap();
+    let props = dir.path().join("props");
+    std::fs::create_dir_all(&props).unwrap();
+    for k in 1..=2 {
+        let o = Command::new(env!("CARGO_BIN_EXE_rcnn"))
+            .args(["proposals"])
+            .arg(&list)
+            .args(["--seed", "3", "--shard", &format!("{k}/2"), "--out"])
+            .arg(props.join(format!("{k}.csv")))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let shard1 = std::fs::read_to_string(props.join("1.csv")).unwrap();
+    let shard2 = std::fs::read_to_string(props.join("2.csv")).unwrap();
+    let images_in = |t: &str| {
+        let mut n: Vec<String> = t
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect();
+        n.dedup();
+        n
+    };
+    let (a, b) = (images_in(&shard1), images_in(&shard2));
+    assert_eq!(a.len() + b.len(), 6, "{a:?} {b:?}");
+    assert!(a.iter().all(|x| !b.contains(x)));
+    let run = |out: &Path, extra: &[&str]| {
+        let o = train_command(&split, out, false)
+            .args(["--steps", "1", "--seed", "3"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        assert!(!err.contains("no proposals for"), "{err}");
+        RegionIndex::open_existing(&out.join("cache"), "train").unwrap()
+    };
+    let from_files = run(
+        &dir.path().join("files"),
+        &["--proposals", props.to_str().unwrap()],
+    );
+    let searched = run(&dir.path().join("searched"), &[]);
+    assert!(from_files.spec.proposals.is_some());
+    assert_eq!(from_files.len(), searched.len());
+    assert_eq!(
+        from_files.iter().collect::<Vec<_>>(),
+        searched.iter().collect::<Vec<_>>()
+    );
+}
