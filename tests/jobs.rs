@@ -254,6 +254,7 @@ fn a_visualize_job_scores_what_it_draws_and_keeps_its_inputs() {
         images: raccoons(2),
         dets: dets.clone(),
         gt: Some(root.join("data/raccoon/annotations")),
+        gt_format: None,
         classes: None,
         image_list: None,
         threshold: 0.5,

@@ -471,3 +471,8 @@ mod tests {
         Cli::command().debug_assert();
     }
 }
+
+/// `--gt-format`: voc, coco, csv, txt or yolo.
+pub(crate) fn parse_gt_format(s: &str) -> Result<eval::formats::Format, String> {
+    s.parse().map_err(|e: eval::EvalError| e.to_string())
+}

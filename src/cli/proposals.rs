@@ -16,10 +16,13 @@ pub struct ProposalsArgs {
     /// Images: folders (searched recursively), image files, or .txt lists of paths.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Ground truth (VOC/ILSVRC XML folder, COCO JSON or CSV; images matched by file stem):
-    /// prints recall at IoU 0.5 and 0.7 and MABO.
+    /// Ground truth (VOC/ILSVRC XML folder, COCO JSON, CSV, txt or YOLO labels, read as
+    /// map-eval reads them; images matched by name): prints recall at IoU 0.5 and 0.7 and MABO.
     #[arg(long, value_name = "PATH")]
     gt: Option<PathBuf>,
+    /// Format of --gt: voc, coco, csv, txt or yolo (default: guessed from the path).
+    #[arg(long, value_parser = super::parse_gt_format)]
+    gt_format: Option<eval::formats::Format>,
     #[command(flatten)]
     source: ProposalOptions,
     /// ours (pure Rust) or opencv (ximgproc, for comparison).
@@ -167,7 +170,7 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         median
     );
     if let Some(gt_path) = &args.gt {
-        let (gt, classes, issues) = eval::load::load_gt(gt_path, None, None, None, false)?;
+        let (gt, classes, issues) = eval::load::load_gt(gt_path, args.gt_format, None, None, false)?;
         if issues.total() > 0 {
             tracing::warn!("ground truth: {issues}");
         }

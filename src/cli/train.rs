@@ -125,7 +125,7 @@ pub struct DataArgs {
     #[arg(long, visible_alias = "gt", value_name = "PATH")]
     pub annotations: PathBuf,
     /// Format of --annotations: voc, coco, csv, txt or yolo (default: guessed as map-eval does).
-    #[arg(long, value_parser = parse_gt_format)]
+    #[arg(long, value_parser = super::parse_gt_format)]
     pub gt_format: Option<eval::formats::Format>,
     /// Train on these images only: one name a line (with or without extension).
     #[arg(long, value_name = "FILE")]
@@ -191,10 +191,6 @@ pub struct SgdArgs {
     /// Cap of the Polyak (moving) average's decay.
     #[arg(long, default_value_t = 0.999, value_parser = super::range::decay)]
     pub polyak: f64,
-}
-
-fn parse_gt_format(s: &str) -> Result<eval::formats::Format, String> {
-    s.parse().map_err(|e: eval::EvalError| e.to_string())
 }
 
 impl DataArgs {

@@ -15,10 +15,13 @@ pub struct VisualizeArgs {
     /// --image-list).
     #[arg(long, value_name = "PATH")]
     dets: PathBuf,
-    /// Ground truth (VOC/ILSVRC XML folder, COCO JSON, CSV): colours hits green, false
-    /// positives red and misses yellow.
+    /// Ground truth (VOC/ILSVRC XML folder, COCO JSON, CSV, txt or YOLO labels, read as
+    /// map-eval reads them): colours hits green, false positives red and misses yellow.
     #[arg(long, value_name = "PATH")]
     gt: Option<PathBuf>,
+    /// Format of --gt: voc, coco, csv, txt or yolo (default: guessed from the path).
+    #[arg(long, value_parser = super::parse_gt_format)]
+    gt_format: Option<eval::formats::Format>,
     /// Class list (one name per line, or the ILSVRC tsv); default: the ground truth's, or the
     /// names found in the detections.
     #[arg(long, value_name = "FILE")]
@@ -40,6 +43,7 @@ pub fn run(args: VisualizeArgs) -> anyhow::Result<()> {
         images: args.images,
         dets: args.dets,
         gt: args.gt,
+        gt_format: args.gt_format,
         classes: args.classes,
         image_list: args.image_list,
         threshold: args.threshold,

@@ -22,6 +22,8 @@ pub struct VisualizeJob {
     pub dets: PathBuf,
     /// Ground truth: colours hits, false positives and misses.
     pub gt: Option<PathBuf>,
+    /// Its format (default: guessed).
+    pub gt_format: Option<eval::formats::Format>,
     /// Class list; default: the ground truth's, or the names found in the detections.
     pub classes: Option<PathBuf>,
     pub image_list: Option<PathBuf>,
@@ -81,7 +83,7 @@ impl VisualizeJob {
         let (gt, classes) = match &self.gt {
             Some(p) => {
                 let (gt, classes, _) =
-                    eval::load::load_gt(p, None, self.classes.as_deref(), None, false)?;
+                    eval::load::load_gt(p, self.gt_format, self.classes.as_deref(), None, false)?;
                 (Some(gt), classes)
             }
             None => match &self.classes {
@@ -112,7 +114,7 @@ impl VisualizeJob {
         if let Some(gt) = &gt {
             for g in &gt.boxes {
                 objects
-                    .entry(gt.images.name(g.image).to_string())
+                    .entry(gt.images.file_key(g.image).to_string())
                     .or_default()
                     .push((g.class, g.bbox));
             }
