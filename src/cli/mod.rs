@@ -317,6 +317,11 @@ fn short_error(message: &str) -> String {
     }
 }
 
+/// `--gt-format`: voc, coco, csv, txt or yolo.
+pub(crate) fn parse_gt_format(s: &str) -> Result<eval::formats::Format, String> {
+    s.parse().map_err(|e: eval::EvalError| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,9 +475,4 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
-}
-
-/// `--gt-format`: voc, coco, csv, txt or yolo.
-pub(crate) fn parse_gt_format(s: &str) -> Result<eval::formats::Format, String> {
-    s.parse().map_err(|e: eval::EvalError| e.to_string())
 }
