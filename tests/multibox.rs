@@ -267,7 +267,7 @@ fn multibox_learns_resumes_and_feeds_proposals_detect_and_train() {
     let r = c.output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let listing: Vec<_> = walk(&t);
-    let index = std::fs::read_to_string(t.join("cache/train.json"))
+    let index = std::fs::read_to_string(t.join("cache/train.index.json"))
         .unwrap_or_else(|e| panic!("{e}: {listing:?}"));
     assert!(index.contains("top 7") && index.contains("\"alone\":true"));
 }

@@ -221,7 +221,12 @@ fn plain_parts(path: &Path) -> Vec<String> {
 /// stays inside its output folder (`eval::output::file_in` checks).
 pub fn image_names(images: &[PathBuf]) -> Vec<String> {
     use std::collections::{HashMap, HashSet};
-    let key = |p: &Path| name_part(&image_key(p));
+    // An empty stem (a path "" or one ending in `..`) is written `%00`, here as well as at the
+    // end of a longer name, which would otherwise end in an empty part (`a/`).
+    let key = |p: &Path| match name_part(&image_key(p)) {
+        k if k.is_empty() => "%00".to_string(),
+        k => k,
+    };
     // `k` trailing parts, the last without (or with) its extension.
     let suffix = |p: &Path, k: usize, with_ext: bool| -> String {
         let parts = plain_parts(p);
@@ -417,6 +422,16 @@ mod tests {
                 "r/%2E%2E"
             ]
         );
+        for n in &names {
+            assert_eq!(eval::output::unsafe_name(n), None, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_path_and_one_ending_in_dotdot_get_whole_names() {
+        // Found by the property below: both have an empty stem; the longer name ended in `/`.
+        let names = image_names(&[PathBuf::from(""), PathBuf::from("%/a/\n/../")]);
+        assert_eq!(names, ["%00", "%/%00"]);
         for n in &names {
             assert_eq!(eval::output::unsafe_name(n), None, "{n:?}");
         }
