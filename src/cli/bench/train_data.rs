@@ -16,6 +16,10 @@ pub(super) struct TrainDataBenchArgs {
     /// Training steps per size (the log's rate over them is steps/s).
     #[arg(long, default_value_t = 30, value_parser = crate::cli::range::count)]
     steps: usize,
+    /// RAM for decoded images in each run, in MB: below what any N decodes, so that the RSS
+    /// that grows with N is the index's and the image list's.
+    #[arg(long, value_name = "MB", default_value_t = 64, value_parser = crate::cli::range::count)]
+    image_cache: usize,
     /// Keep the datasets and runs here (default: a temporary folder, removed at the end).
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
@@ -60,8 +64,9 @@ pub(super) fn run(args: TrainDataBenchArgs, threads: Option<usize>) -> anyhow::R
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
         wrapper
     };
+    // A cache smaller than any N's decoded images, so that what grows with N is the rest.
     flags.push("--image-cache".into());
-    flags.push("1024".into());
+    flags.push(args.image_cache.to_string());
     println!(
         "rcnn train, streamed regions, {} proposals an image, {} steps each, flags: {}",
         args.proposals,
@@ -107,10 +112,11 @@ pub(super) fn run(args: TrainDataBenchArgs, threads: Option<usize>) -> anyhow::R
         if b.images > a.images {
             println!(
                 "peak RSS grows {:.2} KB per image from {} to {} images (the image cache is \
-                 bounded at 1024 MB)",
+                 bounded at {} MB)",
                 (b.peak_rss_kb as f64 - a.peak_rss_kb as f64) / (b.images - a.images) as f64,
                 a.images,
-                b.images
+                b.images,
+                args.image_cache
             );
         }
     }
