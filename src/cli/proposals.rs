@@ -170,7 +170,8 @@ pub fn run(args: ProposalsArgs, threads: Option<usize>) -> anyhow::Result<()> {
         median
     );
     if let Some(gt_path) = &args.gt {
-        let (gt, classes, issues) = eval::load::load_gt(gt_path, args.gt_format, None, None, false)?;
+        let (gt, classes, issues) =
+            eval::load::load_gt(gt_path, args.gt_format, None, None, false)?;
         if issues.total() > 0 {
             tracing::warn!("ground truth: {issues}");
         }

@@ -330,12 +330,14 @@ impl TrainJob {
                 .learned(multibox.as_ref(), &paths, || {})
                 .map(|(l, _)| l)
         };
+        tracing::debug!("memory after loading the ground truth: {}", memory());
         // The index's build time includes reading precomputed proposals.
         let started = std::time::Instant::now();
         let precomputed = match &job.proposals {
             Some(path) => read_precomputed(path, &train_set.images, &cache_dir(&job.out))?,
             None => Precomputed::default(),
         };
+        tracing::debug!("memory after reading proposals: {}", memory());
         let spec = RegionSpec {
             max_proposals: job.max_proposals,
             max_background: job.max_background,
@@ -374,6 +376,7 @@ impl TrainJob {
             "region index ready in {:.3} s",
             started.elapsed().as_secs_f64()
         );
+        tracing::debug!("memory after the index: {}", memory());
         ensure(!index.is_empty(), || {
             "no training regions: no training image could be read".into()
         })?;
@@ -426,6 +429,7 @@ impl TrainJob {
             .steps
             .unwrap_or_else(|| (job.epochs * index.len() as f64 / batch as f64).ceil() as usize)
             .max(1);
+        tracing::debug!("memory before training: {}", memory());
         let mut trained = Vec::new();
         for member in members {
             let out = job.member_out(member);
@@ -528,6 +532,20 @@ fn train_member(
     .map_err(|e| JobError::context(format!("training into {}", out.display()), e))?;
     progress.finish();
     Ok(())
+}
+
+/// This process's resident and peak memory (`VmRSS`, `VmHWM`) in MB, for the debug log.
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or("?".to_string(), |kb| format!("{:.0}", kb / 1024.0))
+    };
+    format!("rss {} MB, peak {} MB", field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Precomputed proposals for `images`: one file of `rcnn proposals` (CSV or JSON), or a folder

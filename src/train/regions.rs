@@ -521,6 +521,11 @@ impl RegionIndex {
         // Safety: the records file is ours, written once and renamed into place; nothing
         // modifies it while mapped (a rebuild writes a new file and renames it over).
         let records = unsafe { Mmap::map(&records) }.map_err(io_err(&records_path))?;
+        // Mini-batches read 28 bytes here and there: without this, each read faults in the
+        // kernel's read-around (64 KB or more), and a long run's resident memory grows toward
+        // the whole index (tens of GB for DET) instead of the pages it needs.
+        #[cfg(unix)]
+        let _ = records.advise(memmap2::Advice::Random);
         let mut positives_before = Vec::with_capacity(file.counts.len() + 1);
         let mut background_before = Vec::with_capacity(file.counts.len() + 1);
         let (mut p, mut b) = (0u64, 0u64);
