@@ -120,6 +120,15 @@ fn gpu_checks_library_test_filters_each_match_a_test() {
 /// Runs `deploy/slurm/submit-detect.sh` with a stand-in `sbatch` that records its environment
 /// and prints a job id; returns what the script printed.
 fn submit_with_fake_sbatch(dir: &Path, args: &[&Path]) -> std::process::Output {
+    submit_script_with_fake_sbatch("submit-detect.sh", dir, args)
+}
+
+/// `deploy/slurm/SCRIPT` run as [`submit_with_fake_sbatch`] runs submit-detect.sh.
+fn submit_script_with_fake_sbatch(
+    script: &str,
+    dir: &Path,
+    args: &[&Path],
+) -> std::process::Output {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -139,7 +148,11 @@ fn submit_with_fake_sbatch(dir: &Path, args: &[&Path]) -> std::process::Output {
         std::env::var("PATH").unwrap_or_default()
     );
     std::process::Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/submit-detect.sh"))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/slurm")
+                .join(script),
+        )
         .args(args)
         .env("PATH", path)
         .env("FAKE_SBATCH_ENV", dir.join("env"))
@@ -244,4 +257,56 @@ fn the_slurm_recipe_keeps_paths_whole_and_prints_commands_safe_to_paste() {
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no model file at"));
+}
+
+#[test]
+fn the_proposals_then_training_recipe_submits_two_jobs_and_refuses_split_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("photos");
+    std::fs::create_dir_all(&images).unwrap();
+    let run = dir.path().join("run");
+    let flags = ["--annotations", "gt.csv", "--steps", "10"].map(Path::new);
+    let mut args: Vec<&Path> = vec![&images, &run, Path::new("3")];
+    args.extend(flags.iter().copied());
+    let o = submit_script_with_fake_sbatch("submit-train.sh", dir.path(), &args);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("3 array tasks") && out.contains("train/model.safetensors"),
+        "{out}"
+    );
+    // Two sbatch calls (the array, then the training), both with the flags and the count.
+    let envs: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("env."))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(envs.len(), 2);
+    for e in &envs {
+        assert!(
+            e.contains("TRAIN_FLAGS=--annotations gt.csv --steps 10"),
+            "{e}"
+        );
+        assert!(e.contains("RCNN_SHARD_COUNT=3"), "{e}");
+    }
+    // A flag holding a space would be split by train.sbatch: refused before any submission.
+    let spaced = Path::new("my data/gt.csv");
+    let o = submit_script_with_fake_sbatch(
+        "submit-train.sh",
+        &dir.path().join("second"),
+        &[
+            &images,
+            &run,
+            Path::new("3"),
+            Path::new("--annotations"),
+            spaced,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("white space"));
 }
