@@ -616,6 +616,8 @@ fn map_eval_files(
         blacklist,
         subset,
         box_format: self::box_format(box_format)?,
+        // YOLO labels find their images in the `images` folder beside them.
+        gt_images: None,
         strict,
     };
     inputs.protect();
