@@ -29,6 +29,35 @@ fn write_split(dir: &Path) -> PathBuf {
     path
 }
 
+/// R-CNN's recipe for a network of an eighth of the width at 80 px with two outputs, over
+/// `regions` indexed regions, with `positives` and `background` regions a step.
+fn tiny_recipe(regions: usize, seed: u64, positives: usize, background: usize) -> Recipe {
+    Recipe {
+        config: GoogLeNetConfig {
+            width: 0.125,
+            input_size: 80,
+            num_classes: 2,
+            aux_logits: true,
+            ..GoogLeNetConfig::new(Layout::Paper)
+        },
+        classes: vec!["__background__".into(), "raccoon".into()],
+        init: Init::Scratch,
+        positives,
+        background,
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0002,
+        lr_decay: 0.96,
+        lr_every_epochs: 1.0,
+        aux_weight: 0.3,
+        polyak: 0.999,
+        flip: true,
+        seed,
+        regions,
+        pixels: PixelSource::Stream,
+    }
+}
+
 #[test]
 fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     tch::set_num_threads(TORCH_THREADS);
@@ -99,32 +128,8 @@ fn tiny_model_learns_and_its_averaged_weights_reload_to_the_same_outputs() {
     );
     assert_eq!(cache.decoded(), 4, "four images drawn, each decoded once");
 
-    let config = GoogLeNetConfig {
-        width: 0.125,
-        input_size: 80,
-        num_classes: 2,
-        aux_logits: true,
-        ..GoogLeNetConfig::new(Layout::Paper)
-    };
     let params = TrainParams {
-        recipe: Recipe {
-            config,
-            classes: vec!["__background__".into(), "raccoon".into()],
-            init: Init::Scratch,
-            positives: 8,
-            background: 24,
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 0.0002,
-            lr_decay: 0.96,
-            lr_every_epochs: 1.0,
-            aux_weight: 0.3,
-            polyak: 0.999,
-            flip: true,
-            seed: 7,
-            regions: index.len(),
-            pixels: PixelSource::Stream,
-        },
+        recipe: tiny_recipe(index.len(), 7, 8, 24),
         steps: 60,
         checkpoint_every: 30,
         log_every: 10,
@@ -648,30 +653,7 @@ fn an_image_unreadable_mid_training_is_named_dropped_and_counted_in_the_log() {
         1 << 26,
     );
     let params = TrainParams {
-        recipe: Recipe {
-            config: GoogLeNetConfig {
-                width: 0.125,
-                input_size: 80,
-                num_classes: 2,
-                aux_logits: true,
-                ..GoogLeNetConfig::new(Layout::Paper)
-            },
-            classes: vec!["__background__".into(), "raccoon".into()],
-            init: Init::Scratch,
-            positives: 8,
-            background: 8,
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 0.0002,
-            lr_decay: 0.96,
-            lr_every_epochs: 1.0,
-            aux_weight: 0.3,
-            polyak: 0.999,
-            flip: true,
-            seed: 3,
-            regions: index.len(),
-            pixels: PixelSource::Stream,
-        },
+        recipe: tiny_recipe(index.len(), 3, 8, 8),
         steps: 4,
         checkpoint_every: 4,
         log_every: 2,

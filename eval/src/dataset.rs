@@ -39,11 +39,7 @@ impl Images {
     /// another image already has that name).
     pub fn set_file(&mut self, i: usize, file: &str) {
         self.files.insert(i, file.to_string());
-        let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
-        let stem = match base.rsplit_once('.') {
-            Some((s, _)) if !s.is_empty() => s,
-            _ => base,
-        };
+        let (base, stem) = base_and_stem(file);
         for alias in [file, base, stem] {
             if !self.index.contains_key(alias) {
                 self.aliases.entry(alias.to_string()).or_insert(i);
@@ -55,11 +51,7 @@ impl Images {
     /// name (COCO), else its name.
     pub fn file_key(&self, i: usize) -> &str {
         match self.files.get(&i) {
-            Some(f) => {
-                let base = f.rsplit(['/', '\\']).next().unwrap_or(f);
-                base.rsplit_once('.')
-                    .map_or(base, |(s, _)| if s.is_empty() { base } else { s })
-            }
+            Some(f) => base_and_stem(f).1,
             None => &self.names[i],
         }
     }
@@ -79,6 +71,17 @@ impl Images {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// A file name as a format writes it (`dir/x.jpg`): its last part (`x.jpg`) and that part
+/// without its extension (`x`; a leading dot is no extension).
+fn base_and_stem(file: &str) -> (&str, &str) {
+    let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    let stem = match base.rsplit_once('.') {
+        Some((s, _)) if !s.is_empty() => s,
+        _ => base,
+    };
+    (base, stem)
 }
 
 /// One annotated object.

@@ -213,13 +213,7 @@ impl Sampler {
     }
 }
 
-/// The most memory this process has held (resident), bytes.
-pub fn peak_host_memory() -> u64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    usage.ru_maxrss.max(0) as u64 * 1024
-}
+pub use crate::run::device::peak_host_memory;
 
 /// Waits for the device's queued work (so clocks read after it measure it).
 pub fn synchronize(device: tch::Device) {

@@ -172,10 +172,12 @@ pub struct ScaleRow {
     pub generate_seconds: f64,
 }
 
-/// Runs `rcnn train` (`rcnn`, with `train_flags`) over a fresh dataset of `n` images in
-/// `work/n-N`, for `steps` steps, and measures it.
+/// Runs `rcnn GLOBAL train` (`global`: flags before the subcommand, such as `--threads`; with
+/// `train_flags` after it) over a fresh dataset of `n` images in `work/n-N`, for `steps` steps,
+/// and measures it.
 pub fn measure(
     rcnn: &Path,
+    global: &[String],
     work: &Path,
     n: usize,
     proposals: usize,
@@ -189,7 +191,8 @@ pub fn measure(
     let generate_seconds = started.elapsed().as_secs_f64();
     let out = dir.join("run");
     let mut cmd = Command::new(rcnn);
-    cmd.arg("train")
+    cmd.args(global)
+        .arg("train")
         .arg("--images")
         .arg(dir.join("images"))
         .arg("--annotations")
@@ -236,7 +239,7 @@ pub fn measure(
         .and_then(|s| s.parse().ok())
         .ok_or("no index time")?;
     let steps_per_s = steps_per_second(&out.join("log.csv"))?;
-    let disk = crate::train::batches::folder_bytes(&out) as f64;
+    let disk = folder_bytes(&out) as f64;
     let index = ["cache/train.regions", "cache/train.index.json"]
         .iter()
         .filter_map(|f| std::fs::metadata(out.join(f)).ok())
@@ -298,4 +301,23 @@ fn run_measured(mut cmd: Command) -> Result<(bool, u64, String), String> {
 /// The rcnn binary running now (the bench's children are the same build).
 pub fn this_binary() -> Result<PathBuf, String> {
     std::env::current_exe().map_err(|e| format!("finding the rcnn binary: {e}"))
+}
+
+/// Bytes of the files under `dir` (a run folder's disk use).
+fn folder_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }

@@ -11,7 +11,7 @@ use crate::model::precision::Precision;
 use crate::model::{GoogLeNetConfig, Layout, Model};
 use crate::run::device::DeviceChoice;
 use crate::run::shard::ShardSpec;
-use crate::train::batches::{folder_bytes, Batches, PixelSource};
+use crate::train::batches::{Batches, PixelSource};
 use crate::train::data::{load_images_from, read_split, GtSource, Loaded, TrainImage};
 use crate::train::regions::{cache_dir, Precomputed, RegionIndex, RegionSpec};
 use crate::train::{train, Event, Init, Recipe, TrainParams, Validation};
@@ -330,14 +330,14 @@ impl TrainJob {
                 .learned(multibox.as_ref(), &paths, || {})
                 .map(|(l, _)| l)
         };
-        tracing::debug!("memory after loading the ground truth: {}", memory());
+        tracing::debug!("peak memory after loading the ground truth: {}", peak_mb());
         // The index's build time includes reading precomputed proposals.
         let started = std::time::Instant::now();
         let precomputed = match &job.proposals {
             Some(path) => read_precomputed(path, &train_set.images, &cache_dir(&job.out))?,
             None => Precomputed::default(),
         };
-        tracing::debug!("memory after reading proposals: {}", memory());
+        tracing::debug!("peak memory after reading proposals: {}", peak_mb());
         let spec = RegionSpec {
             max_proposals: job.max_proposals,
             max_background: job.max_background,
@@ -376,7 +376,7 @@ impl TrainJob {
             "region index ready in {:.3} s",
             started.elapsed().as_secs_f64()
         );
-        tracing::debug!("memory after the index: {}", memory());
+        tracing::debug!("peak memory with the index built: {}", peak_mb());
         ensure(!index.is_empty(), || {
             "no training regions: no training image could be read".into()
         })?;
@@ -400,7 +400,7 @@ impl TrainJob {
                 progress.finish();
                 tracing::info!(
                     "pixel cache: {:.0} MB at {}",
-                    folder_bytes(&cache_dir) as f64 / 1e6 - index.disk_bytes() as f64 / 1e6,
+                    b.cache_bytes() as f64 / 1e6,
                     cache_dir.display()
                 );
                 b
@@ -429,7 +429,7 @@ impl TrainJob {
             .steps
             .unwrap_or_else(|| (job.epochs * index.len() as f64 / batch as f64).ceil() as usize)
             .max(1);
-        tracing::debug!("memory before training: {}", memory());
+        tracing::debug!("peak memory before training: {}", peak_mb());
         let mut trained = Vec::new();
         for member in members {
             let out = job.member_out(member);
@@ -534,18 +534,12 @@ fn train_member(
     Ok(())
 }
 
-/// This process's resident and peak memory (`VmRSS`, `VmHWM`) in MB, for the debug log.
-fn memory() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or("?".to_string(), |kb| format!("{:.0}", kb / 1024.0))
-    };
-    format!("rss {} MB, peak {} MB", field("VmRSS:"), field("VmHWM:"))
+/// This process's peak resident memory, for the debug log's phases.
+fn peak_mb() -> String {
+    format!(
+        "{:.0} MB",
+        crate::run::device::peak_host_memory() as f64 / (1 << 20) as f64
+    )
 }
 
 /// Precomputed proposals for `images`: one file of `rcnn proposals` (CSV or JSON), or a folder

@@ -389,6 +389,14 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// The most memory this process has held (resident), bytes: for benchmarks and the debug log.
+pub fn peak_host_memory() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss.max(0) as u64 * 1024
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

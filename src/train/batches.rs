@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use memmap2::Mmap;
@@ -289,6 +289,14 @@ impl<'a> Batches<'a> {
         self.dropped.lock().expect("not poisoned").len()
     }
 
+    /// Bytes of the pixel cache (none when streamed).
+    pub fn cache_bytes(&self) -> u64 {
+        match &self.pixels {
+            Pixels::Stream(_) => 0,
+            Pixels::Cache(c) => c.data.len() as u64,
+        }
+    }
+
     /// Images decoded so far (streamed).
     pub fn decoded(&self) -> u64 {
         match &self.pixels {
@@ -431,23 +439,4 @@ impl<'a> Batches<'a> {
         };
         Ok((crops, labels))
     }
-}
-
-/// Bytes of the files under `dir` (a run folder's disk use).
-pub fn folder_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }

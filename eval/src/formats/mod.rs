@@ -122,7 +122,7 @@ impl Format {
                     _ => {}
                 }
             }
-            if (xml, txt) == (0, 0) && !voc_xml::xml_files(path)?.is_empty() {
+            if (xml, txt) == (0, 0) && !files_under(path, &["xml"])?.is_empty() {
                 // XML in class folders, as ILSVRC DET's train annotations.
                 return Ok(Format::VocXml);
             }
@@ -261,6 +261,31 @@ pub(crate) fn files_with_extension(
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// The files under `dir` with one of `exts` (lower case; matched in any case), recursively:
+/// each folder's own files sorted by name, then its subfolders', in name order.
+pub(crate) fn files_under(dir: &Path, exts: &[&str]) -> Result<Vec<std::path::PathBuf>, EvalError> {
+    let mut files = Vec::new();
+    let mut subdirs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| EvalError::io(dir, e))? {
+        let p = entry.map_err(|e| EvalError::io(dir, e))?.path();
+        if p.is_dir() {
+            subdirs.push(p);
+        } else if p.is_file()
+            && p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| exts.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            files.push(p);
+        }
+    }
+    files.sort();
+    subdirs.sort();
+    for d in subdirs {
+        files.extend(files_under(&d, exts)?);
+    }
     Ok(files)
 }
 

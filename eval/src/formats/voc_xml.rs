@@ -6,35 +6,18 @@ use std::path::Path;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::{check_box, files_with_extension, stem, ClassKey, RawGroundTruth, RawGt};
+use super::{check_box, stem, ClassKey, RawGroundTruth, RawGt};
 use crate::issues::{Issues, Kind};
 use crate::EvalError;
 use boxes::BBox;
 
 /// Reads every `.xml` in `dir` (sorted by name); the image is the file's stem. A file that does
 /// not parse is reported with its line and skipped.
-/// The XML files under `dir`, recursively (ILSVRC DET's devkit keeps its train annotations in
-/// one folder per class, `n01443537/...xml`), sorted by path.
-pub fn xml_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, EvalError> {
-    let mut files = files_with_extension(dir, "xml")?;
-    let mut subdirs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| EvalError::io(dir, e))? {
-        let p = entry.map_err(|e| EvalError::io(dir, e))?.path();
-        if p.is_dir() {
-            subdirs.push(p);
-        }
-    }
-    subdirs.sort();
-    for d in subdirs {
-        files.extend(xml_files(&d)?);
-    }
-    Ok(files)
-}
-
 pub fn read_dir(dir: &Path, issues: &mut Issues) -> Result<RawGroundTruth, EvalError> {
     let mut gt = RawGroundTruth::default();
     let files = if dir.is_dir() {
-        xml_files(dir)?
+        // Recursively: ILSVRC DET's devkit keeps its train annotations in one folder per class.
+        super::files_under(dir, &["xml"])?
     } else {
         vec![dir.to_path_buf()]
     };

@@ -84,12 +84,8 @@ pub fn find_class_names(labels: &Path) -> Result<Option<(PathBuf, Vec<String>)>,
             .map_or_else(PathBuf::new, |d| d.join("classes.txt")),
     ] {
         if p.is_file() {
-            let names = crate::names::read_lines_text(&p)?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
+            // One name a line: the class-file reader every other list goes through.
+            let names = crate::ClassList::read(&p)?.names;
             return Ok(Some((p, names)));
         }
     }
@@ -168,28 +164,6 @@ pub fn yaml_names(text: &str, path: &Path) -> Result<Vec<String>, EvalError> {
     Ok(names)
 }
 
-/// The image files under `dir`, recursively, sorted.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>, EvalError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| EvalError::io(&d, e))? {
-            let p = entry.map_err(|e| EvalError::io(&d, e))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Reads the labels under `labels` for the images under `images` (default: the folder beside,
 /// [`images_beside`]). With `have_class_list`, class k may be named by the caller's list (line
 /// k + 1 of `--classes`) where the dataset names none.
@@ -217,7 +191,7 @@ pub fn read_gt(
             labels.display()
         )));
     }
-    let files = image_files(&images_dir)?;
+    let files = super::files_under(&images_dir, &IMAGE_EXTENSIONS)?;
     let mut raw = RawGroundTruth {
         class_names: names.as_ref().map(|(_, n)| n.clone()),
         ..Default::default()

@@ -42,28 +42,10 @@ pub(super) fn run(args: TrainDataBenchArgs, threads: Option<usize>) -> anyhow::R
         .split_whitespace()
         .map(String::from)
         .collect();
-    let mut prefix = Vec::new();
-    if let Some(t) = threads {
-        prefix = vec!["--threads".to_string(), t.to_string()];
-    }
-    // Global flags go before the subcommand: run `rcnn --threads T train ...`.
-    let rcnn_cmd = if prefix.is_empty() {
-        rcnn.clone()
-    } else {
-        let wrapper = work.join("rcnn-threads.sh");
-        std::fs::create_dir_all(&work)?;
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec '{}' {} \"$@\"\n",
-                rcnn.display(),
-                prefix.join(" ")
-            ),
-        )?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
-        wrapper
-    };
+    // Global flags go before the subcommand: `rcnn --threads T train ...`.
+    let global: Vec<String> = threads
+        .map(|t| vec!["--threads".to_string(), t.to_string()])
+        .unwrap_or_default();
     // A cache smaller than any N's decoded images, so that what grows with N is the rest.
     flags.push("--image-cache".into());
     flags.push(args.image_cache.to_string());
@@ -86,7 +68,7 @@ pub(super) fn run(args: TrainDataBenchArgs, threads: Option<usize>) -> anyhow::R
     );
     let mut rows = Vec::new();
     for &n in &args.sizes {
-        let row = measure(&rcnn_cmd, &work, n, args.proposals, args.steps, &flags);
+        let row = measure(&rcnn, &global, &work, n, args.proposals, args.steps, &flags);
         if args.keep.is_none() {
             // Each size's images and run are measured; none is needed after.
             let _ = std::fs::remove_dir_all(work.join(format!("n-{n}")));
